@@ -1,0 +1,43 @@
+"""Progress events from the scheduler, for whoever shows progress (the CLI, artifacts).
+
+A tiny in-process publish/subscribe: the flow emits, listeners render. Listeners must be quick
+and must not raise; a failing listener is dropped from that event, never from the run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class TaskEvent:
+    """A workflow task started or ended."""
+
+    workflow: str
+    task: str
+    kind: Literal["started", "finished"]
+    status: str | None
+    finished_count: int
+    total: int
+    duration_seconds: float | None = None
+    error: str | None = None
+
+
+Listener = Callable[[TaskEvent], None]
+_listeners: list[Listener] = []
+
+
+def subscribe(listener: Listener) -> Callable[[], None]:
+    """Start sending events to `listener`; returns the function that stops it."""
+    _listeners.append(listener)
+    return lambda: _listeners.remove(listener) if listener in _listeners else None
+
+
+def emit(event: TaskEvent) -> None:
+    for listener in list(_listeners):
+        try:
+            listener(event)
+        except Exception:  # a display problem must never break a run
+            pass

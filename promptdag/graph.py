@@ -1,0 +1,240 @@
+"""The task graph: dependencies resolved and validated, orders, critical path, Mermaid.
+
+Pure data and iterative algorithms only (no recursion: a 5,000-task chain must not hit the
+recursion limit). Every error names the tasks involved and says how to fix it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import heapq
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from promptdag.errors import SpecError
+from promptdag.spec import TaskSpec, TaskType, WorkflowSpec
+from promptdag.template import placeholders
+
+
+@dataclass(frozen=True)
+class WorkflowGraph:
+    """Resolved dependencies of a workflow, in declaration order."""
+
+    names: tuple[str, ...]
+    depends_on: Mapping[str, tuple[str, ...]]
+    references: Mapping[str, frozenset[str]]
+    priority: Mapping[str, int]
+    dependents: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def index(self) -> dict[str, int]:
+        return {name: i for i, name in enumerate(self.names)}
+
+    def roots(self) -> list[str]:
+        return [name for name in self.names if not self.depends_on[name]]
+
+    def descendants(self, name: str) -> list[str]:
+        """Every task downstream of `name`, in declaration order."""
+        seen: set[str] = set()
+        stack = list(self.dependents[name])
+        while stack:
+            current = stack.pop()
+            if current not in seen:
+                seen.add(current)
+                stack.extend(self.dependents[current])
+        return [n for n in self.names if n in seen]
+
+    def topological_order(self) -> list[str]:
+        """Dependencies first; among tasks free at once, higher priority, then declaration."""
+        index = self.index
+        remaining = {name: len(self.depends_on[name]) for name in self.names}
+        ready = [(-self.priority[n], index[n], n) for n in self.names if remaining[n] == 0]
+        heapq.heapify(ready)
+        order: list[str] = []
+        while ready:
+            _, _, name = heapq.heappop(ready)
+            order.append(name)
+            for child in self.dependents[name]:
+                remaining[child] -= 1
+                if remaining[child] == 0:
+                    heapq.heappush(ready, (-self.priority[child], index[child], child))
+        return order
+
+    def levels(self) -> list[list[str]]:
+        """Tasks grouped by longest distance from a root: what could run side by side."""
+        level: dict[str, int] = {}
+        for name in self.topological_order():
+            level[name] = max((level[d] + 1 for d in self.depends_on[name]), default=0)
+        grouped: list[list[str]] = [[] for _ in range(max(level.values(), default=-1) + 1)]
+        for name in self.names:
+            grouped[level[name]].append(name)
+        return grouped
+
+    def critical_path(self, weights: Mapping[str, float] | None = None) -> tuple[list[str], float]:
+        """The longest chain by total weight (default 1 per task), and that total."""
+        weight = weights or {}
+        finish: dict[str, float] = {}
+        via: dict[str, str | None] = {}
+        for name in self.topological_order():
+            best = max(self.depends_on[name], key=lambda d: finish[d], default=None)
+            finish[name] = (finish[best] if best else 0.0) + float(weight.get(name, 1.0))
+            via[name] = best
+        if not finish:
+            return [], 0.0
+        end: str | None = max(self.names, key=lambda n: finish[n])
+        total = finish[end] if end else 0.0
+        path: list[str] = []
+        while end is not None:
+            path.append(end)
+            end = via[end]
+        return path[::-1], total
+
+    def mermaid(self) -> str:
+        """A Mermaid flowchart (`graph TD`) that GitHub, the Prefect UI's Markdown and docs render."""
+        ids = {name: f"t{i}" for i, name in enumerate(self.names)}
+        lines = ["graph TD"]
+        for name in self.names:
+            lines.append(f'    {ids[name]}["{_mermaid_label(name)}"]')
+        for name in self.names:
+            for dep in self.depends_on[name]:
+                lines.append(f"    {ids[dep]} --> {ids[name]}")
+        return "\n".join(lines)
+
+
+def _mermaid_label(text: str) -> str:
+    return text.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;")
+
+
+def _suggest(name: str, candidates: Iterable[str]) -> str:
+    match = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return f"; did you mean {match[0]!r}?" if match else ""
+
+
+def _short(names: list[str], limit: int = 8) -> str:
+    shown = " -> ".join(repr(n) for n in names[:limit])
+    return shown if len(names) <= limit else f"{shown} -> ... ({len(names)} tasks)"
+
+
+def _implied_dependencies(tasks: list[TaskSpec]) -> dict[str, list[str]]:
+    """Stage rule: consecutive parallel/hybrid tasks form a stage, each sequential task is one;
+    a task without explicit `depends_on` depends on every task of the previous stage."""
+    implied: dict[str, list[str]] = {}
+    previous: list[str] = []
+    current: list[str] = []
+    current_is_parallel = False
+    for task in tasks:
+        parallel = task.task_type in (TaskType.PARALLEL, TaskType.HYBRID)
+        if not (parallel and current_is_parallel and current):
+            if current:
+                previous = current
+            current = []
+        implied[task.name] = list(previous)
+        current.append(task.name)
+        current_is_parallel = parallel
+    return implied
+
+
+def build_graph(spec: WorkflowSpec) -> WorkflowGraph:
+    """Resolve and validate a spec's dependencies; raise SpecError naming the problem."""
+    tasks = spec.tasks
+    first_at: dict[str, int] = {}
+    for i, task in enumerate(tasks):
+        if task.name in first_at:
+            raise SpecError(
+                f"task {task.name!r} is declared twice (tasks #{first_at[task.name] + 1} and "
+                f"#{i + 1}); task names must be unique"
+            )
+        first_at[task.name] = i
+    names = tuple(t.name for t in tasks)
+    known = set(names)
+    implied = _implied_dependencies(tasks)
+
+    depends_on: dict[str, tuple[str, ...]] = {}
+    references: dict[str, frozenset[str]] = {}
+    for task in tasks:
+        refs = _references(task, known)
+        references[task.name] = frozenset(refs)
+        if task.depends_on is None:
+            declared = implied[task.name]
+        else:
+            declared = task.depends_on
+            for dep in declared:
+                if dep == task.name:
+                    raise SpecError(
+                        f"task {task.name!r} depends on itself; remove {dep!r} from its depends_on"
+                    )
+                if dep not in known:
+                    raise SpecError(
+                        f"task {task.name!r} depends on {dep!r}, which does not exist"
+                        f"{_suggest(dep, known)}"
+                    )
+        depends_on[task.name] = tuple(dict.fromkeys([*declared, *refs]))
+
+    dependents: dict[str, list[str]] = {name: [] for name in names}
+    for name in names:
+        for dep in depends_on[name]:
+            dependents[dep].append(name)
+    graph = WorkflowGraph(
+        names=names,
+        depends_on=depends_on,
+        references=references,
+        priority={t.name: t.priority.rank for t in tasks},
+        dependents={k: tuple(v) for k, v in dependents.items()},
+    )
+    cycle = find_cycle(graph)
+    if cycle:
+        raise SpecError(
+            f"dependency cycle: {_short(cycle)}; remove one of these dependencies "
+            "(or a {{ reference }} that creates it)"
+        )
+    return graph
+
+
+def _references(task: TaskSpec, known: set[str]) -> list[str]:
+    """Task names a prompt references; context keys are inputs, not dependencies."""
+    refs: list[str] = []
+    for name in placeholders(task.prompt):
+        in_context = name in task.context
+        if name in known and in_context:
+            raise SpecError(
+                f"task {task.name!r}: {{{{ {name} }}}} is both a task and a key of its context; "
+                "rename the context key"
+            )
+        if in_context:
+            continue
+        if name == task.name:
+            raise SpecError(f"task {task.name!r} references its own result {{{{ {name} }}}}")
+        if name not in known:
+            raise SpecError(
+                f"task {task.name!r}: prompt references {{{{ {name} }}}}, which is neither a task "
+                f"nor a key of its context{_suggest(name, known | set(task.context))}"
+            )
+        refs.append(name)
+    return refs
+
+
+def find_cycle(graph: WorkflowGraph) -> list[str] | None:
+    """A dependency cycle as a closed path (first task repeated at the end), or None."""
+    white, grey, black = 0, 1, 2
+    colour = dict.fromkeys(graph.names, white)
+    for start in graph.names:
+        if colour[start] != white:
+            continue
+        path = [start]
+        iters = [iter(graph.depends_on[start])]
+        colour[start] = grey
+        while iters:
+            nxt = next(iters[-1], None)
+            if nxt is None:
+                colour[path.pop()] = black
+                iters.pop()
+                continue
+            if colour[nxt] == grey:
+                cycle = path[path.index(nxt) :] + [nxt]
+                # Report it in the direction work flows: dependency -> dependent.
+                return cycle[::-1]
+            if colour[nxt] == white:
+                colour[nxt] = grey
+                path.append(nxt)
+                iters.append(iter(graph.depends_on[nxt]))
+    return None

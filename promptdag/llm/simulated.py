@@ -1,0 +1,96 @@
+"""`simulated`: a deterministic offline model, the embedded default.
+
+No key, no network. Its answer is derived from the prompt, so a downstream answer changes when an
+upstream answer changes; tokens are estimated from text length. Options build any timing or
+failure profile for tests and benchmarks:
+
+- `latency_s`: seconds each call takes (awaited, so a timeout can interrupt it);
+- `failure_rate`: probability (0..1) that a call fails with a retryable error, decided by a hash
+  of (seed, prompt, attempt) so runs are reproducible;
+- `fail_first`: the first N attempts of each task fail with a retryable error;
+- `seed`: varies the failure draws.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from promptdag.errors import RetryableProviderError, SpecError
+from promptdag.llm.base import Completion, CompletionRequest, Usage
+
+
+class SimulatedOptions(BaseModel):
+    """The options `simulated` understands; others (temperature...) are accepted and ignored so
+    a spec can switch between a real model and `simulated` by changing one string."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    latency_s: float = Field(0.0, ge=0, le=86_400)
+    failure_rate: float = Field(0.0, ge=0, le=1)
+    fail_first: int = Field(0, ge=0)
+    seed: int = 0
+
+
+def estimate_tokens(text: str) -> int:
+    """About four characters a token, as the vendors' rule of thumb says."""
+    return max(1, (len(text) + 3) // 4)
+
+
+def _draw(*parts: object) -> float:
+    digest = hashlib.sha256("\x1f".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+class SimulatedModel:
+    """Deterministic stand-in for an LLM (see module docstring)."""
+
+    def __init__(self, name: str = "", options: dict[str, Any] | None = None) -> None:
+        self.name = "simulated" + (f":{name}" if name else "")
+        self.options = parse_options(options or {})
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        opts = self.options
+        if opts.latency_s:
+            await asyncio.sleep(opts.latency_s)
+        if request.attempt <= opts.fail_first:
+            raise RetryableProviderError(
+                f"simulated transient failure (attempt {request.attempt} of the first "
+                f"{opts.fail_first} that fail)"
+            )
+        if opts.failure_rate and _draw(opts.seed, request.prompt, request.attempt) < (
+            opts.failure_rate
+        ):
+            raise RetryableProviderError(
+                f"simulated transient failure (failure_rate {opts.failure_rate})"
+            )
+        text = answer(request.prompt)
+        return Completion(
+            text=text,
+            model=self.name,
+            usage=Usage(
+                input_tokens=estimate_tokens(request.prompt),
+                output_tokens=estimate_tokens(text),
+            ),
+        )
+
+
+def parse_options(options: dict[str, Any]) -> SimulatedOptions:
+    try:
+        return SimulatedOptions.model_validate(options)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(map(str, first["loc"]))
+        raise SpecError(f"simulated model option {field!r}: {first['msg']}") from None
+
+
+def answer(prompt: str) -> str:
+    """The simulated answer: a digest of the whole prompt and an echo of its first line."""
+    digest = hashlib.sha256(prompt.encode()).hexdigest()[:12]
+    first_line = next((line.strip() for line in prompt.splitlines() if line.strip()), "")
+    if len(first_line) > 120:
+        first_line = first_line[:117] + "..."
+    return f"[simulated {digest}] Answer to: {first_line}"

@@ -1,0 +1,85 @@
+"""What a run produces: per-task results, the workflow result, its summary (the result JSON)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from promptdag.llm.base import Usage
+
+TaskStatus = Literal["completed", "failed", "skipped", "cancelled"]
+
+
+class TaskResult(BaseModel):
+    """The outcome of one workflow task."""
+
+    name: str
+    status: TaskStatus
+    depends_on: list[str] = Field(default_factory=list)
+    attempts: int = Field(0, description="Model calls made for this task in this run.")
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    duration_seconds: float | None = None
+    model: str | None = None
+    prompt: str | None = Field(None, description="The rendered prompt the model saw.")
+    result: str | None = None
+    error: str | None = None
+    reused: bool = Field(False, description="Taken from an earlier run, no model call.")
+    usage: Usage = Field(default_factory=Usage)
+
+
+class Summary(BaseModel):
+    total_tasks: int
+    completed_count: int
+    failed_count: int
+    skipped_count: int
+    cancelled_count: int = 0
+    success_rate: float
+
+
+class WorkflowResult(BaseModel):
+    """The result JSON of DESIGN.md: what `promptdag run --json` prints and the flow returns."""
+
+    name: str
+    status: Literal["completed", "failed"]
+    flow_run_id: str | None = None
+    started_at: datetime
+    finished_at: datetime
+    elapsed_seconds: float
+    tasks: list[TaskResult]
+    summary: Summary
+    usage: Usage = Field(default_factory=Usage)
+
+    def task(self, name: str) -> TaskResult:
+        for task in self.tasks:
+            if task.name == name:
+                return task
+        raise KeyError(name)
+
+    @property
+    def results(self) -> dict[str, str | None]:
+        """Each task's result text by name."""
+        return {t.name: t.result for t in self.tasks}
+
+
+def summarise(tasks: list[TaskResult]) -> Summary:
+    total = len(tasks)
+    count = {status: sum(t.status == status for t in tasks) for status in
+             ("completed", "failed", "skipped", "cancelled")}
+    return Summary(
+        total_tasks=total,
+        completed_count=count["completed"],
+        failed_count=count["failed"],
+        skipped_count=count["skipped"],
+        cancelled_count=count["cancelled"],
+        success_rate=round(count["completed"] / total, 4) if total else 1.0,
+    )
+
+
+def total_usage(tasks: list[TaskResult]) -> Usage:
+    usage = Usage()
+    for task in tasks:
+        usage = usage + task.usage
+    return usage

@@ -1,0 +1,200 @@
+"""The workflow spec: what a user writes (YAML or JSON), as typed pydantic models.
+
+Field names follow the seed API (`POST /api/v1/workflows/`) so its request bodies load unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from promptdag.errors import SpecError
+
+FailureMode = Literal["fail_fast", "skip_dependents", "continue"]
+
+
+class TaskType(str, Enum):
+    """How a task without explicit `depends_on` is staged (see implied dependencies)."""
+
+    SEQUENTIAL = "sequential"
+    PARALLEL = "parallel"
+    HYBRID = "hybrid"
+
+
+class Priority(str, Enum):
+    """Among tasks that are ready at the same moment, higher priority starts first."""
+
+    LOW = "low"
+    NORMAL = "normal"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        return _PRIORITY_RANK[self]
+
+
+_PRIORITY_RANK = {Priority.LOW: 0, Priority.NORMAL: 1, Priority.HIGH: 2, Priority.CRITICAL: 3}
+
+ModelRef = str | list[str]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False, use_enum_values=False)
+
+
+class WorkflowConfig(_Strict):
+    """Settings for a whole workflow run; each task may override the per-task ones."""
+
+    breadth: int = Field(3, ge=1, le=1024, description="Max tasks running at once.")
+    depth: int = Field(5, ge=1, le=20, description="Max plan-execute-reflect rounds.")
+    timeout_seconds: float = Field(
+        300, gt=0, le=86_400, description="Per-task timeout (default for every task)."
+    )
+    enable_retry: bool = Field(True, description="Retry retryable failures (rate limits, 5xx).")
+    max_retries: int = Field(3, ge=0, le=20, description="Default retries per task.")
+    retry_backoff_seconds: float = Field(
+        1.0, ge=0, le=600, description="First retry delay; doubles each retry, with jitter."
+    )
+    collect_intermediate: bool = Field(
+        True, description="Keep rendered prompts and per-task results in the result."
+    )
+    failure_mode: FailureMode = Field(
+        "skip_dependents", description="fail_fast | skip_dependents | continue."
+    )
+    model: ModelRef = Field(
+        "simulated", description='Default model for every task, as "provider:model".'
+    )
+    model_options: dict[str, Any] = Field(
+        default_factory=dict, description="Provider options for every task."
+    )
+    runner: Literal["local"] = Field("local", description="Where task runs execute.")
+    runner_options: dict[str, Any] = Field(default_factory=dict)
+
+
+class TaskSpec(_Strict):
+    """One prompt of the workflow."""
+
+    name: str = Field(..., min_length=1, max_length=200, description="Unique task name.")
+    prompt: str = Field(..., description="The prompt; `{{ Task Name }}` inserts that result.")
+    description: str | None = None
+    task_type: TaskType = Field(TaskType.SEQUENTIAL, description="Staging when implied.")
+    priority: Priority = Field(Priority.NORMAL, description="Order among ready tasks.")
+    depends_on: list[str] | None = Field(
+        None, description="Explicit dependencies; omitted means implied by stages."
+    )
+    context: dict[str, Any] = Field(default_factory=dict, description="Extra prompt inputs.")
+    max_retries: int | None = Field(None, ge=0, le=20)
+    timeout_seconds: float | None = Field(None, gt=0, le=86_400)
+    model: ModelRef | None = None
+    model_options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_visible(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("task name must not be blank")
+        if value != value.strip():
+            raise ValueError("task name must not start or end with spaces")
+        if any(ch in value for ch in "{}\n\r\t"):
+            raise ValueError("task name must not contain braces, tabs or line breaks")
+        return value
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_not_empty(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("prompt must not be empty")
+        return value
+
+
+class WorkflowSpec(_Strict):
+    """A named DAG of prompt tasks and the config to run it with."""
+
+    name: str = Field(..., min_length=1, max_length=200, description="Workflow name.")
+    description: str | None = None
+    config: WorkflowConfig = Field(default_factory=WorkflowConfig)
+    tasks: list[TaskSpec] = Field(..., min_length=1, description="The prompt tasks.")
+
+    def task(self, name: str) -> TaskSpec:
+        for task in self.tasks:
+            if task.name == name:
+                return task
+        raise KeyError(name)
+
+
+def _location(loc: tuple[Any, ...], data: Any) -> str:
+    """`tasks[2].priority` becomes "task 'Synthesize': field 'priority'" where a name is known."""
+    if len(loc) >= 2 and loc[0] == "tasks" and isinstance(loc[1], int):
+        name = None
+        if isinstance(data, dict) and isinstance(data.get("tasks"), list):
+            items = data["tasks"]
+            if loc[1] < len(items) and isinstance(items[loc[1]], dict):
+                name = items[loc[1]].get("name")
+        who = f"task {name!r}" if isinstance(name, str) and name else f"task #{loc[1] + 1}"
+        rest = ".".join(str(p) for p in loc[2:])
+        return f"{who}: field {rest!r}" if rest else who
+    return "field " + repr(".".join(str(p) for p in loc)) if loc else "spec"
+
+
+def describe_validation_error(exc: ValidationError, data: Any) -> str:
+    """One line for the first problem pydantic found, naming the task and the field."""
+    errors = exc.errors()
+    first = errors[0]
+    message = first["msg"]
+    if first["type"] == "extra_forbidden":
+        message = "unknown field (check the spelling; see the spec reference in the README)"
+    elif first["type"] == "missing":
+        message = "required field is missing"
+    more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+    return f"{_location(tuple(first['loc']), data)}: {message}{more}"
+
+
+def parse_spec(data: Any, source: str = "spec") -> WorkflowSpec:
+    """Validate already-parsed data (a dict from YAML/JSON or an API body) into a spec."""
+    if isinstance(data, WorkflowSpec):
+        return data
+    if not isinstance(data, dict):
+        raise SpecError(f"{source}: expected a mapping with 'name' and 'tasks' at the top level")
+    try:
+        return WorkflowSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(f"{source}: {describe_validation_error(exc, data)}") from None
+
+
+def load_spec(path: str | Path) -> WorkflowSpec:
+    """Read a spec file (`.yaml`, `.yml` or `.json`; other names are tried as YAML)."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"{file}: no such file") from None
+    except IsADirectoryError:
+        raise SpecError(f"{file}: is a directory, expected a spec file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"{file}: cannot read: {exc}") from None
+    return parse_spec(_parse_text(text, file), str(file))
+
+
+def _parse_text(text: str, file: Path) -> Any:
+    if file.suffix.lower() == ".json":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SpecError(
+                f"{file}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+            ) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "cannot parse"
+        raise SpecError(f"{file}: invalid YAML{where}: {problem}") from None
+    except RecursionError:
+        raise SpecError(f"{file}: invalid YAML: nested too deeply") from None
