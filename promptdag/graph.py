@@ -110,9 +110,12 @@ def _suggest(name: str, candidates: Iterable[str]) -> str:
     return f"; did you mean {match[0]!r}?" if match else ""
 
 
-def _short(names: list[str], limit: int = 8) -> str:
-    shown = " -> ".join(repr(n) for n in names[:limit])
-    return shown if len(names) <= limit else f"{shown} -> ... ({len(names)} tasks)"
+def _cycle_text(cycle: list[str], limit: int = 8) -> str:
+    """'A' -> 'B' -> 'A', shortened in the middle for long cycles."""
+    if len(cycle) <= limit + 1:
+        return " -> ".join(repr(n) for n in cycle)
+    head = " -> ".join(repr(n) for n in cycle[:limit])
+    return f"{head} -> ... -> {cycle[-1]!r} (a cycle of {len(cycle) - 1} tasks)"
 
 
 def _implied_dependencies(tasks: list[TaskSpec]) -> dict[str, list[str]]:
@@ -184,7 +187,7 @@ def build_graph(spec: WorkflowSpec) -> WorkflowGraph:
     cycle = find_cycle(graph)
     if cycle:
         raise SpecError(
-            f"dependency cycle: {_short(cycle)}; remove one of these dependencies "
+            f"dependency cycle: {_cycle_text(cycle)}; remove one of these dependencies "
             "(or a {{ reference }} that creates it)"
         )
     return graph

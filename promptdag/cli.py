@@ -1,0 +1,173 @@
+"""The `promptdag` command: run | validate | graph.
+
+Exit codes: 0 completed/valid, 1 the workflow failed, 2 bad input (one line on stderr, no
+traceback), 130 interrupted. Prefect is imported only when a run starts, so validation is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from promptdag.errors import PromptDagError, SpecError
+from promptdag.events import TaskEvent, subscribe
+from promptdag.graph import WorkflowGraph
+from promptdag.results import WorkflowResult
+from promptdag.settings import get_settings
+from promptdag.spec import WorkflowSpec, load_spec, parse_spec
+from promptdag.validation import validate_spec
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # usage errors are bad input too: exit 2, one line
+        self.exit(EXIT_BAD_INPUT, f"promptdag: {message} (see promptdag --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="promptdag", description="Run DAGs of LLM prompts on Prefect.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="run a workflow spec")
+    run.add_argument("spec", help="spec file (.yaml, .yml or .json)")
+    run.add_argument("--model", help='use this model for every task ("provider:model")')
+    run.add_argument("--breadth", type=int, help="max tasks running at once")
+    run.add_argument("--json", action="store_true", help="print only the result JSON on stdout")
+    run.add_argument("--verbose", action="store_true", help="show Prefect's own logs")
+
+    validate = sub.add_parser("validate", help="check a spec and print its stages")
+    validate.add_argument("spec")
+
+    graph = sub.add_parser("graph", help="print the DAG as a Mermaid diagram")
+    graph.add_argument("spec")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "validate":
+            return _validate(args)
+        if args.command == "graph":
+            return _graph(args)
+        return _run(args)
+    except PromptDagError as exc:
+        print(f"promptdag: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("promptdag: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _load(path: str, model: str | None = None, breadth: int | None = None
+          ) -> tuple[WorkflowSpec, WorkflowGraph]:
+    spec = load_spec(path)
+    if model is not None or breadth is not None:
+        data = spec.model_dump(exclude_unset=True)
+        config = data.setdefault("config", {})
+        if model is not None:
+            config["model"] = model
+            for task in data["tasks"]:
+                task.pop("model", None)
+        if breadth is not None:
+            config["breadth"] = breadth
+        spec = parse_spec(data, source=f"{path} (with command-line options)")
+    elif "model" not in spec.config.model_fields_set and (default := get_settings().model):
+        spec = spec.model_copy(update={"config": spec.config.model_copy(update={"model": default})})
+    return spec, validate_spec(spec)
+
+
+def _validate(args: argparse.Namespace) -> int:
+    spec, graph = _load(args.spec)
+    path, _ = graph.critical_path()
+    print(f"{args.spec}: valid: {len(graph.names)} tasks, {len(graph.levels())} stages, "
+          f"breadth {spec.config.breadth}")
+    for i, level in enumerate(graph.levels(), 1):
+        print(f"  stage {i}: {', '.join(level)}")
+    print(f"  critical path ({len(path)} tasks): {' -> '.join(path)}")
+    return EXIT_OK
+
+
+def _graph(args: argparse.Namespace) -> int:
+    _, graph = _load(args.spec)
+    print(graph.mermaid())
+    return EXIT_OK
+
+
+def _quiet_prefect(verbose: bool) -> None:
+    """Keep Prefect's console chatter (and offline telemetry errors) away from users.
+
+    Logs still reach the Prefect API, so the UI shows them. Set before Prefect is imported.
+    """
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    if verbose or not get_settings().quiet_prefect:
+        return
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+    os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
+    os.environ.setdefault("PREFECT_LOGGING_INTERNAL_LEVEL", "CRITICAL")
+
+
+def _run(args: argparse.Namespace) -> int:
+    spec, _ = _load(args.spec, args.model, args.breadth)
+    _quiet_prefect(args.verbose)
+    from promptdag.api import run  # Prefect starts here, only for valid input
+
+    unsubscribe = subscribe(_ProgressPrinter()) if not args.json else (lambda: None)
+    if not args.json:
+        print(f"Running {spec.name!r}: {len(spec.tasks)} tasks, breadth {spec.config.breadth}",
+              file=sys.stderr)
+    try:
+        result = run(spec)
+    finally:
+        unsubscribe()
+    if args.json:
+        print(result.model_dump_json(indent=2))
+    else:
+        print(render_summary(result, Path(args.spec).name))
+    return EXIT_OK if result.status == "completed" else EXIT_FAILED
+
+
+class _ProgressPrinter:
+    """One stderr line per finished task: live progress for long runs."""
+
+    marks = {"completed": "ok", "failed": "FAILED", "skipped": "skipped", "cancelled": "cancelled"}
+
+    def __call__(self, event: TaskEvent) -> None:
+        if event.kind != "finished":
+            return
+        took = f" ({event.duration_seconds:.2f}s)" if event.duration_seconds is not None else ""
+        why = f": {event.error}" if event.error and event.status == "failed" else ""
+        print(f"  [{event.finished_count}/{event.total}] {self.marks.get(event.status or '', '?')}"
+              f" {event.task}{took}{why}", file=sys.stderr, flush=True)
+
+
+def render_summary(result: WorkflowResult, source: str = "") -> str:
+    """The human-readable end of a run: status, counts, usage, each task's outcome."""
+    s = result.summary
+    lines = [
+        f"{result.name}: {result.status.upper()} in {result.elapsed_seconds:.2f}s "
+        f"({s.completed_count}/{s.total_tasks} completed, {s.failed_count} failed, "
+        f"{s.skipped_count} skipped, {s.cancelled_count} cancelled)",
+        f"usage: {result.usage.input_tokens} input + {result.usage.output_tokens} output tokens, "
+        f"${result.usage.cost_usd:.4f}",
+    ]
+    if result.flow_run_id:
+        lines.append(f"flow run: {result.flow_run_id}")
+    width = min(40, max(len(t.name) for t in result.tasks))
+    for task in result.tasks:
+        detail = task.error if task.status != "completed" else (task.result or "")
+        detail = detail.splitlines()[0] if detail else ""
+        if len(detail) > 90:
+            detail = detail[:87] + "..."
+        lines.append(f"  {task.status:<9} {task.name[:width]:<{width}}  {detail}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,80 @@
+"""Shared test parts: a recording provider registered through the public registry."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+# Offline machine: no telemetry attempts from the temporary Prefect server.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+from promptdag.errors import PermanentProviderError
+from promptdag.llm.base import Completion, CompletionRequest, Usage
+from promptdag.llm.registry import register_provider
+
+
+@dataclass
+class Call:
+    task: str
+    start: float
+    end: float = 0.0
+
+
+@dataclass
+class ProbeLog:
+    """Intervals of real model calls, measured inside the model (where a slot is really busy)."""
+
+    calls: list[Call] = field(default_factory=list)
+
+    def starts(self) -> list[str]:
+        return [c.task for c in sorted(self.calls, key=lambda c: c.start)]
+
+    def max_overlap(self) -> int:
+        edges = sorted([(c.start, 1) for c in self.calls] + [(c.end, -1) for c in self.calls],
+                       key=lambda e: (e[0], e[1]))
+        current = best = 0
+        for _, step in edges:
+            current += step
+            best = max(best, current)
+        return best
+
+    def call(self, task: str) -> Call:
+        return next(c for c in self.calls if c.task == task)
+
+
+PROBE = ProbeLog()
+
+
+class ProbeModel:
+    """`probe:<anything>`: sleeps `latency_s`, records when it ran; `permanent: true` fails."""
+
+    def __init__(self, name: str, options: dict[str, Any]) -> None:
+        self.name = f"probe:{name}"
+        self.options = options
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        call = Call(task=request.task_name or "?", start=time.perf_counter())
+        PROBE.calls.append(call)
+        try:
+            if self.options.get("permanent"):
+                raise PermanentProviderError("probe: permanent failure (bad request)")
+            await asyncio.sleep(float(self.options.get("latency_s", 0)))
+            return Completion(text=f"probe answer for {request.task_name}", model=self.name,
+                              usage=Usage(input_tokens=1, output_tokens=1))
+        finally:
+            call.end = time.perf_counter()
+
+
+register_provider("probe", ProbeModel)
+
+
+@pytest.fixture
+def probe() -> ProbeLog:
+    PROBE.calls.clear()
+    return PROBE
