@@ -86,8 +86,11 @@ class ReadySetScheduler:
         upstream = {dep: self._text[dep] for dep in self.graph.depends_on[name]}
         options = prompt_task_options(self.spec, task_spec)
         started, clock = _now(), time.perf_counter()
-        emit(TaskEvent(self.spec.name, name, "started", None, len(self.results),
-                       len(self.graph.names)))
+        emit(
+            TaskEvent(
+                self.spec.name, name, "started", None, len(self.results), len(self.graph.names)
+            )
+        )
         try:
             output: PromptOutput = await run_prompt.with_options(**options)(job, upstream)
         except Exception as exc:
@@ -95,16 +98,28 @@ class ReadySetScheduler:
             if attempts is None:  # a timeout: Prefect retried it until the budget ran out
                 attempts = options["retries"] + 1
             return TaskResult(
-                name=name, status="failed", depends_on=list(self.graph.depends_on[name]),
-                attempts=attempts, started_at=started, finished_at=_now(),
+                name=name,
+                status="failed",
+                depends_on=list(self.graph.depends_on[name]),
+                attempts=attempts,
+                started_at=started,
+                finished_at=_now(),
                 duration_seconds=round(time.perf_counter() - clock, 4),
-                model=job.models[0], error=_describe(exc, options["timeout_seconds"]),
+                model=job.models[0],
+                error=_describe(exc, options["timeout_seconds"]),
             )
         return TaskResult(
-            name=name, status="completed", depends_on=list(self.graph.depends_on[name]),
-            attempts=output.attempts, started_at=started, finished_at=_now(),
-            duration_seconds=round(time.perf_counter() - clock, 4), model=output.model,
-            prompt=output.prompt, result=output.text, usage=output.usage,
+            name=name,
+            status="completed",
+            depends_on=list(self.graph.depends_on[name]),
+            attempts=output.attempts,
+            started_at=started,
+            finished_at=_now(),
+            duration_seconds=round(time.perf_counter() - clock, 4),
+            model=output.model,
+            prompt=output.prompt,
+            result=output.text,
+            usage=output.usage,
         )
 
     def _settle(self, result: TaskResult) -> None:
@@ -120,12 +135,23 @@ class ReadySetScheduler:
             for child in self.graph.descendants(name):
                 if child not in self.results:
                     self.results[child] = TaskResult(
-                        name=child, status="skipped",
+                        name=child,
+                        status="skipped",
                         depends_on=list(self.graph.depends_on[child]),
                         error=f"skipped: upstream task {name!r} failed",
                     )
-        emit(TaskEvent(self.spec.name, name, "finished", result.status, len(self.results),
-                       len(self.graph.names), result.duration_seconds, result.error))
+        emit(
+            TaskEvent(
+                self.spec.name,
+                name,
+                "finished",
+                result.status,
+                len(self.results),
+                len(self.graph.names),
+                result.duration_seconds,
+                result.error,
+            )
+        )
 
     def _release(self, name: str, text: str) -> None:
         self._text[name] = text

@@ -11,9 +11,9 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from promptdag.errors import PromptDagError, SpecError
+from promptdag.errors import PromptDagError
 from promptdag.events import TaskEvent, subscribe
 from promptdag.graph import WorkflowGraph
 from promptdag.results import WorkflowResult
@@ -64,8 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
-def _load(path: str, model: str | None = None, breadth: int | None = None
-          ) -> tuple[WorkflowSpec, WorkflowGraph]:
+def _load(
+    path: str, model: str | None = None, breadth: int | None = None
+) -> tuple[WorkflowSpec, WorkflowGraph]:
     spec = load_spec(path)
     if model is not None or breadth is not None:
         data = spec.model_dump(exclude_unset=True)
@@ -85,8 +86,10 @@ def _load(path: str, model: str | None = None, breadth: int | None = None
 def _validate(args: argparse.Namespace) -> int:
     spec, graph = _load(args.spec)
     path, _ = graph.critical_path()
-    print(f"{args.spec}: valid: {len(graph.names)} tasks, {len(graph.levels())} stages, "
-          f"breadth {spec.config.breadth}")
+    print(
+        f"{args.spec}: valid: {len(graph.names)} tasks, {len(graph.levels())} stages, "
+        f"breadth {spec.config.breadth}"
+    )
     for i, level in enumerate(graph.levels(), 1):
         print(f"  stage {i}: {', '.join(level)}")
     print(f"  critical path ({len(path)} tasks): {' -> '.join(path)}")
@@ -120,8 +123,10 @@ def _run(args: argparse.Namespace) -> int:
 
     unsubscribe = subscribe(_ProgressPrinter()) if not args.json else (lambda: None)
     if not args.json:
-        print(f"Running {spec.name!r}: {len(spec.tasks)} tasks, breadth {spec.config.breadth}",
-              file=sys.stderr)
+        print(
+            f"Running {spec.name!r}: {len(spec.tasks)} tasks, breadth {spec.config.breadth}",
+            file=sys.stderr,
+        )
     try:
         result = run(spec)
     finally:
@@ -136,15 +141,24 @@ def _run(args: argparse.Namespace) -> int:
 class _ProgressPrinter:
     """One stderr line per finished task: live progress for long runs."""
 
-    marks = {"completed": "ok", "failed": "FAILED", "skipped": "skipped", "cancelled": "cancelled"}
+    marks: ClassVar[dict[str, str]] = {
+        "completed": "ok",
+        "failed": "FAILED",
+        "skipped": "skipped",
+        "cancelled": "cancelled",
+    }
 
     def __call__(self, event: TaskEvent) -> None:
         if event.kind != "finished":
             return
         took = f" ({event.duration_seconds:.2f}s)" if event.duration_seconds is not None else ""
         why = f": {event.error}" if event.error and event.status == "failed" else ""
-        print(f"  [{event.finished_count}/{event.total}] {self.marks.get(event.status or '', '?')}"
-              f" {event.task}{took}{why}", file=sys.stderr, flush=True)
+        print(
+            f"  [{event.finished_count}/{event.total}] {self.marks.get(event.status or '', '?')}"
+            f" {event.task}{took}{why}",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def render_summary(result: WorkflowResult, source: str = "") -> str:

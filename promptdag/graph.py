@@ -90,7 +90,7 @@ class WorkflowGraph:
         return path[::-1], total
 
     def mermaid(self) -> str:
-        """A Mermaid flowchart (`graph TD`) that GitHub, the Prefect UI's Markdown and docs render."""
+        """A Mermaid flowchart (`graph TD`), as GitHub and Prefect artifacts render it."""
         ids = {name: f"t{i}" for i, name in enumerate(self.names)}
         lines = ["graph TD"]
         for name in self.names:

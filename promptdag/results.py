@@ -66,8 +66,10 @@ class WorkflowResult(BaseModel):
 
 def summarise(tasks: list[TaskResult]) -> Summary:
     total = len(tasks)
-    count = {status: sum(t.status == status for t in tasks) for status in
-             ("completed", "failed", "skipped", "cancelled")}
+    count = {
+        status: sum(t.status == status for t in tasks)
+        for status in ("completed", "failed", "skipped", "cancelled")
+    }
     return Summary(
         total_tasks=total,
         completed_count=count["completed"],

@@ -36,8 +36,9 @@ class PromptJob(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
 
     @classmethod
-    def from_spec(cls, spec: WorkflowSpec, task_spec: TaskSpec, references: frozenset[str]
-                  ) -> PromptJob:
+    def from_spec(
+        cls, spec: WorkflowSpec, task_spec: TaskSpec, references: frozenset[str]
+    ) -> PromptJob:
         return cls(
             workflow=spec.name,
             name=task_spec.name,
@@ -76,8 +77,9 @@ async def run_prompt(job: PromptJob, upstream: dict[str, str]) -> PromptOutput:
     try:
         model = get_model(model_name, job.options)
         completion = await model.complete(
-            CompletionRequest(prompt=prompt, options=job.options, attempt=attempt,
-                              task_name=job.name)
+            CompletionRequest(
+                prompt=prompt, options=job.options, attempt=attempt, task_name=job.name
+            )
         )
     except ProviderError as exc:
         exc.attempts = attempt

@@ -36,8 +36,10 @@ class ProbeLog:
         return [c.task for c in sorted(self.calls, key=lambda c: c.start)]
 
     def max_overlap(self) -> int:
-        edges = sorted([(c.start, 1) for c in self.calls] + [(c.end, -1) for c in self.calls],
-                       key=lambda e: (e[0], e[1]))
+        edges = sorted(
+            [(c.start, 1) for c in self.calls] + [(c.end, -1) for c in self.calls],
+            key=lambda e: (e[0], e[1]),
+        )
         current = best = 0
         for _, step in edges:
             current += step
@@ -65,8 +67,11 @@ class ProbeModel:
             if self.options.get("permanent"):
                 raise PermanentProviderError("probe: permanent failure (bad request)")
             await asyncio.sleep(float(self.options.get("latency_s", 0)))
-            return Completion(text=f"probe answer for {request.task_name}", model=self.name,
-                              usage=Usage(input_tokens=1, output_tokens=1))
+            return Completion(
+                text=f"probe answer for {request.task_name}",
+                model=self.name,
+                usage=Usage(input_tokens=1, output_tokens=1),
+            )
         finally:
             call.end = time.perf_counter()
 

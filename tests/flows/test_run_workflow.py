@@ -39,9 +39,17 @@ async def test_the_seed_api_request_body_runs_as_it_is():
 
 
 async def test_references_insert_upstream_results_into_the_prompt():
-    result = await arun(workflow(t("Facts", depends_on=[]),
-                                 t("Essay", "Write on {{ topic }} from: {{ Facts }}",
-                                   depends_on=[], context={"topic": "bees"})))
+    result = await arun(
+        workflow(
+            t("Facts", depends_on=[]),
+            t(
+                "Essay",
+                "Write on {{ topic }} from: {{ Facts }}",
+                depends_on=[],
+                context={"topic": "bees"},
+            ),
+        )
+    )
     facts, essay = result.task("Facts"), result.task("Essay")
     assert essay.depends_on == ["Facts"]
     assert essay.prompt == f"Write on bees from: {facts.result}"
@@ -53,8 +61,10 @@ async def test_flow_run_and_task_runs_are_named_after_the_workflow():
         run = await client.read_flow_run(UUID(result.flow_run_id))
         assert run.name == "test"
         task_runs = await client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])), limit=50,
-            sort=TaskRunSort.EXPECTED_START_TIME_ASC)
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])),
+            limit=50,
+            sort=TaskRunSort.EXPECTED_START_TIME_ASC,
+        )
     assert sorted(r.name for r in task_runs) == ["Alpha", "Beta"]
     assert all("workflow:test" in r.tags for r in task_runs)
 
@@ -73,21 +83,22 @@ async def test_retry_budget_is_never_exceeded():
 
 
 async def test_no_retries_when_retry_is_disabled():
-    result = await arun(workflow(t("Broken", model_options={"fail_first": 1}),
-                                 enable_retry=False))
+    result = await arun(workflow(t("Broken", model_options={"fail_first": 1}), enable_retry=False))
     assert result.task("Broken").attempts == 1
 
 
 async def test_permanent_errors_are_not_retried(probe):
-    result = await arun(workflow(t("Bad", model="probe:x", model_options={"permanent": True}),
-                                 max_retries=3))
+    result = await arun(
+        workflow(t("Bad", model="probe:x", model_options={"permanent": True}), max_retries=3)
+    )
     assert result.task("Bad").attempts == 1 and len(probe.calls) == 1
     assert "permanent failure" in (result.task("Bad").error or "")
 
 
 async def test_a_hanging_model_is_stopped_by_the_timeout_and_retried():
-    result = await arun(workflow(t("Hang", model_options={"latency_s": 30}, timeout_seconds=0.3,
-                                   max_retries=1)))
+    result = await arun(
+        workflow(t("Hang", model_options={"latency_s": 30}, timeout_seconds=0.3, max_retries=1))
+    )
     task = result.task("Hang")
     assert task.status == "failed" and task.attempts == 2
     assert task.error == "timed out after 0.3 s"
@@ -95,12 +106,17 @@ async def test_a_hanging_model_is_stopped_by_the_timeout_and_retried():
 
 
 async def test_fail_fast_cancels_what_has_not_started():
-    result = await arun(workflow(
-        t("Bad", model_options={"fail_first": 9}, depends_on=[]),
-        t("Later", depends_on=["Bad"]),
-        t("Other", depends_on=[], model_options={"latency_s": 0.2}),
-        t("AfterOther", depends_on=["Other"]),
-        max_retries=0, failure_mode="fail_fast", breadth=2))
+    result = await arun(
+        workflow(
+            t("Bad", model_options={"fail_first": 9}, depends_on=[]),
+            t("Later", depends_on=["Bad"]),
+            t("Other", depends_on=[], model_options={"latency_s": 0.2}),
+            t("AfterOther", depends_on=["Other"]),
+            max_retries=0,
+            failure_mode="fail_fast",
+            breadth=2,
+        )
+    )
     status = {t.name: t.status for t in result.tasks}
     assert status["Bad"] == "failed" and status["Later"] == "cancelled"
     assert status["Other"] == "completed"  # already running: allowed to finish
@@ -109,23 +125,38 @@ async def test_fail_fast_cancels_what_has_not_started():
 
 
 async def test_skip_dependents_runs_every_other_branch():
-    result = await arun(workflow(
-        t("Bad", model_options={"fail_first": 9}, depends_on=[]),
-        t("Child", depends_on=["Bad"]), t("Grandchild", depends_on=["Child"]),
-        t("Other", depends_on=[]), t("AfterOther", depends_on=["Other"]),
-        max_retries=0, failure_mode="skip_dependents"))
+    result = await arun(
+        workflow(
+            t("Bad", model_options={"fail_first": 9}, depends_on=[]),
+            t("Child", depends_on=["Bad"]),
+            t("Grandchild", depends_on=["Child"]),
+            t("Other", depends_on=[]),
+            t("AfterOther", depends_on=["Other"]),
+            max_retries=0,
+            failure_mode="skip_dependents",
+        )
+    )
     status = {t.name: t.status for t in result.tasks}
-    assert status == {"Bad": "failed", "Child": "skipped", "Grandchild": "skipped",
-                      "Other": "completed", "AfterOther": "completed"}
+    assert status == {
+        "Bad": "failed",
+        "Child": "skipped",
+        "Grandchild": "skipped",
+        "Other": "completed",
+        "AfterOther": "completed",
+    }
     assert result.task("Grandchild").error == "skipped: upstream task 'Bad' failed"
     assert result.summary.skipped_count == 2
 
 
 async def test_continue_gives_dependents_the_failure_text():
-    result = await arun(workflow(
-        t("Bad", model_options={"fail_first": 9}, depends_on=[]),
-        t("Child", "Handle {{ Bad }}", depends_on=[]),
-        max_retries=0, failure_mode="continue"))
+    result = await arun(
+        workflow(
+            t("Bad", model_options={"fail_first": 9}, depends_on=[]),
+            t("Child", "Handle {{ Bad }}", depends_on=[]),
+            max_retries=0,
+            failure_mode="continue",
+        )
+    )
     assert result.task("Child").status == "completed"
     assert "[task 'Bad' failed: simulated transient failure" in (result.task("Child").prompt or "")
     assert result.status == "failed"
@@ -138,14 +169,23 @@ async def test_collect_intermediate_false_keeps_only_final_results():
 
 
 async def test_the_builder_and_the_python_call_run_the_same_engine():
-    spec = (WorkflowBuilder("built").with_config(**FAST)
-            .add_task("init", "Initialise")
-            .add_parallel_tasks([{"name": "a", "prompt": "A"}, {"name": "b", "prompt": "B"}],
-                                depends_on=["init"])
-            .add_task("done", "Synthesise", depends_on=["a", "b"]).build())
+    spec = (
+        WorkflowBuilder("built")
+        .with_config(**FAST)
+        .add_task("init", "Initialise")
+        .add_parallel_tasks(
+            [{"name": "a", "prompt": "A"}, {"name": "b", "prompt": "B"}], depends_on=["init"]
+        )
+        .add_task("done", "Synthesise", depends_on=["a", "b"])
+        .build()
+    )
     result = await arun_workflow(spec)
     assert result.status == "completed" and [t.name for t in result.tasks] == [
-        "init", "a", "b", "done"]
+        "init",
+        "a",
+        "b",
+        "done",
+    ]
 
 
 def test_the_sync_call_works_outside_an_event_loop():
@@ -157,6 +197,7 @@ def test_the_sync_call_works_outside_an_event_loop():
 
 @pytest.mark.parametrize("mode", ["fail_fast", "skip_dependents", "continue"])
 async def test_a_failed_workflow_still_returns_its_result(mode):
-    result = await arun(workflow(t("Bad", model_options={"fail_first": 9}), max_retries=0,
-                                 failure_mode=mode))
+    result = await arun(
+        workflow(t("Bad", model_options={"fail_first": 9}), max_retries=0, failure_mode=mode)
+    )
     assert result.status == "failed" and result.summary.failed_count == 1

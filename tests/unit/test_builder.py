@@ -13,17 +13,22 @@ def test_the_seed_builder_example_builds():
         .with_config(breadth=5, depth=10, timeout_seconds=300)
         .add_task(name="initialize", prompt="Initialize research on the topic")
         .add_parallel_tasks(
-            task_specs=[{"name": f"research_{x}", "prompt": f"Research aspect {x}"}
-                        for x in "abc"],
+            task_specs=[{"name": f"research_{x}", "prompt": f"Research aspect {x}"} for x in "abc"],
             depends_on=["initialize"],
         )
-        .add_task(name="synthesize", prompt="Synthesize all research findings",
-                  depends_on=["research_a", "research_b", "research_c"])
+        .add_task(
+            name="synthesize",
+            prompt="Synthesize all research findings",
+            depends_on=["research_a", "research_b", "research_c"],
+        )
         .build()
     )
     assert spec.config.breadth == 5
-    assert build_graph(spec).levels() == [["initialize"], ["research_a", "research_b",
-                                                           "research_c"], ["synthesize"]]
+    assert build_graph(spec).levels() == [
+        ["initialize"],
+        ["research_a", "research_b", "research_c"],
+        ["synthesize"],
+    ]
 
 
 def test_build_validates_like_a_spec_file():

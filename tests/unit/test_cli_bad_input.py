@@ -10,13 +10,17 @@ from pathlib import Path
 
 import pytest
 
-GOOD = {"name": "w", "tasks": [{"name": "Research", "prompt": "x"},
-                               {"name": "Write", "prompt": "y"}]}
+GOOD = {
+    "name": "w",
+    "tasks": [{"name": "Research", "prompt": "x"}, {"name": "Write", "prompt": "y"}],
+}
 
 
 def with_task(**fields) -> dict:
-    return {"name": "w", "tasks": [{"name": "Research", "prompt": "x"}, {"name": "Write",
-                                                                       "prompt": "y", **fields}]}
+    return {
+        "name": "w",
+        "tasks": [{"name": "Research", "prompt": "x"}, {"name": "Write", "prompt": "y", **fields}],
+    }
 
 
 CASES = {
@@ -25,12 +29,21 @@ CASES = {
     "invalid json": ('{"name": }', "invalid JSON"),
     "unknown field": (with_task(dependson=["Research"]), "task 'Write': field 'dependson'"),
     "wrong type": (with_task(max_retries="lots"), "task 'Write': field 'max_retries'"),
-    "cycle": ({"name": "w", "tasks": [{"name": "A", "prompt": "x", "depends_on": ["B"]},
-                                      {"name": "B", "prompt": "y", "depends_on": ["A"]}]},
-              "dependency cycle"),
+    "cycle": (
+        {
+            "name": "w",
+            "tasks": [
+                {"name": "A", "prompt": "x", "depends_on": ["B"]},
+                {"name": "B", "prompt": "y", "depends_on": ["A"]},
+            ],
+        },
+        "dependency cycle",
+    ),
     "unknown dependency": (with_task(depends_on=["Reserch"]), "did you mean 'Research'"),
-    "duplicate task": ({"name": "w", "tasks": [{"name": "A", "prompt": "x"},
-                                               {"name": "A", "prompt": "y"}]}, "declared twice"),
+    "duplicate task": (
+        {"name": "w", "tasks": [{"name": "A", "prompt": "x"}, {"name": "A", "prompt": "y"}]},
+        "declared twice",
+    ),
     "unknown model": (with_task(model="gpt4"), "unknown model 'gpt4'"),
     "empty prompt": (with_task(prompt=""), "task 'Write': field 'prompt'"),
     "out of range config": ({**GOOD, "config": {"breadth": 0}}, "field 'config.breadth'"),
@@ -38,8 +51,9 @@ CASES = {
 
 
 def promptdag(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "promptdag.cli", *args], capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "promptdag.cli", *args], capture_output=True, text=True, timeout=60
+    )
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

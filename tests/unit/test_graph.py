@@ -16,10 +16,16 @@ def t(name: str, prompt: str = "do it", **fields) -> dict:
 
 
 def test_implied_stages_follow_task_types():
-    g = build_graph(spec(t("A"), t("B", task_type="parallel"), t("C", task_type="parallel"),
-                         t("D", task_type="hybrid"), t("E")))
-    assert g.depends_on == {"A": (), "B": ("A",), "C": ("A",), "D": ("A",),
-                            "E": ("B", "C", "D")}
+    g = build_graph(
+        spec(
+            t("A"),
+            t("B", task_type="parallel"),
+            t("C", task_type="parallel"),
+            t("D", task_type="hybrid"),
+            t("E"),
+        )
+    )
+    assert g.depends_on == {"A": (), "B": ("A",), "C": ("A",), "D": ("A",), "E": ("B", "C", "D")}
     assert g.levels() == [["A"], ["B", "C", "D"], ["E"]]
 
 
@@ -34,17 +40,26 @@ def test_explicit_depends_on_is_taken_exactly_as_written():
 
 
 def test_a_reference_to_a_task_is_a_dependency_and_context_keys_are_not():
-    g = build_graph(spec(t("Research", depends_on=[]),
-                         t("Write", "Use {{ Research }} for {{ topic }}", depends_on=[],
-                           context={"topic": "AI"})))
+    g = build_graph(
+        spec(
+            t("Research", depends_on=[]),
+            t(
+                "Write",
+                "Use {{ Research }} for {{ topic }}",
+                depends_on=[],
+                context={"topic": "AI"},
+            ),
+        )
+    )
     assert g.depends_on["Write"] == ("Research",)
 
 
 def test_unknown_dependency_suggests_the_closest_name():
     with pytest.raises(SpecError) as err:
         build_graph(spec(t("Research"), t("Synthesize", depends_on=["Reserch"])))
-    assert str(err.value) == ("task 'Synthesize' depends on 'Reserch', which does not exist; "
-                              "did you mean 'Research'?")
+    assert str(err.value) == (
+        "task 'Synthesize' depends on 'Reserch', which does not exist; did you mean 'Research'?"
+    )
 
 
 def test_unknown_reference_is_rejected_with_a_suggestion():
@@ -66,8 +81,9 @@ def test_duplicates_and_self_dependencies_are_named():
 
 def test_a_cycle_is_shown_as_a_path():
     with pytest.raises(SpecError) as err:
-        build_graph(spec(t("A", depends_on=["C"]), t("B", depends_on=["A"]),
-                         t("C", depends_on=["B"])))
+        build_graph(
+            spec(t("A", depends_on=["C"]), t("B", depends_on=["A"]), t("C", depends_on=["B"]))
+        )
     message = str(err.value)
     assert message.startswith("dependency cycle: ")
     path = message.split(": ", 1)[1].split(";")[0].split(" -> ")
@@ -75,15 +91,26 @@ def test_a_cycle_is_shown_as_a_path():
 
 
 def test_priority_then_declaration_orders_ready_tasks():
-    g = build_graph(spec(t("low", priority="low", depends_on=[]), t("n1", depends_on=[]),
-                         t("crit", priority="critical", depends_on=[]),
-                         t("n2", depends_on=[])))
+    g = build_graph(
+        spec(
+            t("low", priority="low", depends_on=[]),
+            t("n1", depends_on=[]),
+            t("crit", priority="critical", depends_on=[]),
+            t("n2", depends_on=[]),
+        )
+    )
     assert g.topological_order() == ["crit", "n1", "n2", "low"]
 
 
 def test_critical_path_uses_weights():
-    g = build_graph(spec(t("A", depends_on=[]), t("B", depends_on=["A"]),
-                         t("C", depends_on=["A"]), t("D", depends_on=["B", "C"])))
+    g = build_graph(
+        spec(
+            t("A", depends_on=[]),
+            t("B", depends_on=["A"]),
+            t("C", depends_on=["A"]),
+            t("D", depends_on=["B", "C"]),
+        )
+    )
     assert g.critical_path({"A": 1, "B": 1, "C": 5, "D": 1}) == (["A", "C", "D"], 7.0)
 
 
@@ -99,13 +126,18 @@ def test_deep_chains_do_not_hit_the_recursion_limit():
 
 def test_mermaid_lists_nodes_and_edges():
     text = build_graph(spec(t("A"), t('B "quoted"'))).mermaid()
-    assert text.splitlines() == ["graph TD", '    t0["A"]', '    t1["B &quot;quoted&quot;"]',
-                                 "    t0 --> t1"]
+    assert text.splitlines() == [
+        "graph TD",
+        '    t0["A"]',
+        '    t1["B &quot;quoted&quot;"]',
+        "    t0 --> t1",
+    ]
 
 
 def test_unknown_model_is_rejected_before_running():
-    with pytest.raises(SpecError, match="task 'A': unknown model 'simulatd'.*did you mean "
-                                        "'simulated'"):
+    with pytest.raises(
+        SpecError, match="task 'A': unknown model 'simulatd'.*did you mean 'simulated'"
+    ):
         validate_spec(spec(t("A", model="simulatd")))
     with pytest.raises(SpecError, match="task 'A': simulated model option 'latency_s'"):
         validate_spec(spec(t("A", model_options={"latency_s": -1})))

@@ -25,24 +25,38 @@ def test_the_seed_api_request_body_loads_as_it_is():
 def test_yaml_and_json_give_the_same_spec(tmp_path: Path):
     data = {"name": "w", "tasks": [{"name": "A", "prompt": "x"}], "config": {"breadth": 2}}
     (tmp_path / "w.json").write_text(json.dumps(data))
-    (tmp_path / "w.yaml").write_text("name: w\nconfig: {breadth: 2}\ntasks:\n  - {name: A, prompt: x}\n")
+    (tmp_path / "w.yaml").write_text(
+        "name: w\nconfig: {breadth: 2}\ntasks:\n  - {name: A, prompt: x}\n"
+    )
     assert load_spec(tmp_path / "w.json") == load_spec(tmp_path / "w.yaml")
 
 
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"name": "w", "tasks": [{"name": "A", "prompt": "x", "priorty": "high"}]},
-         "task 'A': field 'priorty': unknown field"),
+        (
+            {"name": "w", "tasks": [{"name": "A", "prompt": "x", "priorty": "high"}]},
+            "task 'A': field 'priorty': unknown field",
+        ),
         ({"name": "w", "tasks": [{"name": "A", "prompt": "  "}]}, "task 'A': field 'prompt'"),
-        ({"name": "w", "tasks": [{"name": "A", "prompt": "x", "max_retries": "many"}]},
-         "task 'A': field 'max_retries'"),
+        (
+            {"name": "w", "tasks": [{"name": "A", "prompt": "x", "max_retries": "many"}]},
+            "task 'A': field 'max_retries'",
+        ),
         ({"name": "w", "tasks": [{"name": "A"}]}, "task 'A': field 'prompt': required field"),
         ({"name": "w", "tasks": []}, "field 'tasks'"),
-        ({"name": "w", "config": {"breadth": 0}, "tasks": [{"name": "A", "prompt": "x"}]},
-         "field 'config.breadth'"),
-        ({"name": "w", "config": {"failure_mode": "explode"}, "tasks": [{"name": "A", "prompt": "x"}]},
-         "field 'config.failure_mode'"),
+        (
+            {"name": "w", "config": {"breadth": 0}, "tasks": [{"name": "A", "prompt": "x"}]},
+            "field 'config.breadth'",
+        ),
+        (
+            {
+                "name": "w",
+                "config": {"failure_mode": "explode"},
+                "tasks": [{"name": "A", "prompt": "x"}],
+            },
+            "field 'config.failure_mode'",
+        ),
         ({"tasks": [{"name": "A", "prompt": "x"}]}, "field 'name': required field is missing"),
         (["not", "a", "mapping"], "expected a mapping"),
     ],
@@ -60,7 +74,7 @@ def test_file_problems_are_spec_errors(tmp_path: Path):
     (tmp_path / "bad.yaml").write_text("name: [unclosed\n")
     with pytest.raises(SpecError, match=r"invalid YAML at line \d+"):
         load_spec(tmp_path / "bad.yaml")
-    (tmp_path / "bad.json").write_text("{\"name\": ")
+    (tmp_path / "bad.json").write_text('{"name": ')
     with pytest.raises(SpecError, match="invalid JSON at line 1"):
         load_spec(tmp_path / "bad.json")
     with pytest.raises(SpecError, match="is a directory"):

@@ -10,8 +10,9 @@ def test_placeholders_in_order_without_repeats():
 
 
 def test_context_and_upstream_values_are_inserted():
-    prompt = render_task_prompt("Write about {{ topic }} using {{ Research }}",
-                                {"topic": "AI"}, {"Research": "facts"})
+    prompt = render_task_prompt(
+        "Write about {{ topic }} using {{ Research }}", {"topic": "AI"}, {"Research": "facts"}
+    )
     assert prompt == "Write about AI using facts"
 
 
