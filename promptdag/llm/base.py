@@ -37,6 +37,11 @@ class CompletionRequest(BaseModel):
     response_schema: dict[str, Any] | None = Field(
         None, description="JSON schema the answer must satisfy (structured output)."
     )
+    metadata: dict[str, Any] = Field(
+        default_factory=dict,
+        description="What the call is for (role, round, objective...). Real providers ignore "
+        "it; the simulated model answers structured requests from it.",
+    )
 
 
 class Completion(BaseModel):
