@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 
 class PromptDagError(Exception):
     """Base class: every error a user may see, printed as one line by the CLI."""
@@ -11,6 +13,13 @@ class PromptDagError(Exception):
 
 class SpecError(PromptDagError):
     """The workflow spec (file, fields, graph or model names) is invalid; nothing has run."""
+
+    exit_code = 2
+
+
+class ConfigError(PromptDagError):
+    """The environment is not ready for this run (a missing API key, an unreadable prices file);
+    nothing has run. Exit code 2, like bad input: fix it and run again."""
 
     exit_code = 2
 
@@ -26,9 +35,18 @@ class ProviderError(PromptDagError):
 
 
 class RetryableProviderError(ProviderError):
-    """Rate limits, 5xx answers, dropped connections, timeouts: a retry may succeed."""
+    """Rate limits, 5xx answers, dropped connections, timeouts: a retry may succeed.
+
+    `retry_after` is the wait the provider asked for (a 429's `Retry-After`), if any; the engine
+    does not start the next attempt before `not_before` (a `time.monotonic()` instant).
+    """
 
     retryable = True
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.not_before = time.monotonic() + retry_after if retry_after else None
 
 
 class PermanentProviderError(ProviderError):

@@ -37,6 +37,11 @@ class CompletionRequest(BaseModel):
     response_schema: dict[str, Any] | None = Field(
         None, description="JSON schema the answer must satisfy (structured output)."
     )
+    timeout_seconds: float | None = Field(
+        None,
+        description="HTTP timeout for this call. The engine sets it below the task timeout, so "
+        "a stuck socket read fails as a retryable timeout before Prefect's timeout fires.",
+    )
     metadata: dict[str, Any] = Field(
         default_factory=dict,
         description="What the call is for (role, round, objective...). Real providers ignore "
