@@ -11,9 +11,11 @@ from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State
 
 from flows.scheduler import ReadySetScheduler
+from promptdag.llm.base import Usage
 from promptdag.results import TaskResult, WorkflowResult, summarise, total_usage
 from promptdag.spec import WorkflowSpec
 from promptdag.validation import validate_spec
+from tasks.infer_dependencies import infer_dependencies
 
 
 def _flow_run_name() -> str:
@@ -32,6 +34,10 @@ async def run_workflow(spec: WorkflowSpec) -> State[WorkflowResult]:
     """
     graph = validate_spec(spec)
     started, clock = datetime.now(timezone.utc), time.perf_counter()
+    extra_usage = Usage()
+    if spec.config.infer_dependencies and any(t.depends_on is None for t in spec.tasks):
+        spec, extra_usage = await _infer_dependencies(spec)
+        graph = validate_spec(spec)
     tasks = await ReadySetScheduler(spec, graph).run()
     if not spec.config.collect_intermediate:
         tasks = [_without_intermediate(t, keep=not graph.dependents[t.name]) for t in tasks]
@@ -44,12 +50,26 @@ async def run_workflow(spec: WorkflowSpec) -> State[WorkflowResult]:
         elapsed_seconds=round(time.perf_counter() - clock, 4),
         tasks=tasks,
         summary=summarise(tasks),
-        usage=total_usage(tasks),
+        usage=total_usage(tasks) + extra_usage,
     )
     if result.status == "completed":
         return Completed(data=result, message=f"{len(tasks)} tasks completed")
     failed = [t.name for t in tasks if t.status == "failed"]
     return Failed(data=result, message=f"{len(failed)} task(s) failed: {', '.join(failed[:5])}")
+
+
+async def _infer_dependencies(spec: WorkflowSpec) -> tuple[WorkflowSpec, Usage]:
+    """Ask the workflow's model which tasks need which (seed 002); fills only missing ones."""
+    model = spec.config.model if isinstance(spec.config.model, str) else spec.config.model[0]
+    inferred = await infer_dependencies.with_options(task_run_name="infer dependencies")(
+        [(t.name, t.prompt) for t in spec.tasks], model, spec.config.model_options
+    )
+    tasks = [
+        t if t.depends_on is not None
+        else t.model_copy(update={"depends_on": inferred.depends_on.get(t.name, [])})
+        for t in spec.tasks
+    ]
+    return spec.model_copy(update={"tasks": tasks}), inferred.usage
 
 
 def _without_intermediate(task: TaskResult, keep: bool) -> TaskResult:

@@ -9,6 +9,8 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from promptdag.errors import SpecError
+from promptdag.objective import ObjectiveRequest, ObjectiveResult
 from promptdag.results import WorkflowResult
 from promptdag.spec import WorkflowSpec, load_spec, parse_spec
 from promptdag.validation import validate_spec
@@ -39,3 +41,60 @@ async def arun(spec: WorkflowSpec | dict[str, Any] | str | Path) -> WorkflowResu
 def run(spec: WorkflowSpec | dict[str, Any] | str | Path) -> WorkflowResult:
     """Synchronous `arun`, for scripts and notebooks without an event loop."""
     return asyncio.run(arun(spec))
+
+
+def as_objective_request(
+    objective: ObjectiveRequest | dict[str, Any] | str,
+    context: dict[str, Any] | None = None,
+    config: dict[str, Any] | None = None,
+) -> ObjectiveRequest:
+    """An objective text (with optional context/config) or a seed `plan-execute` body."""
+    from pydantic import ValidationError
+
+    from promptdag.spec import describe_validation_error
+
+    if isinstance(objective, ObjectiveRequest):
+        return objective
+    data: dict[str, Any] = (
+        dict(objective) if isinstance(objective, dict) else {"objective": objective}
+    )
+    if context is not None:
+        data["context"] = context
+    if config is not None:
+        data["config"] = {**data.get("config", {}), **config}
+    try:
+        request = ObjectiveRequest.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(f"objective: {describe_validation_error(exc, data)}") from None
+    from promptdag.llm.registry import check_model
+
+    for role in ("planner", "reflector", "synthesiser"):
+        check_model(request.config.role_model(role))  # type: ignore[arg-type]
+    return request
+
+
+async def arun_objective(
+    objective: ObjectiveRequest | dict[str, Any] | str,
+    context: dict[str, Any] | None = None,
+    config: dict[str, Any] | None = None,
+) -> ObjectiveResult:
+    """Plan, execute and reflect on an objective; the result whether it completed or not."""
+    request = as_objective_request(objective, context, config)
+    from flows.plan_execute_reflect import plan_execute_reflect
+
+    state = await plan_execute_reflect(
+        request.objective, request.context, request.config, return_state=True
+    )
+    result = await state.aresult(raise_on_failure=False)
+    if isinstance(result, BaseException):
+        raise result
+    return ObjectiveResult.model_validate(result)
+
+
+def run_objective(
+    objective: ObjectiveRequest | dict[str, Any] | str,
+    context: dict[str, Any] | None = None,
+    config: dict[str, Any] | None = None,
+) -> ObjectiveResult:
+    """Synchronous `arun_objective`."""
+    return asyncio.run(arun_objective(objective, context, config))

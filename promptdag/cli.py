@@ -1,7 +1,8 @@
 """The `promptdag` command: run | validate | graph.
 
 Exit codes: 0 completed/valid, 1 the workflow failed, 2 bad input (one line on stderr, no
-traceback), 130 interrupted. Prefect is imported only when a run starts, so validation is instant.
+traceback), 3 internal error (a bug: one line; PROMPTDAG_DEBUG=1 shows the traceback),
+130 interrupted. Prefect is imported only when a run starts, so validation is instant.
 """
 
 from __future__ import annotations
@@ -13,15 +14,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from promptdag.errors import PromptDagError
+from promptdag.errors import PromptDagError, SpecError
 from promptdag.events import TaskEvent, subscribe
 from promptdag.graph import WorkflowGraph
+from promptdag.objective import ObjectiveResult
 from promptdag.results import WorkflowResult
 from promptdag.settings import get_settings
 from promptdag.spec import WorkflowSpec, load_spec, parse_spec
 from promptdag.validation import validate_spec
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 class _Parser(argparse.ArgumentParser):
@@ -39,6 +41,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--breadth", type=int, help="max tasks running at once")
     run.add_argument("--json", action="store_true", help="print only the result JSON on stdout")
     run.add_argument("--verbose", action="store_true", help="show Prefect's own logs")
+    run.add_argument(
+        "--infer-deps",
+        action="store_true",
+        help="let the model infer dependencies of tasks without depends_on (seed 002)",
+    )
+
+    objective = sub.add_parser("objective", help="plan, execute and reflect on an objective")
+    objective.add_argument("objective", nargs="?", help="what you want done")
+    objective.add_argument("--request", help="a seed plan-execute request body (JSON or YAML)")
+    objective.add_argument("--context-file", help="JSON or YAML with context (e.g. focus_areas)")
+    objective.add_argument("--breadth", type=int, help="max tasks running at once")
+    objective.add_argument("--depth", type=int, help="max plan/reflect rounds")
+    objective.add_argument("--model", help='model for every role ("provider:model")')
+    objective.add_argument("--json", action="store_true", help="print only the result JSON")
+    objective.add_argument("--verbose", action="store_true", help="show Prefect's own logs")
 
     validate = sub.add_parser("validate", help="check a spec and print its stages")
     validate.add_argument("spec")
@@ -55,6 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _validate(args)
         if args.command == "graph":
             return _graph(args)
+        if args.command == "objective":
+            return _objective(args)
         return _run(args)
     except PromptDagError as exc:
         print(f"promptdag: error: {exc}", file=sys.stderr)
@@ -62,15 +81,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("promptdag: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception as exc:  # a bug, not bad input: one line, traceback on request
+        if os.environ.get("PROMPTDAG_DEBUG"):
+            raise
+        print(f"promptdag: internal error: {type(exc).__name__}: {exc} "
+              "(set PROMPTDAG_DEBUG=1 for the traceback)", file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 def _load(
-    path: str, model: str | None = None, breadth: int | None = None
+    path: str, model: str | None = None, breadth: int | None = None, infer_deps: bool = False
 ) -> tuple[WorkflowSpec, WorkflowGraph]:
     spec = load_spec(path)
-    if model is not None or breadth is not None:
+    if model is not None or breadth is not None or infer_deps:
         data = spec.model_dump(exclude_unset=True)
         config = data.setdefault("config", {})
+        if infer_deps:
+            config["infer_dependencies"] = True
         if model is not None:
             config["model"] = model
             for task in data["tasks"]:
@@ -117,7 +144,7 @@ def _quiet_prefect(verbose: bool) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    spec, _ = _load(args.spec, args.model, args.breadth)
+    spec, _ = _load(args.spec, args.model, args.breadth, args.infer_deps)
     _quiet_prefect(args.verbose)
     from promptdag.api import run  # Prefect starts here, only for valid input
 
@@ -136,6 +163,75 @@ def _run(args: argparse.Namespace) -> int:
     else:
         print(render_summary(result, Path(args.spec).name))
     return EXIT_OK if result.status == "completed" else EXIT_FAILED
+
+
+def _read_mapping(path: str, what: str) -> dict[str, Any]:
+    """A JSON or YAML file holding a mapping; SpecError (exit 2) otherwise."""
+    import json
+
+    import yaml
+
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+        data = json.loads(text) if file.suffix.lower() == ".json" else yaml.safe_load(text)
+    except FileNotFoundError:
+        raise SpecError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise SpecError(f"{path}: cannot read {what}: {first}") from None
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}: {what} must be a mapping")
+    return data
+
+
+def _objective(args: argparse.Namespace) -> int:
+    from promptdag.api import as_objective_request
+
+    data: dict[str, Any] = _read_mapping(args.request, "request") if args.request else {}
+    if args.objective:
+        data["objective"] = args.objective
+    if "objective" not in data:
+        raise SpecError("give an objective: promptdag objective \"...\" (or --request FILE)")
+    if args.context_file:
+        data["context"] = _read_mapping(args.context_file, "context")
+    overrides = {k: v for k, v in (("breadth", args.breadth), ("depth", args.depth),
+                                   ("model", args.model)) if v is not None}
+    request = as_objective_request(data, config=overrides or None)
+    _quiet_prefect(args.verbose)
+    from promptdag.api import run_objective
+
+    unsubscribe = subscribe(_ProgressPrinter()) if not args.json else (lambda: None)
+    if not args.json:
+        print(f"Objective: {request.objective!r} (breadth {request.config.breadth}, "
+              f"depth {request.config.depth})", file=sys.stderr)
+    try:
+        result = run_objective(request)
+    finally:
+        unsubscribe()
+    if args.json:
+        print(result.model_dump_json(indent=2))
+    else:
+        print(render_objective_summary(result))
+    return EXIT_OK if result.status == "completed" else EXIT_FAILED
+
+
+def render_objective_summary(result: ObjectiveResult) -> str:
+    lines = [
+        f"{result.status.upper()} after {len(result.rounds)} round(s) "
+        f"(stop: {result.stop_reason}) in {result.elapsed_seconds:.2f}s",
+        f"usage: {result.usage.input_tokens} input + {result.usage.output_tokens} output tokens, "
+        f"${result.usage.cost_usd:.4f}",
+    ]
+    for r in result.rounds:
+        done = r.result.summary.completed_count if r.result else 0
+        lines.append(f"  round {r.round}: {len(r.plan.tasks)} tasks, {done} completed"
+                     + (f"; reflection: {r.reflection.critique}" if r.reflection else ""))
+    if result.error:
+        lines.append(f"error: {result.error}")
+    if result.final_answer:
+        lines += ["", result.final_answer]
+    return "\n".join(lines)
 
 
 class _ProgressPrinter:

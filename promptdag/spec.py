@@ -73,6 +73,11 @@ class WorkflowConfig(_Strict):
     model_options: dict[str, Any] = Field(
         default_factory=dict, description="Provider options for every task."
     )
+    infer_dependencies: bool = Field(
+        False,
+        description="Let the model infer dependencies of tasks without depends_on (instead of "
+        "stages); a heuristic decides if the model fails.",
+    )
     runner: Literal["local"] = Field("local", description="Where task runs execute.")
     runner_options: dict[str, Any] = Field(default_factory=dict)
 

@@ -9,6 +9,9 @@ failure profile for tests and benchmarks:
   of (seed, prompt, attempt) so runs are reproducible;
 - `fail_first`: the first N attempts of each task fail with a retryable error;
 - `seed`: varies the failure draws.
+
+Structured requests (planning, reflection, dependency analysis) are answered by
+`simulated_roles`, which documents its own options.
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from promptdag.errors import RetryableProviderError, SpecError
+from promptdag.errors import PermanentProviderError, RetryableProviderError, SpecError
 from promptdag.llm.base import Completion, CompletionRequest, Usage
+from promptdag.llm.simulated_roles import structured_answer
 
 
 class SimulatedOptions(BaseModel):
@@ -33,6 +37,9 @@ class SimulatedOptions(BaseModel):
     failure_rate: float = Field(0.0, ge=0, le=1)
     fail_first: int = Field(0, ge=0)
     seed: int = 0
+    extra_rounds: int = Field(0, ge=0)
+    invalid_plans: int = Field(0, ge=0)
+    fail_roles: list[str] = Field(default_factory=list)
 
 
 def estimate_tokens(text: str) -> int:
@@ -67,7 +74,17 @@ class SimulatedModel:
             raise RetryableProviderError(
                 f"simulated transient failure (failure_rate {opts.failure_rate})"
             )
+        role = str(request.metadata.get("role", ""))
+        if role in opts.fail_roles:
+            raise PermanentProviderError(f"simulated permanent failure for role {role!r}")
         text = answer(request.prompt)
+        if request.response_schema is not None:
+            structured = structured_answer(role, request.metadata, opts.model_dump())
+            if structured is None:
+                raise PermanentProviderError(
+                    f"simulated model cannot answer a structured request for role {role!r}"
+                )
+            text = structured
         return Completion(
             text=text,
             model=self.name,

@@ -1,0 +1,139 @@
+"""The `plan-execute-reflect` flow: an objective in, a synthesised answer out.
+
+Round 1: the planner returns a DAG of tasks. Each round's tasks run as a `run-workflow` subflow
+(the one scheduler, visible as a child run in the UI); the reflector then reads every result and
+either declares the objective answered or adds follow-up tasks, until `depth` rounds. Finally
+the synthesiser writes the answer. Every LLM call's usage is totalled.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from prefect import flow
+from prefect.runtime import flow_run
+from prefect.states import Completed, Failed, State
+
+from flows.run_workflow import run_workflow
+from promptdag.errors import PromptDagError
+from promptdag.llm.base import Usage
+from promptdag.objective import (
+    ObjectiveConfig,
+    ObjectiveResult,
+    Plan,
+    PlannedTask,
+    RoundResult,
+    StopReason,
+    plan_to_spec,
+)
+from promptdag.results import TaskResult, WorkflowResult
+from tasks.infer_dependencies import infer_dependencies
+from tasks.plan_objective import plan_objective
+from tasks.reflect_on_results import reflect_on_results
+from tasks.role_call import role_task_options
+from tasks.synthesise_answer import synthesise_answer
+
+
+def _flow_run_name() -> str:
+    objective = str(flow_run.parameters.get("objective", "objective"))
+    return objective if len(objective) <= 60 else objective[:57] + "..."
+
+
+async def _with_dependencies(
+    tasks: list[PlannedTask], config: ObjectiveConfig, round_no: int
+) -> tuple[list[PlannedTask], Usage]:
+    """Fill in missing `depends_on` with the dependency analyser (heuristic if it fails)."""
+    if not config.infer_dependencies or all(t.depends_on is not None for t in tasks):
+        return tasks, Usage()
+    inferred = await infer_dependencies.with_options(
+        **role_task_options(config, f"infer dependencies (round {round_no})")
+    )([(t.name, t.prompt) for t in tasks], config.role_model("planner"), config.model_options)
+    filled = [
+        t if t.depends_on is not None
+        else t.model_copy(update={"depends_on": inferred.depends_on.get(t.name, [])})
+        for t in tasks
+    ]
+    return filled, inferred.usage
+
+
+@flow(name="plan-execute-reflect", flow_run_name=_flow_run_name)
+async def plan_execute_reflect(
+    objective: str,
+    context: dict[str, Any] | None = None,
+    config: ObjectiveConfig | None = None,
+) -> State[ObjectiveResult]:
+    """Plan a DAG for `objective`, run it, reflect, repeat up to `config.depth` rounds, answer.
+
+    Args:
+        objective: what the user wants done.
+        context: extra inputs for the planner (e.g. `focus_areas`).
+        config: breadth, depth, models per role, retries and timeouts.
+    """
+    context = context or {}
+    config = config or ObjectiveConfig()
+    clock = time.perf_counter()
+    usage = Usage()
+    rounds: list[RoundResult] = []
+    results: dict[str, str] = {}  # every finished task's text, for later rounds
+    all_tasks: list[TaskResult] = []
+    stop: StopReason = "depth_reached"
+    error: str | None = None
+    try:
+        planned = await plan_objective.with_options(
+            **role_task_options(config, "plan (round 1)")
+        )(objective, context, config)
+        usage = usage + planned.usage
+        tasks = planned.plan.tasks
+        for round_no in range(1, config.depth + 1):
+            tasks, analysis_usage = await _with_dependencies(tasks, config, round_no)
+            usage = usage + analysis_usage
+            spec = plan_to_spec(tasks, f"{_flow_run_name()} (round {round_no})", config, results)
+            state = await run_workflow(spec, return_state=True)
+            outcome = WorkflowResult.model_validate(await state.aresult(raise_on_failure=False))
+            usage = usage + outcome.usage
+            all_tasks.extend(outcome.tasks)
+            for t in outcome.tasks:
+                done = t.status == "completed"
+                results[t.name] = (t.result or "") if done else f"[{t.status}: {t.error}]"
+            current = RoundResult(round=round_no, plan=Plan(tasks=tasks), result=outcome)
+            rounds.append(current)
+            if not any(t.status == "completed" for t in outcome.tasks):
+                stop, error = "failed", f"round {round_no}: every task failed"
+                break
+            reflected = await reflect_on_results.with_options(
+                **role_task_options(config, f"reflect (round {round_no})")
+            )(objective, all_tasks, results, round_no, config)
+            usage = usage + reflected.usage
+            current.reflection = reflected.reflection
+            if reflected.reflection.complete or not reflected.reflection.follow_up_tasks:
+                stop = "complete"
+                break
+            tasks = reflected.reflection.follow_up_tasks
+        final = None
+        if stop != "failed":
+            synthesis = await synthesise_answer.with_options(
+                **role_task_options(config, "synthesise answer")
+            )(objective, context, all_tasks, config)
+            usage = usage + synthesis.usage
+            final = synthesis.answer
+    except PromptDagError as exc:
+        stop, error, final = "failed", str(exc), None
+        if not rounds:
+            error = f"planning failed: {exc}"
+    result = ObjectiveResult(
+        objective=objective,
+        status="failed" if stop == "failed" else "completed",
+        stop_reason=stop,
+        rounds=rounds,
+        final_answer=final,
+        error=error,
+        flow_run_id=str(flow_run.id) if flow_run.id else None,
+        elapsed_seconds=round(time.perf_counter() - clock, 4),
+        usage=usage,
+    )
+    if result.status == "completed":
+        return Completed(data=result, message=f"{stop} after {len(rounds)} round(s)")
+    return Failed(data=result, message=error or "failed")
+
+

@@ -1,0 +1,95 @@
+"""The simulated model's structured answers: plans, reflections and dependency analyses.
+
+Deterministic functions of the request's metadata, so the whole plan-execute-reflect loop runs
+offline. Options (set in `model_options`):
+
+- `extra_rounds`: the reflector asks for follow-up work in the first N rounds (default 0:
+  satisfied at once);
+- `invalid_plans`: the first N planner answers (first try, then the repair) contain a cycle;
+- `fail_roles`: roles (planner, reflector, synthesiser, dependency_analyzer) whose calls fail
+  with a permanent error.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from promptdag.dependencies import keyword_dependencies
+
+GENERIC_QUESTIONS = ("Background", "Key developments", "Open challenges")
+
+
+def plan(meta: dict[str, Any], invalid_plans: int) -> dict[str, Any]:
+    """Fan out over `context.focus_areas` (or a few generic sub-questions), then synthesise."""
+    objective = str(meta.get("objective", ""))
+    context = meta.get("context") or {}
+    areas = [str(a) for a in context.get("focus_areas", []) if str(a).strip()]
+    max_tasks = int(meta.get("max_tasks", 12))
+    if areas:
+        research = [
+            (f"Research {area}", f"Research {area} for this objective: {objective}")
+            for area in areas
+        ]
+    else:
+        research = [
+            (q, f"{q}: answer this part of the objective: {objective}") for q in GENERIC_QUESTIONS
+        ]
+    research = research[: max(1, max_tasks - 1)]
+    names = [name for name, _ in research]
+    tasks = [{"name": name, "prompt": prompt, "depends_on": []} for name, prompt in research]
+    tasks.append(
+        {
+            "name": "Synthesize findings",
+            "depends_on": names,
+            "prompt": f"Synthesize the findings into one answer to: {objective}",
+        }
+    )
+    attempt = 2 if meta.get("repair") else 1
+    if attempt <= invalid_plans:  # an invalid plan on purpose: a two-task cycle
+        tasks[0]["depends_on"] = ["Synthesize findings"]
+    return {"tasks": tasks}
+
+
+def reflect(meta: dict[str, Any], extra_rounds: int) -> dict[str, Any]:
+    """Satisfied by default; asks for one follow-up task per round in the first N rounds."""
+    round_no = int(meta.get("round", 1))
+    failed = list(meta.get("failed", []))
+    done = int(meta.get("completed_count", 0))
+    critique = f"Round {round_no}: {done} task(s) completed."
+    if failed:
+        critique += f" Failed: {', '.join(failed)}."
+    if round_no <= extra_rounds:
+        earlier = list(meta.get("task_names", []))
+        follow_up = {
+            "name": f"Deepen round {round_no}",
+            "prompt": f"Go deeper on what round {round_no} left open for: {meta.get('objective')}",
+            "depends_on": earlier[-1:],
+        }
+        return {
+            "complete": False,
+            "critique": critique + " More depth needed.",
+            "follow_up_tasks": [follow_up],
+        }
+    return {
+        "complete": True,
+        "critique": critique + " The objective is answered.",
+        "follow_up_tasks": [],
+    }
+
+
+def analyse_dependencies(meta: dict[str, Any]) -> dict[str, Any]:
+    tasks = [(str(t["name"]), str(t["prompt"])) for t in meta.get("tasks", [])]
+    inferred = keyword_dependencies(tasks)
+    return {"tasks": [{"name": name, "depends_on": inferred[name]} for name, _ in tasks]}
+
+
+def structured_answer(role: str, meta: dict[str, Any], options: dict[str, Any]) -> str | None:
+    """JSON text for a structured request of a known role, None for an unknown role."""
+    if role == "planner":
+        return json.dumps(plan(meta, int(options.get("invalid_plans", 0))))
+    if role == "reflector":
+        return json.dumps(reflect(meta, int(options.get("extra_rounds", 0))))
+    if role == "dependency_analyzer":
+        return json.dumps(analyse_dependencies(meta))
+    return None

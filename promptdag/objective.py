@@ -1,0 +1,162 @@
+"""Plan-execute-reflect data: the request, the plan, the reflection and the result.
+
+Pure models: the planner and reflector return them as structured output, the flow turns a plan
+into a `WorkflowSpec` and validates it with the same graph code as user specs.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from promptdag.errors import SpecError
+from promptdag.llm.base import Usage
+from promptdag.results import WorkflowResult
+from promptdag.spec import FailureMode, ModelRef, WorkflowSpec, parse_spec
+from promptdag.validation import validate_spec
+
+StopReason = Literal["complete", "depth_reached", "failed"]
+
+
+class PlannedTask(BaseModel):
+    """One step the planner (or reflector) wants run."""
+
+    name: str = Field(..., description="Short unique name, e.g. 'Research diagnostics'.")
+    prompt: str = Field(..., description="A self-contained instruction for one LLM call.")
+    depends_on: list[str] | None = Field(
+        None,
+        description="Names of tasks whose results this task needs (earlier rounds included); "
+        "[] for none. Omit only if unknown: dependencies are then inferred.",
+    )
+
+
+class Plan(BaseModel):
+    """A DAG of tasks for one round."""
+
+    tasks: list[PlannedTask] = Field(..., min_length=1, description="The tasks to run.")
+
+
+class Reflection(BaseModel):
+    """The reflector's verdict on a round."""
+
+    complete: bool = Field(..., description="True when the results answer the objective.")
+    critique: str = Field("", description="What is good, missing or wrong, in a few lines.")
+    follow_up_tasks: list[PlannedTask] = Field(
+        default_factory=list, description="New tasks to run next round when not complete."
+    )
+
+
+class ObjectiveConfig(BaseModel):
+    """How an objective is pursued; the seed's `config` ({breadth, depth}) loads as it is."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    breadth: int = Field(3, ge=1, le=1024, description="Max tasks running at once.")
+    depth: int = Field(3, ge=1, le=20, description="Max plan/reflect rounds.")
+    max_tasks: int = Field(12, ge=1, le=100, description="Max tasks the planner may add a round.")
+    model: ModelRef = Field("simulated", description="Default model for every role.")
+    planner_model: str | None = Field(None, description="Model that plans (default: model).")
+    reflector_model: str | None = Field(None, description="Model that reflects.")
+    synthesiser_model: str | None = Field(None, description="Model that writes the answer.")
+    model_options: dict[str, Any] = Field(default_factory=dict, description="Provider options.")
+    timeout_seconds: float = Field(300, gt=0, le=86_400, description="Per-task timeout.")
+    max_retries: int = Field(3, ge=0, le=20, description="Retries per task.")
+    retry_backoff_seconds: float = Field(1.0, ge=0, le=600)
+    failure_mode: FailureMode = "continue"
+    infer_dependencies: bool = Field(
+        True, description="Infer dependencies of planned tasks that come without them."
+    )
+
+    def role_model(self, role: Literal["planner", "reflector", "synthesiser"]) -> str:
+        chosen = getattr(self, f"{role}_model")
+        if chosen:
+            return str(chosen)
+        return self.model if isinstance(self.model, str) else self.model[0]
+
+
+class ObjectiveRequest(BaseModel):
+    """The seed API's `POST /workflows/plan-execute` body."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    objective: str = Field(..., min_length=1, description="What the user wants done.")
+    context: dict[str, Any] = Field(default_factory=dict, description="e.g. focus_areas.")
+    config: ObjectiveConfig = Field(default_factory=ObjectiveConfig)
+
+
+class RoundResult(BaseModel):
+    round: int
+    plan: Plan
+    result: WorkflowResult | None = None
+    reflection: Reflection | None = None
+    error: str | None = None
+
+
+class ObjectiveResult(BaseModel):
+    """What `promptdag objective --json` prints and the objective flow returns."""
+
+    objective: str
+    status: Literal["completed", "failed"]
+    stop_reason: StopReason
+    rounds: list[RoundResult]
+    final_answer: str | None = None
+    error: str | None = None
+    flow_run_id: str | None = None
+    elapsed_seconds: float = 0.0
+    usage: Usage = Field(default_factory=Usage)
+
+
+def plan_to_spec(
+    tasks: list[PlannedTask],
+    name: str,
+    config: ObjectiveConfig,
+    earlier: dict[str, str],
+) -> WorkflowSpec:
+    """A round's tasks as a workflow spec for the one scheduler.
+
+    Dependencies on tasks of earlier rounds become context values (their results, inserted
+    under "Results of earlier rounds"), since those tasks are not re-run.
+    """
+    planned = {t.name for t in tasks}
+    specs: list[dict[str, Any]] = []
+    for task in tasks:
+        entry: dict[str, Any] = {"name": task.name, "prompt": task.prompt}
+        if task.depends_on is not None:
+            carried = [d for d in task.depends_on if d in earlier and d not in planned]
+            entry["depends_on"] = [d for d in task.depends_on if d not in carried]
+            if carried:
+                entry["context"] = {d: earlier[d] for d in carried}
+                sections = "\n\n".join(f"### {d}\n{{{{ {d} }}}}" for d in carried)
+                entry["prompt"] = f"{task.prompt}\n\n## Results of earlier rounds\n\n{sections}"
+        specs.append(entry)
+    return parse_spec(
+        {
+            "name": name[:200],
+            "config": {
+                "breadth": config.breadth,
+                "timeout_seconds": config.timeout_seconds,
+                "max_retries": config.max_retries,
+                "retry_backoff_seconds": config.retry_backoff_seconds,
+                "failure_mode": config.failure_mode,
+                "model": config.model,
+                "model_options": config.model_options,
+            },
+            "tasks": specs,
+        },
+        source="plan",
+    )
+
+
+def check_plan(
+    tasks: list[PlannedTask], config: ObjectiveConfig, earlier: dict[str, str]
+) -> WorkflowSpec:
+    """Validate planned tasks like a user spec; raise SpecError with a message a planner can fix."""
+    if len(tasks) > config.max_tasks:
+        raise SpecError(f"the plan has {len(tasks)} tasks; at most {config.max_tasks} are allowed")
+    reused = [t.name for t in tasks if t.name in earlier]
+    if reused:
+        raise SpecError(f"task name {reused[0]!r} is already used by an earlier round; rename it")
+    spec = plan_to_spec(tasks, "plan", config, earlier)
+    validate_spec(spec)
+    return spec
