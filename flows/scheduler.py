@@ -16,12 +16,18 @@ import heapq
 import time
 from datetime import datetime, timezone
 
-from promptdag.errors import ProviderError
 from promptdag.events import TaskEvent, emit
 from promptdag.graph import WorkflowGraph
 from promptdag.results import TaskResult
 from promptdag.spec import WorkflowSpec
-from tasks.run_prompt import PromptJob, PromptOutput, prompt_task_options, run_prompt
+from tasks.run_prompt import (
+    PromptJob,
+    PromptOutput,
+    attempts_of,
+    describe_failure,
+    prompt_task_options,
+    run_with_fallback,
+)
 
 
 def _now() -> datetime:
@@ -72,11 +78,13 @@ class ReadySetScheduler:
                 future.cancel()
         for name in self.graph.names:
             if name not in self.results:
-                self.results[name] = TaskResult(
-                    name=name,
-                    status="cancelled",
-                    depends_on=list(self.graph.depends_on[name]),
-                    error="not started: the workflow stopped at a failed task (fail_fast)",
+                self._record(
+                    TaskResult(
+                        name=name,
+                        status="cancelled",
+                        depends_on=list(self.graph.depends_on[name]),
+                        error="not started: the workflow stopped at a failed task (fail_fast)",
+                    )
                 )
         return [self.results[name] for name in self.graph.names]
 
@@ -92,21 +100,18 @@ class ReadySetScheduler:
             )
         )
         try:
-            output: PromptOutput = await run_prompt.with_options(**options)(job, upstream)
+            output: PromptOutput = await run_with_fallback(job, upstream, options)
         except Exception as exc:
-            attempts = getattr(exc, "attempts", None)
-            if attempts is None:  # a timeout: Prefect retried it until the budget ran out
-                attempts = options["retries"] + 1
             return TaskResult(
                 name=name,
                 status="failed",
                 depends_on=list(self.graph.depends_on[name]),
-                attempts=attempts,
+                attempts=attempts_of(exc, options),
                 started_at=started,
                 finished_at=_now(),
                 duration_seconds=round(time.perf_counter() - clock, 4),
-                model=job.models[0],
-                error=_describe(exc, options["timeout_seconds"]),
+                model=job.models[-1],
+                error=describe_failure(exc, options["timeout_seconds"]),
             )
         return TaskResult(
             name=name,
@@ -120,11 +125,13 @@ class ReadySetScheduler:
             prompt=output.prompt,
             result=output.text,
             usage=output.usage,
+            fallback_errors=output.fallback_errors,
         )
 
     def _settle(self, result: TaskResult) -> None:
+        """Record a finished task, tell listeners, then apply the failure mode."""
+        self._record(result)
         name = result.name
-        self.results[name] = result
         if result.status == "completed":
             self._release(name, result.result or "")
         elif self.mode == "continue":
@@ -134,16 +141,21 @@ class ReadySetScheduler:
         else:
             for child in self.graph.descendants(name):
                 if child not in self.results:
-                    self.results[child] = TaskResult(
-                        name=child,
-                        status="skipped",
-                        depends_on=list(self.graph.depends_on[child]),
-                        error=f"skipped: upstream task {name!r} failed",
+                    self._record(
+                        TaskResult(
+                            name=child,
+                            status="skipped",
+                            depends_on=list(self.graph.depends_on[child]),
+                            error=f"skipped: upstream task {name!r} failed",
+                        )
                     )
+
+    def _record(self, result: TaskResult) -> None:
+        self.results[result.name] = result
         emit(
             TaskEvent(
                 self.spec.name,
-                name,
+                result.name,
                 "finished",
                 result.status,
                 len(self.results),
@@ -159,11 +171,3 @@ class ReadySetScheduler:
             self._waiting[child] -= 1
             if self._waiting[child] == 0 and child not in self.results:
                 self._push(child)
-
-
-def _describe(exc: BaseException, timeout: float) -> str:
-    if isinstance(exc, ProviderError):
-        return str(exc)
-    if isinstance(exc, TimeoutError):
-        return f"timed out after {timeout:g} s"
-    return f"{type(exc).__name__}: {exc}"

@@ -54,7 +54,8 @@ PROBE = ProbeLog()
 
 
 class ProbeModel:
-    """`probe:<anything>`: sleeps `latency_s`, records when it ran; `permanent: true` fails."""
+    """`probe:<anything>`: sleeps `latency_s`, records when it ran; `permanent: true` fails every
+    call, `fail_tasks: [names]` the calls of those tasks."""
 
     def __init__(self, name: str, options: dict[str, Any]) -> None:
         self.name = f"probe:{name}"
@@ -64,7 +65,9 @@ class ProbeModel:
         call = Call(task=request.task_name or "?", start=time.perf_counter())
         PROBE.calls.append(call)
         try:
-            if self.options.get("permanent"):
+            if self.options.get("permanent") or request.task_name in self.options.get(
+                "fail_tasks", []
+            ):
                 raise PermanentProviderError("probe: permanent failure (bad request)")
             await asyncio.sleep(float(self.options.get("latency_s", 0)))
             return Completion(
