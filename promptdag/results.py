@@ -22,7 +22,11 @@ class TaskResult(BaseModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     duration_seconds: float | None = None
-    model: str | None = None
+    model: str | None = Field(None, description="The model that answered (or was tried last).")
+    fallback_errors: dict[str, str] = Field(
+        default_factory=dict,
+        description="Models of the chain tried before the one that answered, with their errors.",
+    )
     prompt: str | None = Field(None, description="The rendered prompt the model saw.")
     result: str | None = None
     error: str | None = None

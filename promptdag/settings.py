@@ -2,18 +2,58 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pathlib import Path
+
+from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+class ProviderLimit(BaseModel):
+    """A limit on one provider's requests that holds across concurrent flow runs (it lives in
+    the Prefect server as global concurrency limits `promptdag:<provider>` and
+    `promptdag:<provider>:rate`)."""
+
+    max_in_flight: int | None = Field(None, ge=1, description="Requests in flight at once.")
+    requests_per_second: float | None = Field(None, gt=0, description="Requests started a second.")
+
+
 class Settings(BaseSettings):
-    """promptdag's settings (API keys stay in the SDKs' own variables)."""
+    """promptdag's settings (API keys stay in the SDKs' own variables or Prefect Secret blocks)."""
 
     model_config = SettingsConfigDict(env_prefix="PROMPTDAG_", extra="ignore")
 
     model: str | None = Field(None, description="Default model when a spec names none.")
     quiet_prefect: bool = Field(
         True, description="Keep Prefect's console logs (and offline telemetry noise) off the CLI."
+    )
+    openai_api_key_secret: str | None = Field(
+        None, description="Prefect Secret block holding the OpenAI key (else OPENAI_API_KEY)."
+    )
+    anthropic_api_key_secret: str | None = Field(
+        None,
+        description="Prefect Secret block holding the Anthropic key (else ANTHROPIC_API_KEY).",
+    )
+    prices_file: Path | None = Field(
+        None,
+        description="YAML/JSON file of prices (USD per million tokens) that extends or overrides "
+        "the built-in table.",
+    )
+    http_timeout_seconds: float = Field(
+        120,
+        gt=0,
+        description="HTTP timeout of a provider call made outside a task; inside a task it is "
+        "90% of the task's timeout.",
+    )
+    retry_after_max_seconds: float = Field(
+        300,
+        ge=0,
+        description="A rate limit that asks to wait longer than this is not retried (a quota "
+        "is exhausted, not a burst).",
+    )
+    provider_limits: dict[str, ProviderLimit] = Field(
+        default_factory=dict,
+        description='Per-provider limits across flow runs, e.g. {"openai": {"max_in_flight": 8, '
+        '"requests_per_second": 5}}. Off by default; needs a Prefect server.',
     )
 
 

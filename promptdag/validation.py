@@ -1,11 +1,17 @@
-"""Everything checked before a run starts: the graph and every task's model and options."""
+"""Everything checked before a run starts: the graph, every task's model and options, and (for
+a run) that each real model has its key and the prices file reads."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from promptdag.errors import SpecError
 from promptdag.graph import WorkflowGraph, build_graph
+from promptdag.llm.keys import check_key
+from promptdag.llm.options import OPTION_MODELS, check_options, parse_options
+from promptdag.llm.pricing import load_prices
 from promptdag.llm.registry import check_model, split_model
-from promptdag.llm.simulated import parse_options
+from promptdag.llm.simulated import parse_options as parse_simulated_options
 from promptdag.spec import TaskSpec, WorkflowSpec
 
 
@@ -21,18 +27,41 @@ def task_options(task: TaskSpec, spec: WorkflowSpec) -> dict[str, object]:
     return {**spec.config.model_options, **task.model_options}
 
 
-def validate_spec(spec: WorkflowSpec) -> WorkflowGraph:
-    """Validate a parsed spec completely; return its graph or raise SpecError."""
+def validate_spec(spec: WorkflowSpec, *, check_keys: bool = True) -> WorkflowGraph:
+    """Validate a parsed spec completely; return its graph or raise SpecError.
+
+    With `check_keys` (a run, not `promptdag validate`), also raise ConfigError when a real
+    model has no API key or the prices file is unreadable: one line before anything starts.
+    """
     graph = build_graph(spec)
+    real = False
     for task in spec.tasks:
         models = task_models(task, spec)
         if not models:
             raise SpecError(f"task {task.name!r}: field 'model' is an empty list")
         for model in models:
             try:
-                check_model(model)
-                if split_model(model)[0] == "simulated":
-                    parse_options(task_options(task, spec))
+                real |= check_model_ready(model, task_options(task, spec), check_keys=check_keys)
             except SpecError as exc:
                 raise SpecError(f"task {task.name!r}: {exc}") from None
+    if real and check_keys:
+        load_prices()
     return graph
+
+
+def check_model_ready(model: str, options: dict[str, Any], *, check_keys: bool = True) -> bool:
+    """Check one model string with the options it gets (SpecError), and its key (ConfigError).
+
+    Returns whether it is a real (paid, keyed) provider. For any caller that runs models outside
+    a workflow spec (planner, reflector), so they fail as early and as clearly.
+    """
+    prefix = split_model(model)[0]
+    check_model(model)
+    resolved = check_options(model, options)
+    if prefix == "simulated":
+        parse_simulated_options(resolved)
+    if prefix not in OPTION_MODELS:
+        return False
+    if check_keys:
+        check_key(model, prefix, parse_options(prefix, resolved))
+    return True

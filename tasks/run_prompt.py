@@ -1,27 +1,43 @@
 """The Prefect task that runs one workflow task: render, call the model, return a typed result.
 
 Prefect owns the retries (exponential backoff with jitter, retryable errors only) and the
-timeout (the task is async, so the timeout cancels the model call at its next await).
+timeout (the task is async, so the timeout cancels the model call at its next await). Around
+that, three provider concerns are settled here, once for every provider:
+
+- **HTTP timeout below the task timeout**: each call gets 90% of what is left of the attempt's
+  timeout, so a stuck socket read fails as a retryable provider timeout, with the provider's
+  name, before Prefect's own timeout fires.
+- **Retry-After**: see `should_retry`.
+- **Fallback**: a task's `model` may be a chain; see `run_with_fallback`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
 from typing import Any
 
 from prefect import Task, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import TaskRun
+from prefect.context import TaskRunContext
+from prefect.logging import get_run_logger
 from prefect.runtime import task_run as current_task_run
 from prefect.states import State
 from prefect.tasks import exponential_backoff
 from pydantic import BaseModel, Field
 
-from promptdag.errors import PermanentProviderError, ProviderError
+from promptdag.errors import PermanentProviderError, ProviderError, RetryableProviderError
 from promptdag.llm.base import CompletionRequest, Usage
+from promptdag.llm.options import options_for
 from promptdag.llm.registry import get_model
 from promptdag.spec import TaskSpec, WorkflowSpec
 from promptdag.template import render_task_prompt
 from promptdag.validation import task_models, task_options
+from tasks.provider_limits import provider_slot
+
+HTTP_TIMEOUT_SHARE = 0.9  # of the time left in the attempt
 
 
 class PromptJob(BaseModel):
@@ -32,7 +48,7 @@ class PromptJob(BaseModel):
     template: str
     context: dict[str, Any] = Field(default_factory=dict)
     references: list[str] = Field(default_factory=list)
-    models: list[str]
+    models: list[str] = Field(..., description="The model, or a fallback chain tried in order.")
     options: dict[str, Any] = Field(default_factory=dict)
 
     @classmethod
@@ -54,36 +70,87 @@ class PromptOutput(BaseModel):
     """A successful model call for one workflow task."""
 
     text: str
-    model: str
+    model: str = Field(..., description="The model that answered (of a fallback chain).")
     prompt: str
     attempts: int
     usage: Usage = Field(default_factory=Usage)
+    fallback_errors: dict[str, str] = Field(
+        default_factory=dict, description="Models tried before the one that answered, and why."
+    )
 
 
-def should_retry(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) -> bool:
-    """Retry only what can succeed on retry: retryable provider errors and timeouts."""
+async def should_retry(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) -> bool:
+    """Retry only what can succeed on retry: retryable provider errors and timeouts; and do not
+    let the retry start before a rate limit's Retry-After has passed.
+
+    Prefect's retry delays are fixed when the task is built, so an answer's Retry-After cannot
+    change them. Prefect awaits this condition after the failed attempt has ended (outside the
+    task's timeout) and before it schedules the retry; waiting here until the error's
+    `not_before` makes the next attempt start no earlier than the provider asked, then the usual
+    backoff applies on top. Nothing waits when no retry is left.
+    """
     exc = state.data
+    if isinstance(exc, RetryableProviderError):
+        await wait_for_retry_after(exc)
+        return True
     if isinstance(exc, ProviderError):
         return exc.retryable
     return isinstance(exc, TimeoutError)
 
 
+async def wait_for_retry_after(exc: RetryableProviderError) -> float:
+    """Sleep until the error's `not_before` (if any); return the seconds waited."""
+    if exc.not_before is None:
+        return 0.0
+    wait = exc.not_before - time.monotonic()
+    if wait <= 0:
+        return 0.0
+    _logger().info("Rate limited: waiting %.2f s (Retry-After) before the retry", wait)
+    await asyncio.sleep(wait)
+    return wait
+
+
+def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    try:
+        return get_run_logger()
+    except Exception:  # outside a run (a direct call in a test)
+        return logging.getLogger("promptdag")
+
+
+def http_timeout(started: float) -> float | None:
+    """90% of what is left of this attempt's task timeout (None outside a timed task)."""
+    context = TaskRunContext.get()
+    limit = context.task.timeout_seconds if context else None
+    if not limit:
+        return None
+    return max(0.05, HTTP_TIMEOUT_SHARE * (limit - (time.monotonic() - started)))
+
+
 @task(name="run_prompt", cache_policy=NO_CACHE, persist_result=False)
 async def run_prompt(job: PromptJob, upstream: dict[str, str]) -> PromptOutput:
-    """Render the job's prompt with its upstream results and ask its model."""
+    """Render the job's prompt with its upstream results and ask its (first) model."""
+    started = time.monotonic()
     attempt = current_task_run.run_count or 1
     prompt = render_task_prompt(job.template, job.context, upstream, set(job.references))
     model_name = job.models[0]
+    options = options_for(model_name, job.options)
     try:
-        model = get_model(model_name, job.options)
-        completion = await model.complete(
-            CompletionRequest(
-                prompt=prompt, options=job.options, attempt=attempt, task_name=job.name
+        model = get_model(model_name, options)
+        async with provider_slot(model_name):
+            completion = await model.complete(
+                CompletionRequest(
+                    prompt=prompt,
+                    options=options,
+                    attempt=attempt,
+                    task_name=job.name,
+                    timeout_seconds=http_timeout(started),
+                )
             )
-        )
     except ProviderError as exc:
         exc.attempts = attempt
         raise
+    except TimeoutError:
+        raise  # Prefect's timeout, or waiting for a provider slot: retryable
     except Exception as exc:
         # An unexpected failure is a bug or a misconfiguration: never worth a retry.
         error = PermanentProviderError(f"{type(exc).__name__}: {exc}")
@@ -91,11 +158,70 @@ async def run_prompt(job: PromptJob, upstream: dict[str, str]) -> PromptOutput:
         raise error from exc
     return PromptOutput(
         text=completion.text,
-        model=completion.model,
+        model=model_name,
         prompt=prompt,
         attempts=attempt,
         usage=completion.usage,
     )
+
+
+async def run_with_fallback(
+    job: PromptJob, upstream: dict[str, str], options: dict[str, Any]
+) -> PromptOutput:
+    """Ask the job's models in turn until one answers; the output names the one that did.
+
+    Each model gets a task run of its own with the full retry budget and timeout (`options`),
+    so Prefect still owns every retry and the UI shows which model failed how. The next model
+    is tried when one fails for good: a permanent error, or retries exhausted. `attempts` adds
+    up the calls of every model tried. When all fail, the error names each model's failure.
+    """
+    errors: dict[str, str] = {}
+    attempts = 0
+    last: BaseException | None = None
+    for index, model in enumerate(job.models):
+        run_options = options
+        if index:
+            name = f"{options.get('task_run_name') or job.name} (fallback {index}: {model})"
+            run_options = {**options, "task_run_name": name}
+        try:
+            output: PromptOutput = await run_prompt.with_options(**run_options)(
+                job.model_copy(update={"models": job.models[index:]}), upstream
+            )
+        except Exception as exc:
+            attempts += attempts_of(exc, options)
+            errors[model] = describe_failure(exc, options.get("timeout_seconds"))
+            last = exc
+            continue
+        return output.model_copy(
+            update={"attempts": attempts + output.attempts, "fallback_errors": errors}
+        )
+    assert last is not None  # a job has at least one model
+    if len(job.models) == 1:
+        last.attempts = attempts  # type: ignore[attr-defined]
+        raise last
+    error = ProviderError(
+        f"all {len(job.models)} models failed: "
+        + "; ".join(f"{model}: {why}" for model, why in errors.items())
+    )
+    error.attempts = attempts
+    raise error
+
+
+def attempts_of(exc: BaseException, options: dict[str, Any]) -> int:
+    """Calls a failed task run made: recorded on our errors; a timeout used the whole budget."""
+    attempts = getattr(exc, "attempts", None)
+    if attempts is None:
+        attempts = int(options.get("retries") or 0) + 1
+    return int(attempts)
+
+
+def describe_failure(exc: BaseException, timeout: float | None) -> str:
+    """One line for a failed task run."""
+    if isinstance(exc, ProviderError):
+        return str(exc)
+    if isinstance(exc, TimeoutError):
+        return f"timed out after {timeout:g} s" if timeout else "timed out"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def prompt_task_options(spec: WorkflowSpec, task_spec: TaskSpec) -> dict[str, Any]:

@@ -13,12 +13,15 @@ from typing import Any
 
 from promptdag.errors import SpecError
 from promptdag.llm.base import Model
+from promptdag.llm.options import options_for
 
 ModelFactory = Callable[[str, dict[str, Any]], Model]
 
 # prefix -> "module:attribute" of its factory, loaded lazily.
 _BUILTIN: dict[str, str] = {
     "simulated": "promptdag.llm.simulated:SimulatedModel",
+    "openai": "promptdag.llm.openai:OpenAIModel",
+    "anthropic": "promptdag.llm.anthropic:AnthropicModel",
 }
 _factories: dict[str, ModelFactory] = {}
 
@@ -50,7 +53,8 @@ def check_model(model: str) -> None:
 
 
 def get_model(model: str, options: dict[str, Any] | None = None) -> Model:
-    """The model behind a string, built with its options."""
+    """The model behind a string, built with the options it gets (shared options, then those
+    keyed by this model string: see `promptdag.llm.options`)."""
     check_model(model)
     prefix, name = split_model(model)
     factory = _factories.get(prefix)
@@ -58,4 +62,4 @@ def get_model(model: str, options: dict[str, Any] | None = None) -> Model:
         module, _, attr = _BUILTIN[prefix].partition(":")
         factory = getattr(importlib.import_module(module), attr)
         _factories[prefix] = factory
-    return factory(name, dict(options or {}))
+    return factory(name, options_for(model, options or {}))
