@@ -170,6 +170,8 @@ def parse_spec(data: Any, source: str = "spec") -> WorkflowSpec:
         return WorkflowSpec.model_validate(data)
     except ValidationError as exc:
         raise SpecError(f"{source}: {describe_validation_error(exc, data)}") from None
+    except RecursionError:
+        raise SpecError(f"{source}: values are nested too deeply") from None
 
 
 def load_spec(path: str | Path) -> WorkflowSpec:
@@ -194,6 +196,8 @@ def _parse_text(text: str, file: Path) -> Any:
             raise SpecError(
                 f"{file}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
             ) from None
+        except RecursionError:
+            raise SpecError(f"{file}: invalid JSON: nested too deeply") from None
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
