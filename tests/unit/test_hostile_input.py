@@ -128,7 +128,7 @@ def test_absurd_nesting_is_a_clean_error(tmp_path: Path, text: str, suffix: str)
 
 def test_deep_chains_and_huge_fan_outs_validate(tmp_path: Path, capsys):
     chain = [{"name": "t0", "prompt": "start"}] + [
-        {"name": f"t{i}", "prompt": "{{ t%d }}" % (i - 1)} for i in range(1, 5000)
+        {"name": f"t{i}", "prompt": "{{ t" + str(i - 1) + " }}"} for i in range(1, 5000)
     ]
     wide = [{"name": f"w{i}", "prompt": "x", "depends_on": []} for i in range(10_000)]
     for tasks in (chain, wide):
