@@ -71,17 +71,20 @@ class AnthropicModel:
         }
         if request.system:
             body["system"] = request.system
-        for field in ("temperature", "top_p", "top_k"):
-            value = getattr(opts, field)
-            if value is not None:
-                body[field] = value
         if opts.stop:
             body["stop_sequences"] = opts.stop
         if tool is not None:
             body["tools"] = [tool]
             body["tool_choice"] = {"type": "tool", "name": tool["name"]}
-        if opts.extra_body:
-            body["extra_body"] = opts.extra_body
+        # Sampling fields travel in the JSON body as they always did; newer SDKs no longer
+        # declare them as keyword arguments.
+        sampling = {
+            field: getattr(opts, field)
+            for field in ("temperature", "top_p", "top_k")
+            if getattr(opts, field) is not None
+        }
+        if sampling or opts.extra_body:
+            body["extra_body"] = {**sampling, **opts.extra_body}
         return body
 
     def _completion(

@@ -1,0 +1,275 @@
+"""Loopback HTTP servers that speak the vendors' wire protocols, for the real SDKs to call.
+
+`OpenAIServer` answers `POST /v1/chat/completions` (text, and `response_format: json_schema`);
+`AnthropicServer` answers `POST /v1/messages` (text, and forced tool use). Both check the key and
+the request shape as the vendors do, answer errors with the vendors' JSON bodies and status
+codes, and record every request with its arrival and departure times. Replies are scripted per
+test (`server.script(...)`); with no script left, a request gets a plain success.
+
+Unlike the vendors (which mask it), the 401 message echoes the key it was given in full: the
+tests use it to prove that promptdag never shows a key even when a server does.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+OPENAI_KEY = "sk-test-openai-5f1e2d3c4b5a69788796a5b4c3d2e1f0"
+ANTHROPIC_KEY = "sk-ant-test-0a1b2c3d4e5f60718293a4b5c6d7e8f9"
+
+
+@dataclass
+class Reply:
+    """One scripted answer. `content` (text) or `tool_input` (Anthropic) make a success;
+    `body` is sent as it is (errors); `delay` holds the answer back."""
+
+    status: int = 200
+    content: str | None = None
+    tool_input: Any = None
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    usage: tuple[int, int] | None = None
+
+
+@dataclass
+class Seen:
+    """One request as the server received it."""
+
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+    start: float
+    end: float = 0.0
+    status: int = 0
+
+    def prompt(self) -> str:
+        return str(self.body["messages"][-1]["content"])
+
+
+def openai_error(
+    status: int, message: str, type_: str, code: str | None = None, **headers: str
+) -> Reply:
+    """An error as OpenAI sends it: `{"error": {"message", "type", "param", "code"}}`."""
+    body = {"error": {"message": message, "type": type_, "param": None, "code": code}}
+    return Reply(status=status, body=body, headers=dict(headers))
+
+
+def anthropic_error(status: int, type_: str, message: str, **headers: str) -> Reply:
+    """An error as Anthropic sends it: `{"type": "error", "error": {"type", "message"}}`."""
+    body = {"type": "error", "error": {"type": type_, "message": message}}
+    return Reply(status=status, body=body, headers={"request-id": "req_test", **headers})
+
+
+class WireServer:
+    """Common part: a threaded loopback server with a script and a request log."""
+
+    path = "/"
+
+    def __init__(self, key: str | None, usage: tuple[int, int] = (1200, 300)) -> None:
+        self.key = key
+        self.usage = usage
+        self.replies: deque[Reply] = deque()
+        self.requests: list[Seen] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._lock = threading.Lock()
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
+
+    @property
+    def url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> WireServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def script(self, *replies: Reply) -> None:
+        self.replies.extend(replies)
+
+    def prompts(self) -> list[str]:
+        return [seen.prompt() for seen in self.requests]
+
+    # Subclasses: check a request, build its success body or a vendor error.
+    def check(self, seen: Seen) -> Reply | None:
+        raise NotImplementedError
+
+    def success(self, seen: Seen, reply: Reply) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _respond(self, seen: Seen) -> tuple[int, dict[str, str], bytes]:
+        failure = self.check(seen)
+        with self._lock:
+            reply = failure or (self.replies.popleft() if self.replies else Reply())
+        if reply.delay:
+            time.sleep(reply.delay)
+        body = reply.body if reply.body is not None else None
+        if body is None and reply.status == 200:
+            body = self.success(seen, reply)
+        return reply.status, reply.headers, json.dumps(body).encode()
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                raw = self.rfile.read(length)
+                try:
+                    body = json.loads(raw or b"{}")
+                except ValueError:
+                    body = {}
+                seen = Seen(
+                    path=self.path,
+                    headers={k.lower(): v for k, v in self.headers.items()},
+                    body=body,
+                    start=time.monotonic(),
+                )
+                with server._lock:
+                    server.requests.append(seen)
+                    server.in_flight += 1
+                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                try:
+                    status, headers, data = server._respond(seen)
+                    seen.status = status
+                    self.send_response(status)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", str(len(data)))
+                    for name, value in headers.items():
+                        self.send_header(name, value)
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (its timeout): as a real server sees it
+                finally:
+                    seen.end = time.monotonic()
+                    with server._lock:
+                        server.in_flight -= 1
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        return Handler
+
+
+class OpenAIServer(WireServer):
+    """Chat completions: `POST /v1/chat/completions`, `Authorization: Bearer <key>`."""
+
+    path = "/v1/chat/completions"
+
+    def check(self, seen: Seen) -> Reply | None:
+        if seen.path != self.path:
+            return openai_error(404, f"Invalid URL (POST {seen.path})", "invalid_request_error")
+        given = seen.headers.get("authorization", "").removeprefix("Bearer ")
+        if self.key is not None and given != self.key:
+            return openai_error(
+                401,
+                f"Incorrect API key provided: {given}. You can find your API key at "
+                "https://platform.openai.com/account/api-keys.",
+                "invalid_request_error",
+                "invalid_api_key",
+            )
+        body = seen.body
+        if not body.get("model") or not body.get("messages"):
+            return openai_error(400, "'model' and 'messages' are required", "invalid_request_error")
+        fmt = body.get("response_format")
+        if fmt is not None and (
+            fmt.get("type") != "json_schema" or "schema" not in fmt.get("json_schema", {})
+        ):
+            return openai_error(
+                400, "Invalid 'response_format'", "invalid_request_error", "invalid_value"
+            )
+        return None
+
+    def success(self, seen: Seen, reply: Reply) -> dict[str, Any]:
+        content = reply.content if reply.content is not None else default_answer(seen)
+        prompt_tokens, completion_tokens = reply.usage or self.usage
+        return {
+            "id": f"chatcmpl-{len(self.requests)}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": seen.body["model"],
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": content, "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        }
+
+
+class AnthropicServer(WireServer):
+    """Messages: `POST /v1/messages`, `x-api-key` (or a bearer token), `anthropic-version`."""
+
+    path = "/v1/messages"
+
+    def check(self, seen: Seen) -> Reply | None:
+        if seen.path != self.path:
+            return anthropic_error(404, "not_found_error", f"Not found: {seen.path}")
+        given = seen.headers.get("x-api-key") or seen.headers.get("authorization", "").removeprefix(
+            "Bearer "
+        )
+        if self.key is not None and given != self.key:
+            return anthropic_error(401, "authentication_error", f"invalid x-api-key: {given}")
+        if "anthropic-version" not in seen.headers:
+            return anthropic_error(400, "invalid_request_error", "anthropic-version is required")
+        body = seen.body
+        for name in ("model", "max_tokens", "messages"):
+            if name not in body:
+                return anthropic_error(400, "invalid_request_error", f"{name}: Field required")
+        choice = body.get("tool_choice")
+        if choice is not None and choice.get("name") not in {t["name"] for t in body["tools"]}:
+            return anthropic_error(400, "invalid_request_error", "tool_choice names no tool")
+        return None
+
+    def success(self, seen: Seen, reply: Reply) -> dict[str, Any]:
+        input_tokens, output_tokens = reply.usage or self.usage
+        choice = seen.body.get("tool_choice") or {}
+        if choice.get("type") == "tool" and reply.content is None:
+            content: list[dict[str, Any]] = [
+                {"type": "tool_use", "id": "toolu_01", "name": choice["name"],
+                 "input": reply.tool_input if reply.tool_input is not None else {}}
+            ]  # fmt: skip
+            stop = "tool_use"
+        else:
+            text = reply.content if reply.content is not None else default_answer(seen)
+            content, stop = [{"type": "text", "text": text}], "end_turn"
+        return {
+            "id": f"msg_{len(self.requests)}",
+            "type": "message",
+            "role": "assistant",
+            "model": seen.body["model"],
+            "content": content,
+            "stop_reason": stop,
+            "stop_sequence": None,
+            "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens},
+        }
+
+
+def default_answer(seen: Seen) -> str:
+    first = seen.prompt().strip().splitlines()[0] if seen.prompt().strip() else ""
+    return f"{seen.body['model']} answers: {first[:80]}"
