@@ -10,8 +10,12 @@ import difflib
 import heapq
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
+from promptdag.conditions import parse_condition, split_reference
+from promptdag.conditions import references as condition_references
 from promptdag.errors import SpecError
+from promptdag.schemas import has_field, resolve_schema
 from promptdag.spec import TaskSpec, TaskType, WorkflowSpec
 from promptdag.template import placeholders
 
@@ -25,6 +29,8 @@ class WorkflowGraph:
     references: Mapping[str, frozenset[str]]
     priority: Mapping[str, int]
     dependents: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    conditions: Mapping[str, str] = field(default_factory=dict)
+    subworkflows: frozenset[str] = frozenset()
 
     @property
     def index(self) -> dict[str, int]:
@@ -94,15 +100,28 @@ class WorkflowGraph:
         ids = {name: f"t{i}" for i, name in enumerate(self.names)}
         lines = ["graph TD"]
         for name in self.names:
-            lines.append(f'    {ids[name]}["{_mermaid_label(name)}"]')
+            label = _mermaid_label(name)
+            shape = f'[["{label}"]]' if name in self.subworkflows else f'["{label}"]'
+            lines.append(f"    {ids[name]}{shape}")
         for name in self.names:
+            when = self.conditions.get(name)
             for dep in self.depends_on[name]:
-                lines.append(f"    {ids[dep]} --> {ids[name]}")
+                if when:  # a branch: dashed, labelled with its condition
+                    lines.append(f'    {ids[dep]} -. "{_mermaid_label(_short(when))}" .-> '
+                                 f"{ids[name]}")
+                else:
+                    lines.append(f"    {ids[dep]} --> {ids[name]}")
         return "\n".join(lines)
 
 
 def _mermaid_label(text: str) -> str:
-    return text.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;")
+    return (text.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;")
+            .replace(">", "&gt;").replace("{", "&#123;").replace("}", "&#125;"))
+
+
+def _short(text: str, limit: int = 60) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _suggest(name: str, candidates: Iterable[str]) -> str:
@@ -152,10 +171,16 @@ def build_graph(spec: WorkflowSpec) -> WorkflowGraph:
     known = set(names)
     implied = _implied_dependencies(tasks)
 
+    schemas: dict[str, dict[str, Any] | None] = {}
+    for t in tasks:
+        try:
+            schemas[t.name] = resolve_schema(t.output_schema) if t.output_schema else None
+        except SpecError as exc:
+            raise SpecError(f"task {t.name!r}: field 'output_schema': {exc}") from None
     depends_on: dict[str, tuple[str, ...]] = {}
     references: dict[str, frozenset[str]] = {}
     for task in tasks:
-        refs = _references(task, known)
+        refs = _references(task, known, schemas)
         references[task.name] = frozenset(refs)
         if task.depends_on is None:
             declared = implied[task.name]
@@ -183,6 +208,8 @@ def build_graph(spec: WorkflowSpec) -> WorkflowGraph:
         references=references,
         priority={t.name: t.priority.rank for t in tasks},
         dependents={k: tuple(v) for k, v in dependents.items()},
+        conditions={t.name: t.when for t in tasks if t.when},
+        subworkflows=frozenset(t.name for t in tasks if t.workflow is not None),
     )
     cycle = find_cycle(graph)
     if cycle:
@@ -193,27 +220,61 @@ def build_graph(spec: WorkflowSpec) -> WorkflowGraph:
     return graph
 
 
-def _references(task: TaskSpec, known: set[str]) -> list[str]:
-    """Task names a prompt references; context keys are inputs, not dependencies."""
+def _references(
+    task: TaskSpec, known: set[str], schemas: Mapping[str, dict[str, Any] | None]
+) -> list[str]:
+    """Task names a prompt or condition references; context keys are inputs, not dependencies."""
     refs: list[str] = []
-    for name in placeholders(task.prompt):
-        in_context = name in task.context
-        if name in known and in_context:
+    for text in placeholders(task.prompt):
+        in_context = text in task.context
+        if text in known and in_context:
             raise SpecError(
-                f"task {task.name!r}: {{{{ {name} }}}} is both a task and a key of its context; "
+                f"task {task.name!r}: {{{{ {text} }}}} is both a task and a key of its context; "
                 "rename the context key"
             )
         if in_context:
             continue
-        if name == task.name:
-            raise SpecError(f"task {task.name!r} references its own result {{{{ {name} }}}}")
-        if name not in known:
+        refs.append(_resolve(task, text, "prompt", known, schemas))
+    if task.when is not None:
+        try:
+            tree = parse_condition(task.when)
+        except SpecError as exc:
+            raise SpecError(f"task {task.name!r}: field 'when': {exc}") from None
+        refs.extend(_resolve(task, ref.text, "condition", known, schemas)
+                    for ref in condition_references(tree))
+    return list(dict.fromkeys(refs))
+
+
+def _resolve(
+    task: TaskSpec, text: str, where: str, known: set[str],
+    schemas: Mapping[str, dict[str, Any] | None],
+) -> str:
+    """The task a `{{ Task }}` or `{{ Task.field }}` reference names, checked."""
+    found = split_reference(text, known)
+    if found is None:
+        pool = known | set(task.context) if where == "prompt" else known
+        what = "neither a task nor a key of its context" if where == "prompt" else "not a task"
+        raise SpecError(
+            f"task {task.name!r}: {where} references {{{{ {text} }}}}, which is {what}"
+            f"{_suggest(text.split('.')[0], pool)}"
+        )
+    name, path = found
+    if name == task.name:
+        raise SpecError(f"task {task.name!r} references its own result {{{{ {text} }}}}")
+    if path:
+        schema = schemas.get(name)
+        if schema is None:
             raise SpecError(
-                f"task {task.name!r}: prompt references {{{{ {name} }}}}, which is neither a task "
-                f"nor a key of its context{_suggest(name, known | set(task.context))}"
+                f"task {task.name!r}: {where} uses {{{{ {text} }}}}, but task {name!r} has no "
+                "output_schema; give it one to use its fields"
             )
-        refs.append(name)
-    return refs
+        if not has_field(schema, path):
+            fields = ", ".join(sorted(schema.get("properties", {}))) or "none"
+            raise SpecError(
+                f"task {task.name!r}: {where} uses {{{{ {text} }}}}, but the output_schema of "
+                f"{name!r} has no field {'.'.join(path)!r} (fields: {fields})"
+            )
+    return name
 
 
 def find_cycle(graph: WorkflowGraph) -> list[str] | None:

@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from promptdag.errors import SpecError
 
@@ -86,7 +93,9 @@ class TaskSpec(_Strict):
     """One prompt of the workflow."""
 
     name: str = Field(..., min_length=1, max_length=200, description="Unique task name.")
-    prompt: str = Field(..., description="The prompt; `{{ Task Name }}` inserts that result.")
+    prompt: str = Field(
+        "", description="The prompt; `{{ Task Name }}` inserts that result (none for a workflow)."
+    )
     description: str | None = None
     task_type: TaskType = Field(TaskType.SEQUENTIAL, description="Staging when implied.")
     priority: Priority = Field(Priority.NORMAL, description="Order among ready tasks.")
@@ -98,6 +107,29 @@ class TaskSpec(_Strict):
     timeout_seconds: float | None = Field(None, gt=0, le=86_400)
     model: ModelRef | None = None
     model_options: dict[str, Any] = Field(default_factory=dict)
+    when: str | None = Field(
+        None,
+        description="Run only if this condition on upstream results holds, e.g. "
+        "\"{{ Assess.label }} == 'complex'\"; otherwise the task is skipped.",
+    )
+    output_schema: str | dict[str, Any] | None = Field(
+        None,
+        description="Ask for a structured result: a JSON schema (type: object) or a registered "
+        "name (classification, score); fields are then usable as {{ Task.field }}.",
+    )
+    workflow: WorkflowSpec | str | None = Field(
+        None,
+        description="Run a whole workflow (inline, or a spec file path) as this task, as a "
+        "Prefect subflow with its own breadth.",
+    )
+
+    @model_validator(mode="after")
+    def _prompt_or_workflow(self) -> TaskSpec:
+        if self.workflow is None and not self.prompt.strip():
+            raise ValueError("field 'prompt' is required and must not be empty")
+        if self.workflow is not None and self.output_schema is not None:
+            raise ValueError("a workflow task cannot have an output_schema")
+        return self
 
     @field_validator("name")
     @classmethod
@@ -108,13 +140,6 @@ class TaskSpec(_Strict):
             raise ValueError("task name must not start or end with spaces")
         if any(ch in value for ch in "{}\n\r\t"):
             raise ValueError("task name must not contain braces, tabs or line breaks")
-        return value
-
-    @field_validator("prompt")
-    @classmethod
-    def _prompt_not_empty(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("prompt must not be empty")
         return value
 
 
@@ -131,6 +156,9 @@ class WorkflowSpec(_Strict):
             if task.name == name:
                 return task
         raise KeyError(name)
+
+
+TaskSpec.model_rebuild()
 
 
 def _location(loc: tuple[Any, ...], data: Any) -> str:
@@ -151,7 +179,7 @@ def describe_validation_error(exc: ValidationError, data: Any) -> str:
     """One line for the first problem pydantic found, naming the task and the field."""
     errors = exc.errors()
     first = errors[0]
-    message = first["msg"]
+    message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         message = "unknown field (check the spelling; see the spec reference in the README)"
     elif first["type"] == "missing":
@@ -160,12 +188,19 @@ def describe_validation_error(exc: ValidationError, data: Any) -> str:
     return f"{_location(tuple(first['loc']), data)}: {message}{more}"
 
 
-def parse_spec(data: Any, source: str = "spec") -> WorkflowSpec:
-    """Validate already-parsed data (a dict from YAML/JSON or an API body) into a spec."""
+def parse_spec(
+    data: Any, source: str = "spec", base: Path | None = None, stack: tuple[Path, ...] = ()
+) -> WorkflowSpec:
+    """Validate already-parsed data (a dict from YAML/JSON or an API body) into a spec.
+
+    Sub-workflows given as file paths are read (relative to `base`, default the working
+    directory) and inlined, so the spec is self-contained when it reaches a flow.
+    """
     if isinstance(data, WorkflowSpec):
         return data
     if not isinstance(data, dict):
         raise SpecError(f"{source}: expected a mapping with 'name' and 'tasks' at the top level")
+    data = _inline_workflows(data, base or Path.cwd(), stack)
     try:
         return WorkflowSpec.model_validate(data)
     except ValidationError as exc:
@@ -185,7 +220,43 @@ def load_spec(path: str | Path) -> WorkflowSpec:
         raise SpecError(f"{file}: is a directory, expected a spec file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"{file}: cannot read: {exc}") from None
-    return parse_spec(_parse_text(text, file), str(file))
+    return parse_spec(_parse_text(text, file), str(file), file.parent, (file.resolve(),))
+
+
+MAX_NESTING = 10
+
+
+def _inline_workflows(data: dict[str, Any], base: Path, stack: tuple[Path, ...]) -> dict[str, Any]:
+    """Replace `workflow: path` by the file's content, recursively; reject cycles across files."""
+    tasks = data.get("tasks")
+    if not isinstance(tasks, list) or not any(
+        isinstance(t, dict) and isinstance(t.get("workflow"), (str, dict)) for t in tasks
+    ):
+        return data
+    if len(stack) > MAX_NESTING:
+        raise SpecError(f"sub-workflows nested more than {MAX_NESTING} levels deep")
+    inlined = []
+    for task in tasks:
+        if isinstance(task, dict) and isinstance(task.get("workflow"), str):
+            path = (base / task["workflow"]).resolve()
+            who = f"task {task.get('name')!r}: workflow {task['workflow']!r}"
+            if path in stack:
+                chain = " -> ".join(p.name for p in (*stack, path))
+                raise SpecError(f"{who}: sub-workflow cycle across files: {chain}")
+            try:
+                text = path.read_text(encoding="utf-8")
+            except FileNotFoundError:
+                raise SpecError(f"{who}: no such file ({path})") from None
+            except (OSError, UnicodeDecodeError) as exc:
+                raise SpecError(f"{who}: cannot read: {exc}") from None
+            sub = _parse_text(text, path)
+            if isinstance(sub, dict):
+                sub = _inline_workflows(sub, path.parent, (*stack, path))
+            task = {**task, "workflow": sub}
+        elif isinstance(task, dict) and isinstance(task.get("workflow"), dict):
+            task = {**task, "workflow": _inline_workflows(task["workflow"], base, stack)}
+        inlined.append(task)
+    return {**data, "tasks": inlined}
 
 
 def _parse_text(text: str, file: Path) -> Any:

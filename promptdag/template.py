@@ -7,6 +7,8 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from promptdag.conditions import split_reference
+
 PLACEHOLDER = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
 
 
@@ -34,11 +36,25 @@ def render(template: str, lookup: Callable[[str], str]) -> str:
     return PLACEHOLDER.sub(lambda m: lookup(m.group(1)), template)
 
 
+def field_value(output: Any, path: list[str]) -> Any:
+    """`output["a"]["b"]` for path ["a", "b"]; None where the path does not exist."""
+    value = output
+    for part in path:
+        if isinstance(value, Mapping) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return None
+    return value
+
+
 def render_task_prompt(
     template: str,
     context: Mapping[str, Any],
     upstream: Mapping[str, str],
     references: set[str] | None = None,
+    outputs: Mapping[str, Any] | None = None,
 ) -> str:
     """The prompt a model sees: placeholders filled, unreferenced upstream results appended.
 
@@ -46,7 +62,8 @@ def render_task_prompt(
         template: the task's prompt as written in the spec.
         context: the task's own `context` values (`{{ key }}` resolves here first).
         upstream: results of the task's dependencies, by task name.
-        references: the names the template references (computed if not given).
+        references: the task names the template references (computed if not given).
+        outputs: structured results of dependencies, for `{{ Task.field }}`.
     """
     refs = set(placeholders(template)) if references is None else references
 
@@ -55,6 +72,9 @@ def render_task_prompt(
             return as_text(context[name])
         if name in upstream:
             return upstream[name]
+        found = split_reference(name, set(outputs or {}))
+        if found is not None and outputs is not None:
+            return as_text(field_value(outputs[found[0]], found[1]))
         # Validation rejects unknown names before a run; keep the text if one slips through.
         return "{{ " + name + " }}"
 

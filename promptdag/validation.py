@@ -36,6 +36,12 @@ def validate_spec(spec: WorkflowSpec, *, check_keys: bool = True) -> WorkflowGra
     graph = build_graph(spec)
     real = False
     for task in spec.tasks:
+        if isinstance(task.workflow, WorkflowSpec):  # a sub-workflow: its own tasks, its models
+            try:
+                validate_spec(task.workflow, check_keys=check_keys)
+            except SpecError as exc:
+                raise type(exc)(f"task {task.name!r} (sub-workflow): {exc}") from None
+            continue
         models = task_models(task, spec)
         if not models:
             raise SpecError(f"task {task.name!r}: field 'model' is an empty list")

@@ -43,7 +43,7 @@ def test_yaml_and_json_give_the_same_spec(tmp_path: Path):
             {"name": "w", "tasks": [{"name": "A", "prompt": "x", "max_retries": "many"}]},
             "task 'A': field 'max_retries'",
         ),
-        ({"name": "w", "tasks": [{"name": "A"}]}, "task 'A': field 'prompt': required field"),
+        ({"name": "w", "tasks": [{"name": "A"}]}, "task 'A': field 'prompt' is required"),
         ({"name": "w", "tasks": []}, "field 'tasks'"),
         (
             {"name": "w", "config": {"breadth": 0}, "tasks": [{"name": "A", "prompt": "x"}]},
