@@ -39,7 +39,10 @@ async def test_answers_with_usage_and_cost(anthropic_server: AnthropicServer):
     assert (completion.usage.input_tokens, completion.usage.output_tokens) == (1200, 300)
     assert completion.usage.cost_usd == pytest.approx((1200 * 1.0 + 300 * 5.0) / 1e6)
     [seen] = anthropic_server.requests
-    assert ANTHROPIC_KEY in (seen.headers.get("x-api-key"), seen.headers.get("authorization", "")[7:])
+    assert ANTHROPIC_KEY in (
+        seen.headers.get("x-api-key"),
+        seen.headers.get("authorization", "")[7:],
+    )
     assert "anthropic-version" in seen.headers
     assert seen.body["model"] == "claude-haiku-4-5"
     assert seen.body["system"] == "Be brief."
@@ -109,7 +112,9 @@ async def test_errors_are_mapped_once_in_one_http_call(
 
 
 async def test_retry_after_is_carried(anthropic_server: AnthropicServer):
-    anthropic_server.script(anthropic_error(429, "rate_limit_error", "slow", **{"retry-after": "3"}))
+    anthropic_server.script(
+        anthropic_error(429, "rate_limit_error", "slow", **{"retry-after": "3"})
+    )
     with pytest.raises(RetryableProviderError) as caught:
         await ask()
     assert caught.value.retry_after == 3.0

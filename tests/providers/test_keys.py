@@ -76,7 +76,9 @@ def test_a_key_in_a_spec_is_refused(monkeypatch, name: str):
 
 def test_option_typos_and_bad_values_are_named(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-    with pytest.raises(SpecError, match="unknown model option 'temprature'; did you mean 'temperature'"):
+    with pytest.raises(
+        SpecError, match="unknown model option 'temprature'; did you mean 'temperature'"
+    ):
         validate_spec(spec("openai:gpt-4o-mini", temprature=0.2))
     with pytest.raises(SpecError, match="openai model option 'temperature'"):
         validate_spec(spec("openai:gpt-4o-mini", temperature=7))
