@@ -10,9 +10,16 @@ from prefect import flow
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State
 
+from flows.artifacts import RunView, workflow_tag
 from flows.scheduler import ReadySetScheduler
 from promptdag.llm.base import Usage
-from promptdag.results import TaskResult, WorkflowResult, summarise, total_usage
+from promptdag.results import (
+    TaskResult,
+    WorkflowResult,
+    summarise,
+    total_usage,
+    workflow_status,
+)
 from promptdag.spec import WorkflowSpec
 from promptdag.validation import validate_spec
 from tasks.infer_dependencies import infer_dependencies
@@ -25,12 +32,22 @@ def _flow_run_name() -> str:
     return str(name or "workflow")
 
 
-@flow(name="run-workflow", flow_run_name=_flow_run_name, validate_parameters=True)
+@flow(
+    name="run-workflow",
+    flow_run_name=_flow_run_name,
+    validate_parameters=True,
+    persist_result=True,  # `promptdag result RUN_ID` reads it back later, from any process
+    result_serializer="json",
+)
 async def run_workflow(spec: WorkflowSpec) -> State[WorkflowResult]:
     """Run a workflow spec: every task as soon as its dependencies allow, `breadth` at a time.
 
     The flow run ends Completed when every task completed, Failed otherwise; in both cases its
     result is the `WorkflowResult`.
+
+    Args:
+        spec: the workflow: its tasks, their dependencies and the config (a seed API request
+            body loads as it is).
     """
     graph = validate_spec(spec)
     started, clock = datetime.now(timezone.utc), time.perf_counter()
@@ -38,12 +55,14 @@ async def run_workflow(spec: WorkflowSpec) -> State[WorkflowResult]:
     if spec.config.infer_dependencies and any(t.depends_on is None for t in spec.tasks):
         spec, extra_usage = await _infer_dependencies(spec)
         graph = validate_spec(spec)
-    tasks = await ReadySetScheduler(spec, graph).run()
+    view = RunView("workflow", spec.name, total=len(spec.tasks), tags=[workflow_tag(spec.name)])
+    async with view:  # tags, live progress (see flows/artifacts.py)
+        tasks = await ReadySetScheduler(spec, graph).run()
     if not spec.config.collect_intermediate:
         tasks = [_without_intermediate(t, keep=not graph.dependents[t.name]) for t in tasks]
     result = WorkflowResult(
         name=spec.name,
-        status="completed" if all(t.status == "completed" for t in tasks) else "failed",
+        status=workflow_status(tasks),
         flow_run_id=str(flow_run.id) if flow_run.id else None,
         started_at=started,
         finished_at=datetime.now(timezone.utc),
@@ -52,6 +71,7 @@ async def run_workflow(spec: WorkflowSpec) -> State[WorkflowResult]:
         summary=summarise(tasks),
         usage=total_usage(tasks) + extra_usage,
     )
+    await view.publish_workflow(result, graph)
     if result.status == "completed":
         return Completed(data=result, message=f"{len(tasks)} tasks completed")
     failed = [t.name for t in tasks if t.status == "failed"]

@@ -15,11 +15,15 @@ import asyncio
 import heapq
 import time
 from datetime import datetime, timezone
+from typing import Any
 
+from flows.subworkflow import run_subworkflow
+from promptdag.conditions import evaluate, parse_condition, split_reference
 from promptdag.events import TaskEvent, emit
 from promptdag.graph import WorkflowGraph
 from promptdag.results import TaskResult
 from promptdag.spec import WorkflowSpec
+from promptdag.template import field_value
 from tasks.run_prompt import (
     PromptJob,
     PromptOutput,
@@ -52,6 +56,9 @@ class ReadySetScheduler:
         self._waiting = {name: len(graph.depends_on[name]) for name in graph.names}
         self._ready: list[tuple[int, int, str]] = []
         self._text: dict[str, str] = {}  # what dependents receive, by task name
+        self._outputs: dict[str, Any] = {}  # structured results, for {{ Task.field }}
+        self._live = dict.fromkeys(graph.names, 0)  # dependencies that delivered an input
+        self._conditions = {name: parse_condition(when) for name, when in graph.conditions.items()}
         self.results: dict[str, TaskResult] = {}
         self._stopping = False
 
@@ -60,7 +67,7 @@ class ReadySetScheduler:
 
     async def run(self) -> list[TaskResult]:
         for name in self.graph.roots():
-            self._push(name)
+            self._become_ready(name)
         running: dict[asyncio.Task[TaskResult], str] = {}
         try:
             while self._ready or running:
@@ -90,8 +97,20 @@ class ReadySetScheduler:
 
     async def _run_one(self, name: str) -> TaskResult:
         task_spec = self._specs[name]
-        job = PromptJob.from_spec(self.spec, task_spec, self.graph.references[name])
         upstream = {dep: self._text[dep] for dep in self.graph.depends_on[name]}
+        if isinstance(task_spec.workflow, WorkflowSpec):
+            emit(
+                TaskEvent(
+                    self.spec.name, name, "started", None, len(self.results), len(self.graph.names)
+                )
+            )
+            return await run_subworkflow(
+                task_spec, task_spec.workflow, upstream, list(self.graph.depends_on[name])
+            )
+        job = PromptJob.from_spec(self.spec, task_spec, self.graph.references[name])
+        outputs = {
+            dep: self._outputs[dep] for dep in self.graph.depends_on[name] if dep in self._outputs
+        }
         options = prompt_task_options(self.spec, task_spec)
         started, clock = _now(), time.perf_counter()
         emit(
@@ -100,7 +119,7 @@ class ReadySetScheduler:
             )
         )
         try:
-            output: PromptOutput = await run_with_fallback(job, upstream, options)
+            output: PromptOutput = await run_with_fallback(job, upstream, options, outputs)
         except Exception as exc:
             return TaskResult(
                 name=name,
@@ -124,6 +143,7 @@ class ReadySetScheduler:
             model=output.model,
             prompt=output.prompt,
             result=output.text,
+            output=output.output,
             usage=output.usage,
             fallback_errors=output.fallback_errors,
         )
@@ -133,7 +153,7 @@ class ReadySetScheduler:
         self._record(result)
         name = result.name
         if result.status == "completed":
-            self._release(name, result.result or "")
+            self._release(name, result.result or "", output=result.output)
         elif self.mode == "continue":
             self._release(name, failure_text(name, result.error or "failed"))
         elif self.mode == "fail_fast":
@@ -147,6 +167,7 @@ class ReadySetScheduler:
                             status="skipped",
                             depends_on=list(self.graph.depends_on[child]),
                             error=f"skipped: upstream task {name!r} failed",
+                            skip_reason="upstream_failed",
                         )
                     )
 
@@ -165,9 +186,59 @@ class ReadySetScheduler:
             )
         )
 
-    def _release(self, name: str, text: str) -> None:
-        self._text[name] = text
-        for child in self.graph.dependents[name]:
-            self._waiting[child] -= 1
-            if self._waiting[child] == 0 and child not in self.results:
-                self._push(child)
+    def _release(self, name: str, text: str, live: bool = True, output: Any = None) -> None:
+        """A task is settled: its dependents get its text; those now free become ready.
+
+        Skips cascade through a work list (not recursion): a task whose condition does not hold
+        is skipped, and so is a task all of whose dependencies were skipped (nothing to work
+        on); a task with at least one dependency that delivered runs (the join after branches).
+        """
+        pending = [(name, text, live, output)]
+        while pending:
+            name, text, live, output = pending.pop()
+            self._text[name] = text
+            if output is not None:
+                self._outputs[name] = output
+            for child in self.graph.dependents[name]:
+                self._waiting[child] -= 1
+                self._live[child] += live
+                if self._waiting[child] == 0 and child not in self.results:
+                    skipped = self._become_ready(child)
+                    if skipped:
+                        pending.append((child, f"[skipped: {skipped}]", False, None))
+
+    def _become_ready(self, name: str) -> str | None:
+        """Queue a task whose inputs are all settled, or skip it; return why it was skipped."""
+        why: str | None = None
+        if self.graph.depends_on[name] and self._live[name] == 0:
+            why = "every dependency was skipped"
+        elif name in self._conditions and not self._holds(name):
+            why = f"condition not met: {self.graph.conditions[name]}"
+        if why is None:
+            self._push(name)
+            return None
+        self._record(
+            TaskResult(
+                name=name,
+                status="skipped",
+                error=f"skipped: {why}",
+                depends_on=list(self.graph.depends_on[name]),
+                skip_reason="condition",
+            )
+        )
+        return why
+
+    def _holds(self, name: str) -> bool:
+        names = set(self.graph.names)
+
+        def resolve(text: str) -> Any:
+            found = split_reference(text, names)
+            if found is None:
+                return None
+            task, path = found
+            return field_value(self._outputs.get(task), path) if path else self._text.get(task)
+
+        try:
+            return bool(evaluate(self._conditions[name], resolve))
+        except (TypeError, ValueError):  # e.g. `in` over a value of the wrong kind: not met
+            return False

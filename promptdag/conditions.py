@@ -193,7 +193,9 @@ def _compare(op: str, left: Any, right: Any) -> bool:
     if op == "contains":
         return str(right).lower() in str(left).lower()
     if op == "in":
-        return left in right if isinstance(right, (list, dict)) else str(left) in str(right)
+        if isinstance(right, (list, dict)):
+            return any(_loose(left) == _loose(item) for item in right)
+        return str(left).strip().lower() in str(right).lower()
     if op in ("==", "!="):
         equal = _loose(left) == _loose(right)
         return equal if op == "==" else not equal

@@ -17,7 +17,7 @@ from promptdag.conditions import references as condition_references
 from promptdag.errors import SpecError
 from promptdag.schemas import has_field, resolve_schema
 from promptdag.spec import TaskSpec, TaskType, WorkflowSpec
-from promptdag.template import placeholders
+from promptdag.template import PLACEHOLDER, placeholders
 
 
 @dataclass(frozen=True)
@@ -107,8 +107,8 @@ class WorkflowGraph:
             when = self.conditions.get(name)
             for dep in self.depends_on[name]:
                 if when:  # a branch: dashed, labelled with its condition
-                    lines.append(f'    {ids[dep]} -. "{_mermaid_label(_short(when))}" .-> '
-                                 f"{ids[name]}")
+                    label = _mermaid_label(_short(PLACEHOLDER.sub(r"\1", when)))
+                    lines.append(f'    {ids[dep]} -. "{label}" .-> {ids[name]}')
                 else:
                     lines.append(f"    {ids[dep]} --> {ids[name]}")
         return "\n".join(lines)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -31,7 +31,16 @@ class TaskResult(BaseModel):
     result: str | None = None
     error: str | None = None
     reused: bool = Field(False, description="Taken from an earlier run, no model call.")
+    skip_reason: Literal["condition", "upstream_failed"] | None = Field(
+        None, description="Why a skipped task did not run: a branch not taken, or a failure."
+    )
     usage: Usage = Field(default_factory=Usage)
+    output: dict[str, Any] | None = Field(
+        None, description="The structured result, for tasks with an output_schema."
+    )
+    workflow: WorkflowResult | None = Field(
+        None, description="The sub-workflow's own result, for workflow tasks."
+    )
 
 
 class Summary(BaseModel):
@@ -66,6 +75,16 @@ class WorkflowResult(BaseModel):
     def results(self) -> dict[str, str | None]:
         """Each task's result text by name."""
         return {t.name: t.result for t in self.tasks}
+
+
+TaskResult.model_rebuild()
+
+
+def workflow_status(tasks: list[TaskResult]) -> Literal["completed", "failed"]:
+    """Completed when nothing failed: every task completed, or was a branch not taken."""
+    ok = all(t.status == "completed" or (t.status == "skipped" and t.skip_reason == "condition")
+             for t in tasks)
+    return "completed" if ok else "failed"
 
 
 def summarise(tasks: list[TaskResult]) -> Summary:

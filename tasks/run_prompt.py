@@ -14,6 +14,7 @@ that, three provider concerns are settled here, once for every provider:
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from typing import Any
@@ -32,6 +33,8 @@ from promptdag.errors import PermanentProviderError, ProviderError, RetryablePro
 from promptdag.llm.base import CompletionRequest, Usage
 from promptdag.llm.options import options_for
 from promptdag.llm.registry import get_model
+from promptdag.llm.structured import complete_schema
+from promptdag.schemas import resolve_schema
 from promptdag.spec import TaskSpec, WorkflowSpec
 from promptdag.template import render_task_prompt
 from promptdag.validation import task_models, task_options
@@ -50,6 +53,9 @@ class PromptJob(BaseModel):
     references: list[str] = Field(default_factory=list)
     models: list[str] = Field(..., description="The model, or a fallback chain tried in order.")
     options: dict[str, Any] = Field(default_factory=dict)
+    output_schema: dict[str, Any] | None = Field(
+        None, description="JSON schema of a structured result (the task's output_schema)."
+    )
 
     @classmethod
     def from_spec(
@@ -63,6 +69,9 @@ class PromptJob(BaseModel):
             references=sorted(references),
             models=task_models(task_spec, spec),
             options=task_options(task_spec, spec),
+            output_schema=resolve_schema(task_spec.output_schema)
+            if task_spec.output_schema
+            else None,
         )
 
 
@@ -70,6 +79,7 @@ class PromptOutput(BaseModel):
     """A successful model call for one workflow task."""
 
     text: str
+    output: dict[str, Any] | None = Field(None, description="The structured result, if asked.")
     model: str = Field(..., description="The model that answered (of a fallback chain).")
     prompt: str
     attempts: int
@@ -127,25 +137,38 @@ def http_timeout(started: float) -> float | None:
 
 
 @task(name="run_prompt", cache_policy=NO_CACHE, persist_result=False)
-async def run_prompt(job: PromptJob, upstream: dict[str, str]) -> PromptOutput:
-    """Render the job's prompt with its upstream results and ask its (first) model."""
+async def run_prompt(
+    job: PromptJob, upstream: dict[str, str], outputs: dict[str, Any] | None = None
+) -> PromptOutput:
+    """Render the job's prompt with its upstream results and ask its (first) model.
+
+    `outputs` holds the structured results of upstream tasks, for `{{ Task.field }}`.
+    """
     started = time.monotonic()
     attempt = current_task_run.run_count or 1
-    prompt = render_task_prompt(job.template, job.context, upstream, set(job.references))
+    prompt = render_task_prompt(
+        job.template, job.context, upstream, set(job.references), outputs or {}
+    )
+    structured: dict[str, Any] | None = None
     model_name = job.models[0]
     options = options_for(model_name, job.options)
     try:
         model = get_model(model_name, options)
         async with provider_slot(model_name):
-            completion = await model.complete(
-                CompletionRequest(
-                    prompt=prompt,
-                    options=options,
-                    attempt=attempt,
-                    task_name=job.name,
-                    timeout_seconds=http_timeout(started),
-                )
+            request = CompletionRequest(
+                prompt=prompt,
+                options=options,
+                attempt=attempt,
+                task_name=job.name,
+                timeout_seconds=http_timeout(started),
+                metadata={"role": "task", "task": job.name},
             )
+            if job.output_schema is None:
+                completion = await model.complete(request)
+                text, usage = completion.text, completion.usage
+            else:
+                structured, usage = await complete_schema(model, request, job.output_schema)
+                text = json.dumps(structured, ensure_ascii=False)
     except ProviderError as exc:
         exc.attempts = attempt
         raise
@@ -157,16 +180,20 @@ async def run_prompt(job: PromptJob, upstream: dict[str, str]) -> PromptOutput:
         error.attempts = attempt
         raise error from exc
     return PromptOutput(
-        text=completion.text,
+        text=text,
+        output=structured,
         model=model_name,
         prompt=prompt,
         attempts=attempt,
-        usage=completion.usage,
+        usage=usage,
     )
 
 
 async def run_with_fallback(
-    job: PromptJob, upstream: dict[str, str], options: dict[str, Any]
+    job: PromptJob,
+    upstream: dict[str, str],
+    options: dict[str, Any],
+    outputs: dict[str, Any] | None = None,
 ) -> PromptOutput:
     """Ask the job's models in turn until one answers; the output names the one that did.
 
@@ -185,7 +212,7 @@ async def run_with_fallback(
             run_options = {**options, "task_run_name": name}
         try:
             output: PromptOutput = await run_prompt.with_options(**run_options)(
-                job.model_copy(update={"models": job.models[index:]}), upstream
+                job.model_copy(update={"models": job.models[index:]}), upstream, outputs
             )
         except Exception as exc:
             attempts += attempts_of(exc, options)

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from promptdag.errors import PermanentProviderError, RetryableProviderError, SpecError
 from promptdag.llm.base import Completion, CompletionRequest, Usage
-from promptdag.llm.simulated_roles import structured_answer
+from promptdag.llm.simulated_roles import structured_answer, task_output
 
 
 class SimulatedOptions(BaseModel):
@@ -40,6 +40,7 @@ class SimulatedOptions(BaseModel):
     extra_rounds: int = Field(0, ge=0)
     invalid_plans: int = Field(0, ge=0)
     fail_roles: list[str] = Field(default_factory=list)
+    outputs: dict[str, Any] = Field(default_factory=dict)
 
 
 def estimate_tokens(text: str) -> int:
@@ -78,7 +79,10 @@ class SimulatedModel:
         if role in opts.fail_roles:
             raise PermanentProviderError(f"simulated permanent failure for role {role!r}")
         text = answer(request.prompt)
-        if request.response_schema is not None:
+        if request.response_schema is not None and role == "task":
+            text = task_output(request.metadata, request.response_schema, opts.model_dump(),
+                               request.prompt)
+        elif request.response_schema is not None:
             structured = structured_answer(role, request.metadata, opts.model_dump())
             if structured is None:
                 raise PermanentProviderError(

@@ -7,7 +7,9 @@ offline. Options (set in `model_options`):
   satisfied at once);
 - `invalid_plans`: the first N planner answers (first try, then the repair) contain a cycle;
 - `fail_roles`: roles (planner, reflector, synthesiser, dependency_analyzer) whose calls fail
-  with a permanent error.
+  with a permanent error;
+- `outputs`: {task name: object}: the structured result a task with an `output_schema` gets
+  (default: a deterministic example of its schema).
 """
 
 from __future__ import annotations
@@ -93,3 +95,53 @@ def structured_answer(role: str, meta: dict[str, Any], options: dict[str, Any]) 
     if role == "dependency_analyzer":
         return json.dumps(analyse_dependencies(meta))
     return None
+
+
+def _digest(text: str) -> int:
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
+
+
+def example_for_schema(schema: dict[str, Any], seed: str, root: dict[str, Any] | None = None
+                       ) -> Any:
+    """A deterministic value satisfying a JSON schema (the common subset): enums pick a member
+    from a hash of the prompt, strings echo it, numbers lie in their bounds."""
+    root = root or schema
+    if "$ref" in schema:
+        name = str(schema["$ref"]).rsplit("/", 1)[-1]
+        return example_for_schema(root.get("$defs", {}).get(name, {}), seed, root)
+    for key in ("anyOf", "oneOf"):
+        if schema.get(key):
+            return example_for_schema(schema[key][0], seed, root)
+    if schema.get("enum"):
+        return schema["enum"][_digest(seed) % len(schema["enum"])]
+    if "const" in schema:
+        return schema["const"]
+    kind = schema.get("type", "object")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object":
+        props = schema.get("properties", {})
+        return {key: example_for_schema(sub, f"{seed}/{key}", root) for key, sub in props.items()}
+    if kind == "array":
+        return [example_for_schema(schema.get("items", {}), f"{seed}/0", root)]
+    if kind in ("number", "integer"):
+        low = float(schema.get("minimum", 0))
+        high = float(schema.get("maximum", low + 1))
+        value = low + (high - low) * (_digest(seed) % 1000) / 1000
+        return int(value) if kind == "integer" else round(value, 3)
+    if kind == "boolean":
+        return _digest(seed) % 2 == 0
+    if kind == "null":
+        return None
+    return f"simulated {seed.split('/')[-1]} {_digest(seed) % 10_000:04d}"
+
+
+def task_output(meta: dict[str, Any], schema: dict[str, Any], options: dict[str, Any],
+                prompt: str) -> str:
+    """A workflow task's structured result: `outputs[task name]` when given, else an example."""
+    fixed = (options.get("outputs") or {}).get(meta.get("task"))
+    if fixed is not None:
+        return json.dumps(fixed)
+    return json.dumps(example_for_schema(schema, prompt))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -18,14 +18,19 @@ from promptdag.errors import PermanentProviderError, SpecError
 from promptdag.llm.base import CompletionRequest, Model, Usage
 
 T = TypeVar("T", bound=BaseModel)
+V = TypeVar("V")
 
 
-def _parse(text: str, output_type: type[T]) -> T:
+def _unfence(text: str) -> str:
     cleaned = text.strip()
     if cleaned.startswith("```"):  # tolerate a fenced block from models without native JSON mode
         cleaned = cleaned.strip("`")
         cleaned = cleaned.split("\n", 1)[1] if "\n" in cleaned else cleaned
-    return output_type.model_validate_json(cleaned)
+    return cleaned
+
+
+def _parse(text: str, output_type: type[T]) -> T:
+    return output_type.model_validate_json(_unfence(text))
 
 
 async def complete_structured(
@@ -40,13 +45,45 @@ async def complete_structured(
         check: further validation (a plan's graph, say); raises SpecError or ValueError with a
             message the model can act on. Its failures get the same single repair attempt.
     """
-    schema = output_type.model_json_schema()
+    return await _complete_checked(
+        model, request, output_type.model_json_schema(), output_type.__name__,
+        lambda text: _accept(text, output_type, check),
+    )
+
+
+async def complete_schema(
+    model: Model, request: CompletionRequest, schema: dict[str, Any]
+) -> tuple[dict[str, Any], Usage]:
+    """Ask `model` for a JSON object matching a JSON schema (a task's `output_schema`)."""
+    import jsonschema
+
+    def accept(text: str) -> dict[str, Any]:
+        value = json.loads(_unfence(text))
+        try:
+            jsonschema.validate(value, schema)
+        except jsonschema.ValidationError as exc:
+            where = ".".join(map(str, exc.absolute_path)) or "answer"
+            raise ValueError(f"{where}: {exc.message}") from None
+        if not isinstance(value, dict):
+            raise ValueError("the answer must be a JSON object")
+        return value
+
+    return await _complete_checked(model, request, schema, "output", accept)
+
+
+async def _complete_checked(
+    model: Model,
+    request: CompletionRequest,
+    schema: dict[str, Any],
+    title: str,
+    accept: Callable[[str], V],
+) -> tuple[V, Usage]:
     ask = request.model_copy(update={"response_schema": schema})
     usage = Usage()
     completion = await model.complete(ask)
     usage = usage + completion.usage
     try:
-        return _accept(completion.text, output_type, check), usage
+        return accept(completion.text), usage
     except (ValidationError, ValueError, SpecError) as first_error:
         repair = ask.model_copy(
             update={
@@ -61,12 +98,11 @@ async def complete_structured(
         completion = await model.complete(repair)
         usage = usage + completion.usage
         try:
-            return _accept(completion.text, output_type, check), usage
+            return accept(completion.text), usage
         except (ValidationError, ValueError, SpecError) as exc:
-            error = PermanentProviderError(
-                f"{model.name} returned an invalid {output_type.__name__} twice: {_short(exc)}"
-            )
-            raise error from None
+            raise PermanentProviderError(
+                f"{model.name} returned an invalid {title} twice: {_short(exc)}"
+            ) from None
 
 
 def _accept(text: str, output_type: type[T], check: Callable[[T], object] | None) -> T:
