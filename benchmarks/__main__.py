@@ -30,12 +30,13 @@ class Mode:
     naive_sizes: tuple[int, ...]
     overhead_repeats: int
     startup_repeats: int
+    ephemeral_runs: int  # start-ups without a server: 0 none, 1 fresh home, 2 fresh + repeats
 
 
 MODES = {
-    "full": Mode("full", 3, (100, 1000, 5000), (100, 1000), 3, 3),
-    "quick": Mode("quick", 1, (100, 1000), (100,), 1, 1),
-    "smoke": Mode("smoke", 1, (20,), (20,), 1, 1),
+    "full": Mode("full", 3, (100, 1000, 5000), (100, 1000), 3, 3, 2),
+    "quick": Mode("quick", 1, (100,), (100,), 1, 1, 1),
+    "smoke": Mode("smoke", 1, (20,), (20,), 1, 1, 0),
 }
 
 
@@ -71,7 +72,7 @@ def run(mode: Mode, repeats: int) -> dict[str, Any]:
         overhead_rows = overhead.measure(
             list(mode.overhead_sizes), list(mode.naive_sizes), server, mode.overhead_repeats
         )
-        startup_rows = startup.measure(server, mode.startup_repeats, mode.name != "smoke")
+        startup_rows = startup.measure(server, mode.startup_repeats, mode.ephemeral_runs)
         server_rss = server.peak_rss_mib()
         server_startup = server.startup_seconds
     if hasattr(os, "getloadavg"):

@@ -51,7 +51,10 @@ def _child(n: int, executor: str) -> None:
     def run(shape: Shape) -> tuple[float, float]:
         clock = time.perf_counter()
         if executor == "promptdag":
-            body = asyncio.run(arun(shape.spec)).elapsed_seconds
+            result = asyncio.run(arun(shape.fresh_spec()))
+            if result.status != "completed" or any(t.reused for t in result.tasks):
+                raise RuntimeError("overhead run did not complete, or reused results")
+            body = result.elapsed_seconds
         else:
             from benchmarks.naive_prefect import run_naive
 
@@ -132,7 +135,7 @@ def measure(
     rows: list[dict[str, object]] = []
     for n in sizes:
         print(f"overhead: {n} tasks ...", file=sys.stderr, flush=True)
-        runs = [measure_one(n, "promptdag", server) for _ in range(repeats if n < 5000 else 1)]
+        runs = [measure_one(n, "promptdag", server) for _ in range(repeats if n <= 100 else 1)]
         runs.sort(key=lambda r: r.body_ms_per_task)
         row: dict[str, object] = {
             "tasks": n,

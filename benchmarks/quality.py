@@ -48,9 +48,9 @@ class ShapeResult:
 def _run_promptdag(shape: Shape) -> float:
     from promptdag.api import arun
 
-    result = asyncio.run(arun(shape.spec))
-    if result.status != "completed":
-        raise RuntimeError(f"promptdag run of {shape.name!r} ended {result.status}")
+    result = asyncio.run(arun(shape.fresh_spec()))
+    if result.status != "completed" or any(t.reused for t in result.tasks):
+        raise RuntimeError(f"promptdag run of {shape.name!r}: {result.status}, or results reused")
     return result.elapsed_seconds
 
 
@@ -81,7 +81,7 @@ def measure_shape(shape: Shape, server: LocalServer, repeats: int) -> ShapeResul
         samples={name: [] for name in REAL},
     )
     executors = _executors(shape, plan)
-    for repeat in range(repeats):
+    for repeat in range(min(repeats, shape.max_repeats)):
         order = REAL[repeat % len(REAL) :] + REAL[: repeat % len(REAL)]
         for name in order:
             # Both Prefect and asyncio runs start with an idle server: a previous run's event

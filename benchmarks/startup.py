@@ -21,15 +21,21 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from datetime import datetime
 from pathlib import Path
 
 from benchmarks.server import LocalServer, quiet_env
 
-SPEC = {
-    "name": "startup probe",
-    "tasks": [{"name": "first", "prompt": "Say hello", "depends_on": []}],
-}
+
+def _write_spec(path: Path) -> Path:
+    """A one-task spec under a new name, so no earlier run's result is reused."""
+    spec = {
+        "name": f"startup probe #{uuid.uuid4().hex[:10]}",
+        "tasks": [{"name": "first", "prompt": "Say hello", "depends_on": []}],
+    }
+    path.write_text(json.dumps(spec))
+    return path
 
 
 def _cli() -> list[str]:
@@ -37,8 +43,9 @@ def _cli() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "promptdag.cli"]
 
 
-def invoke(args: list[str], env: dict[str, str]) -> tuple[float, float | None]:
-    """Run the CLI once: (seconds to exit, seconds to the first task's start or None)."""
+def invoke(command: str, spec: Path, env: dict[str, str]) -> tuple[float, float | None]:
+    """Run `promptdag COMMAND SPEC` once: (seconds to exit, to the first task's start or None)."""
+    args = [command, str(_write_spec(spec))] + (["--json"] if command == "run" else [])
     invoked = time.time()
     done = subprocess.run(_cli() + args, env=env, capture_output=True, text=True, timeout=300)
     exited = time.time() - invoked
@@ -52,40 +59,40 @@ def invoke(args: list[str], env: dict[str, str]) -> tuple[float, float | None]:
 
 
 def measure(
-    server: LocalServer, repeats: int, ephemeral_repeats: bool = True
+    server: LocalServer, repeats: int, ephemeral_runs: int
 ) -> dict[str, dict[str, float | None]]:
-    """Median seconds to first task and to exit, per mode (keys: see module docstring).
+    """Median seconds to first task and to exit, per mode (see module docstring).
 
-    `ephemeral_repeats=False` (the smoke test) keeps only the fresh-home run of the ephemeral
-    API, its slowest and least repeatable mode."""
+    `ephemeral_runs`: 0 skips the ephemeral API (the smoke test), 1 runs it once on a fresh
+    home, more adds `repeats` runs on the then-used home."""
     workdir = Path(tempfile.mkdtemp(prefix="promptdag-startup-"))
     spec = workdir / "startup.json"
-    spec.write_text(json.dumps(SPEC))
-    run_args = ["run", str(spec), "--json"]
-
     ephemeral = quiet_env(str(workdir / "ephemeral-home"))
     served = quiet_env(str(workdir / "client-home"))
     served["PREFECT_API_URL"] = server.url
 
     rows: dict[str, dict[str, float | None]] = {}
-    print("startup: fresh home ...", file=sys.stderr, flush=True)
-    server.wait_idle()
-    exit_s, first_s = invoke(run_args, ephemeral)  # also creates the ephemeral home's database
-    rows["no server, first run on a fresh PREFECT_HOME"] = {"first_task": first_s, "exit": exit_s}
-
+    if ephemeral_runs:
+        print("startup: no server, fresh home ...", file=sys.stderr, flush=True)
+        server.wait_idle()
+        exit_s, first_s = invoke("run", spec, ephemeral)  # creates the home's database
+        rows["no server, first run on a fresh PREFECT_HOME"] = {
+            "first_task": round(first_s or 0.0, 3),
+            "exit": round(exit_s, 3),
+        }
     modes = {
-        "promptdag validate (no Prefect)": (["validate", str(spec)], served),
-        "no server (ephemeral API)": (run_args, ephemeral),
-        "local server running": (run_args, served),
+        "promptdag validate (no Prefect)": ("validate", served),
+        "no server (ephemeral API)": ("run", ephemeral),
+        "local server running": ("run", served),
     }
-    if not ephemeral_repeats:
+    if ephemeral_runs < 2:
         del modes["no server (ephemeral API)"]
     samples: dict[str, list[tuple[float, float | None]]] = {mode: [] for mode in modes}
     for _ in range(repeats):
-        for mode, (args, env) in modes.items():
+        for mode, (command, env) in modes.items():
             print(f"startup: {mode} ...", file=sys.stderr, flush=True)
             server.wait_idle()
-            samples[mode].append(invoke(args, env))
+            samples[mode].append(invoke(command, spec, env))
     for mode, runs in samples.items():
         firsts = [f for _, f in runs if f is not None]
         rows[mode] = {

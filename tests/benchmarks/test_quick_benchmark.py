@@ -46,7 +46,7 @@ def test_smoke_benchmark_prints_every_table(tmp_path: Path):
     table = done.stdout
     for heading in ("**Scheduling quality**", "**Overhead**", "**Start-up**", "**Targets**"):
         assert heading in table
-    assert "| shape | tasks | breadth | lower bound | ideal list (exact) |" in table
+    assert "| shape | tasks | breadth | runs | lower bound | ideal list (exact) |" in table
     assert "| ready set (asyncio) | promptdag |" in table
     assert "| fan-out 6 |" in table and "| random 20 |" in table
     assert "| local server running |" in table
