@@ -15,6 +15,7 @@ from prefect import flow
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State
 
+from flows.artifacts import RunView
 from flows.run_workflow import run_workflow
 from promptdag.errors import PromptDagError
 from promptdag.llm.base import Usage
@@ -57,7 +58,12 @@ async def _with_dependencies(
     return filled, inferred.usage
 
 
-@flow(name="plan-execute-reflect", flow_run_name=_flow_run_name)
+@flow(
+    name="plan-execute-reflect",
+    flow_run_name=_flow_run_name,
+    persist_result=True,  # `promptdag result RUN_ID` reads it back later, from any process
+    result_serializer="json",
+)
 async def plan_execute_reflect(
     objective: str,
     context: dict[str, Any] | None = None,
@@ -79,6 +85,7 @@ async def plan_execute_reflect(
     all_tasks: list[TaskResult] = []
     stop: StopReason = "depth_reached"
     error: str | None = None
+    view = await RunView("objective", objective, depth=config.depth).open()  # progress, tags
     try:
         planned = await plan_objective.with_options(
             **role_task_options(config, "plan (round 1)")
@@ -121,6 +128,8 @@ async def plan_execute_reflect(
         stop, error, final = "failed", str(exc), None
         if not rounds:
             error = f"planning failed: {exc}"
+    finally:
+        view.close()
     result = ObjectiveResult(
         objective=objective,
         status="failed" if stop == "failed" else "completed",
@@ -132,6 +141,7 @@ async def plan_execute_reflect(
         elapsed_seconds=round(time.perf_counter() - clock, 4),
         usage=usage,
     )
+    await view.publish_objective(result)
     if result.status == "completed":
         return Completed(data=result, message=f"{stop} after {len(rounds)} round(s)")
     return Failed(data=result, message=error or "failed")

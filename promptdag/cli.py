@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+from promptdag import cli_remote
 from promptdag.errors import PromptDagError, SpecError
 from promptdag.events import TaskEvent, subscribe
 from promptdag.graph import WorkflowGraph
@@ -62,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     graph = sub.add_parser("graph", help="print the DAG as a Mermaid diagram")
     graph.add_argument("spec")
+    cli_remote.add_commands(sub)  # submit, status, result, server: runs on a Prefect server
     return parser
 
 
@@ -74,6 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _graph(args)
         if args.command == "objective":
             return _objective(args)
+        if args.command in cli_remote.COMMANDS:
+            return cli_remote.run_command(args)
         return _run(args)
     except PromptDagError as exc:
         print(f"promptdag: error: {exc}", file=sys.stderr)

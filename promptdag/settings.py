@@ -26,6 +26,11 @@ class Settings(BaseSettings):
     quiet_prefect: bool = Field(
         True, description="Keep Prefect's console logs (and offline telemetry noise) off the CLI."
     )
+    artifacts: bool = Field(
+        True,
+        description="Publish Prefect artifacts for each run: live progress, a report, a task "
+        "table and the DAG (and tag the flow run with the workflow's name).",
+    )
     openai_api_key_secret: str | None = Field(
         None, description="Prefect Secret block holding the OpenAI key (else OPENAI_API_KEY)."
     )

@@ -1,0 +1,183 @@
+"""The `promptdag` subcommands that talk to a Prefect server: submit, status, result, server.
+
+`submit` prints the run id alone on stdout (so `RUN=$(promptdag submit spec.yaml)` works) and
+where to watch it on stderr; `status` and `result` take that id. Exit codes as for `run`:
+0 completed (or, for `status`, found), 1 the run failed, 2 bad input or an environment to fix
+(no server, unknown deployment, unknown run: one line saying what to do).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from promptdag.errors import SpecError
+
+COMMANDS = ("submit", "status", "result", "server")
+EXIT_OK, EXIT_FAILED = 0, 1
+
+
+def add_commands(sub: Any) -> None:
+    """Add the remote subcommands to the `promptdag` parser's subparsers."""
+    submit = sub.add_parser("submit", help="submit a spec (or an objective) to a deployment")
+    submit.add_argument("spec", nargs="?", help="spec file (.yaml, .yml or .json)")
+    submit.add_argument("--objective", help="submit this objective instead of a spec")
+    submit.add_argument("--context-file", help="objective: JSON or YAML context")
+    submit.add_argument("--depth", type=int, help="objective: max plan/reflect rounds")
+    submit.add_argument("--breadth", type=int, help="max tasks running at once")
+    submit.add_argument("--model", help='use this model ("provider:model")')
+    submit.add_argument("--deployment", help="deployment name, flow/deployment (default: "
+                        "run-workflow/workflow, or plan-execute-reflect/objective)")
+    submit.add_argument("--wait", action="store_true", help="wait and print the result")
+    submit.add_argument("--json", action="store_true", help="print JSON on stdout")
+
+    status = sub.add_parser("status", help="status and progress of a submitted run")
+    status.add_argument("run_id")
+    status.add_argument("--json", action="store_true", help="print the status JSON")
+
+    result = sub.add_parser("result", help="the result of a submitted run (waits for it)")
+    result.add_argument("run_id")
+    result.add_argument("--json", action="store_true", help="print only the result JSON")
+    result.add_argument("--no-wait", action="store_true", help="fail at once if not finished")
+    result.add_argument("--timeout", type=float, help="give up waiting after this many seconds")
+
+    server = sub.add_parser("server", help="a local Prefect server (and its UI) in the background")
+    server.add_argument("action", choices=["start", "stop", "status", "env", "open"])
+    server.add_argument("--host", default="127.0.0.1")
+    server.add_argument("--port", type=int, default=4200)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    if args.command == "server":
+        return _server(args)
+    from promptdag.cli import _quiet_prefect
+
+    _quiet_prefect(verbose=False)
+    if args.command == "submit":
+        return _submit(args)
+    if args.command == "status":
+        return _status(args)
+    return _result(args)
+
+
+def _submit(args: argparse.Namespace) -> int:
+    from promptdag import client
+
+    if bool(args.spec) == bool(args.objective):
+        raise SpecError("give a spec file or --objective \"...\" (one of them)")
+    if args.objective:
+        from promptdag.cli import _read_mapping
+
+        context = _read_mapping(args.context_file, "context") if args.context_file else None
+        config = {k: v for k, v in (("breadth", args.breadth), ("depth", args.depth),
+                                    ("model", args.model)) if v is not None}
+        run_id = client.submit_objective(args.objective, context, config or None,
+                                         deployment=args.deployment or client.OBJECTIVE_DEPLOYMENT)
+    else:
+        if args.context_file or args.depth is not None:
+            raise SpecError("--context-file and --depth are for --objective")
+        from promptdag.cli import _load
+
+        spec, _ = _load(args.spec, args.model, args.breadth)
+        run_id = client.submit_workflow(spec, deployment=args.deployment
+                                        or client.WORKFLOW_DEPLOYMENT)
+    url = client.ui_url(run_id)
+    if args.wait:
+        print(f"submitted {run_id}; waiting (watch it at {url})", file=sys.stderr)
+        return _print_result(client.wait_for_result(run_id), args.json)
+    if args.json:
+        print(json.dumps({"run_id": str(run_id), "url": url}))
+    else:
+        print(run_id)
+        print(f"watch: {url}\nfollow: promptdag status {run_id}   "
+              f"result: promptdag result {run_id}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _status(args: argparse.Namespace) -> int:
+    from promptdag import client
+
+    status = client.get_status(args.run_id)
+    if args.json:
+        print(status.model_dump_json(indent=2))
+        return EXIT_OK
+    depth = f", round {status.current_depth}/{status.max_depth}" if status.max_depth else ""
+    failed = f", {status.tasks_failed} failed" if status.tasks_failed else ""
+    print(f"{status.name}: {status.state_name.lower()}: {status.tasks_completed}/"
+          f"{status.tasks_total} tasks finished ({status.progress:.0%}{failed}{depth}), "
+          f"{status.elapsed_seconds:.1f} s")
+    if status.message and status.finished:
+        print(f"  {status.message}")
+    if status.url:
+        print(f"  {status.url}")
+    return EXIT_OK
+
+
+def _result(args: argparse.Namespace) -> int:
+    from promptdag import client
+
+    if args.no_wait:
+        result = client.get_result(args.run_id)
+    else:
+        result = client.wait_for_result(args.run_id, timeout=args.timeout)
+    return _print_result(result, args.json)
+
+
+def _print_result(result: Any, as_json: bool) -> int:
+    from promptdag.cli import render_objective_summary, render_summary
+    from promptdag.objective import ObjectiveResult
+
+    if as_json:
+        print(result.model_dump_json(indent=2))
+    elif isinstance(result, ObjectiveResult):
+        print(render_objective_summary(result))
+    else:
+        print(render_summary(result))
+    return EXIT_OK if result.status == "completed" else EXIT_FAILED
+
+
+def _server(args: argparse.Namespace) -> int:
+    from promptdag import server
+
+    info = server.read_state()
+    if args.action == "start":
+        info = server.start_server(args.host, args.port)
+        _with_api(info.api_url, server.ensure_work_pool)
+        print(f"Prefect server running: UI {info.url} (pid {info.pid}, log {info.log})",
+              file=sys.stderr)
+        print(f"Point runs at it in each shell:  eval \"$(promptdag server env)\"\n"
+              f"Deploy and serve: prefect deploy --all && "
+              f"prefect worker start --pool {server.WORK_POOL}   (or python -m deployments.serve)",
+              file=sys.stderr)
+        print(_export(info.api_url))
+        return EXIT_OK
+    if args.action == "stop":
+        stopped = server.stop_server()
+        print("server stopped" if stopped else "no promptdag server is running", file=sys.stderr)
+        return EXIT_OK
+    if info is None or not server.process_alive(info.pid):
+        raise SpecError("no promptdag server is running: start one with `promptdag server start`")
+    if args.action == "env":
+        print(_export(info.api_url))
+    elif args.action == "open":
+        import webbrowser
+
+        print(info.url)
+        webbrowser.open(info.url)
+    else:
+        state = "healthy" if server.healthy(info.api_url) else "NOT answering"
+        print(f"{info.url}: {state} (pid {info.pid}, PREFECT_HOME {info.home}, log {info.log})")
+    return EXIT_OK
+
+
+def _export(api_url: str) -> str:
+    return f"export PREFECT_API_URL={api_url}"
+
+
+def _with_api(api_url: str, call: Any) -> Any:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: api_url}):
+        return call()

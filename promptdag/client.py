@@ -1,0 +1,398 @@
+"""Programmatic runs on a Prefect server: submit to a deployment, poll its status, fetch its result.
+
+The seed API (000) mapped onto Prefect's, with no HTTP server of our own:
+
+- `POST /workflows/` then `/execute` -> `submit_workflow(spec)`: the run id at once
+  (`run_deployment(..., timeout=0)`);
+- `POST /workflows/plan-execute` -> `submit_objective(text)`: the same for an objective;
+- `GET /workflows/{id}/status` -> `get_status(run_id)`: the flow run's state and its progress
+  artifact as `{status, progress, tasks_completed, tasks_total, elapsed_seconds}`;
+- `GET /workflows/{id}` -> `get_result(run_id)`: the persisted flow result.
+
+A worker (`prefect worker start --pool promptdag-process`) or `python -m deployments.serve`
+runs what is submitted; the flows persist their results, so any process on the machine can
+fetch them later. Every function has an `a`-prefixed async twin; the plain ones are for
+scripts without an event loop. Errors a user can fix raise `ConfigError`/`SpecError` with one
+line that says how.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from pydantic import BaseModel, Field
+
+from promptdag.errors import ConfigError, PromptDagError, SpecError
+from promptdag.objective import ObjectiveRequest, ObjectiveResult
+from promptdag.results import WorkflowResult
+from promptdag.spec import WorkflowSpec
+
+if TYPE_CHECKING:
+    from prefect.client.orchestration import PrefectClient
+    from prefect.client.schemas.objects import FlowRun
+
+WORKFLOW_DEPLOYMENT = "run-workflow/workflow"
+OBJECTIVE_DEPLOYMENT = "plan-execute-reflect/objective"
+FINAL = {"completed", "failed", "cancelled", "crashed"}
+START_SERVER = "start one with `promptdag server start` and export the PREFECT_API_URL it prints"
+
+
+class RunStatus(BaseModel):
+    """Where a submitted run is: the seed API's status body, plus Prefect's own words."""
+
+    run_id: str
+    name: str
+    status: str = Field(
+        ..., description="Prefect's state type, lower case: scheduled, pending, running, "
+        "completed, failed, cancelled, crashed, paused or cancelling."
+    )
+    state_name: str = Field(..., description="Prefect's state name, e.g. Late, AwaitingRetry.")
+    progress: float = Field(..., ge=0, le=1, description="tasks_completed / tasks_total.")
+    tasks_completed: int = Field(
+        ..., description="Tasks that have finished, whatever their outcome (completed, "
+        "failed, skipped or cancelled)."
+    )
+    tasks_failed: int = Field(0, description="Of those, the tasks that failed.")
+    tasks_total: int = Field(
+        ..., description="Tasks known so far (an objective's later rounds add theirs)."
+    )
+    current_depth: int | None = Field(None, description="Objectives: the current round.")
+    max_depth: int | None = Field(None, description="Objectives: at most this many rounds.")
+    elapsed_seconds: float
+    message: str | None = Field(None, description="The state's message, e.g. what failed.")
+    url: str | None = Field(None, description="The flow run's page in the Prefect UI.")
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINAL
+
+
+# -- submit --------------------------------------------------------------------------------
+
+
+async def asubmit_workflow(
+    spec: WorkflowSpec | dict[str, Any] | str | Path,
+    deployment: str = WORKFLOW_DEPLOYMENT,
+    tags: list[str] | None = None,
+) -> UUID:
+    """Validate `spec` here, then create a run of `deployment` with it; returns the run id at once.
+
+    Raises:
+        SpecError: the spec is invalid (nothing was submitted).
+        ConfigError: no server, an unreachable server or an unknown deployment.
+    """
+    from promptdag.api import as_spec
+    from promptdag.validation import validate_spec
+
+    workflow = as_spec(spec)
+    validate_spec(workflow)
+    parameters = {"spec": workflow.model_dump(mode="json", exclude_unset=True)}
+    return await _submit(deployment, parameters, workflow.name,
+                         ["promptdag", f"workflow:{workflow.name}", *(tags or [])])
+
+
+async def asubmit_objective(
+    objective: ObjectiveRequest | dict[str, Any] | str,
+    context: dict[str, Any] | None = None,
+    config: dict[str, Any] | None = None,
+    deployment: str = OBJECTIVE_DEPLOYMENT,
+    tags: list[str] | None = None,
+) -> UUID:
+    """Create a plan-execute-reflect run of `deployment`; returns the run id at once."""
+    from promptdag.api import as_objective_request
+
+    request = as_objective_request(objective, context, config)
+    # Every parameter is sent, so none falls back to the deployment's example defaults.
+    parameters = {
+        "objective": request.objective,
+        "context": request.context,
+        "config": request.config.model_dump(mode="json", exclude_unset=True),
+    }
+    name = request.objective if len(request.objective) <= 60 else request.objective[:57] + "..."
+    return await _submit(deployment, parameters, name, ["promptdag", *(tags or [])])
+
+
+async def _submit(
+    deployment: str, parameters: dict[str, Any], name: str, tags: list[str]
+) -> UUID:
+    from prefect.deployments import arun_deployment
+    from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
+
+    async with _connect() as client:
+        try:
+            flow_run = await arun_deployment(
+                deployment, client=client, parameters=parameters, flow_run_name=name,
+                tags=tags, timeout=0, as_subflow=False,
+            )
+        except ObjectNotFound:
+            raise ConfigError(
+                f"no deployment {deployment!r} on {_api_url()}: run `prefect deploy --all` "
+                "here (then `prefect worker start --pool promptdag-process`), or serve them "
+                "with `python -m deployments.serve`"
+            ) from None
+        except PrefectHTTPStatusError as exc:
+            if exc.response.status_code in (409, 422):  # the deployment's schema said no
+                raise SpecError(f"{deployment}: parameters rejected: {_detail(exc)}") from None
+            raise
+    return flow_run.id
+
+
+# -- status and result ---------------------------------------------------------------------
+
+
+async def aget_status(run_id: str | UUID) -> RunStatus:
+    """The run's state and progress (from its progress artifact, or its result when done)."""
+    async with _connect() as client:
+        flow_run = await _read_run(client, run_id)
+        status = flow_run.state_type.value.lower() if flow_run.state_type else "scheduled"
+        progress = await _read_progress(client, flow_run.id)
+        result = await _read_result(flow_run) if status in FINAL else None
+    done, failed, total, depth, max_depth = _counts(flow_run, progress, result)
+    return RunStatus(
+        run_id=str(flow_run.id),
+        name=flow_run.name,
+        status=status,
+        state_name=flow_run.state_name or status.title(),
+        progress=round(done / total, 4) if total else (1.0 if status == "completed" else 0.0),
+        tasks_completed=done,
+        tasks_failed=failed,
+        tasks_total=total,
+        current_depth=depth,
+        max_depth=max_depth,
+        elapsed_seconds=_elapsed(flow_run),
+        message=flow_run.state.message if flow_run.state else None,
+        url=ui_url(flow_run.id),
+    )
+
+
+async def aget_result(run_id: str | UUID) -> WorkflowResult | ObjectiveResult:
+    """The finished run's result, read from Prefect's result storage.
+
+    Raises:
+        ConfigError: the run has not finished, or it ended without a result (crashed,
+            cancelled, or its result was not persisted).
+    """
+    async with _connect() as client:
+        flow_run = await _read_run(client, run_id)
+    status = flow_run.state_type.value.lower() if flow_run.state_type else "scheduled"
+    if status not in FINAL:
+        raise ConfigError(f"run {flow_run.id} has not finished ({flow_run.state_name}); "
+                          "wait for it (promptdag result --wait) or check `promptdag status`")
+    result = await _read_result(flow_run)
+    if result is None:
+        why = flow_run.state.message if flow_run.state and flow_run.state.message else status
+        raise ConfigError(f"run {flow_run.id} ended {flow_run.state_name} without a result: "
+                          f"{why}")
+    return result
+
+
+async def await_result(
+    run_id: str | UUID, timeout: float | None = None, poll_seconds: float = 1.0
+) -> WorkflowResult | ObjectiveResult:
+    """Poll until the run has finished (or `timeout` seconds passed), then fetch its result."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        status = await aget_status(run_id)
+        if status.finished:
+            return await aget_result(run_id)
+        if deadline is not None and time.monotonic() >= deadline:
+            raise ConfigError(f"run {run_id} still {status.state_name} after {timeout:g} s "
+                              f"({status.tasks_completed}/{status.tasks_total} tasks)")
+        await asyncio.sleep(poll_seconds)
+
+
+def submit_workflow(
+    spec: WorkflowSpec | dict[str, Any] | str | Path,
+    deployment: str = WORKFLOW_DEPLOYMENT,
+    tags: list[str] | None = None,
+) -> UUID:
+    """Synchronous `asubmit_workflow`."""
+    return asyncio.run(asubmit_workflow(spec, deployment, tags))
+
+
+def submit_objective(
+    objective: ObjectiveRequest | dict[str, Any] | str,
+    context: dict[str, Any] | None = None,
+    config: dict[str, Any] | None = None,
+    deployment: str = OBJECTIVE_DEPLOYMENT,
+    tags: list[str] | None = None,
+) -> UUID:
+    """Synchronous `asubmit_objective`."""
+    return asyncio.run(asubmit_objective(objective, context, config, deployment, tags))
+
+
+def get_status(run_id: str | UUID) -> RunStatus:
+    """Synchronous `aget_status`."""
+    return asyncio.run(aget_status(run_id))
+
+
+def get_result(run_id: str | UUID) -> WorkflowResult | ObjectiveResult:
+    """Synchronous `aget_result`."""
+    return asyncio.run(aget_result(run_id))
+
+
+def wait_for_result(
+    run_id: str | UUID, timeout: float | None = None, poll_seconds: float = 1.0
+) -> WorkflowResult | ObjectiveResult:
+    """Synchronous `await_result`."""
+    return asyncio.run(await_result(run_id, timeout, poll_seconds))
+
+
+# -- reading the API -----------------------------------------------------------------------
+
+
+def _api_url() -> str:
+    from prefect.settings import get_current_settings
+
+    url = get_current_settings().api.url
+    if not url:
+        raise ConfigError(f"no Prefect server configured (PREFECT_API_URL is not set): "
+                          f"{START_SERVER}")
+    return str(url)
+
+
+def ui_url(run_id: UUID) -> str | None:
+    """The flow run's page in the Prefect UI (None without a configured server)."""
+    from prefect.settings import get_current_settings
+
+    base = get_current_settings().ui_url
+    return f"{base}/runs/flow-run/{run_id}" if base else None
+
+
+@asynccontextmanager
+async def _connect() -> AsyncIterator[PrefectClient]:
+    """A Prefect client for a configured, reachable server (never an ephemeral one)."""
+    from prefect.client.orchestration import get_client
+
+    url = _api_url()
+    async with get_client() as client:
+        if (problem := await client.api_healthcheck()) is not None:
+            raise ConfigError(f"cannot reach the Prefect API at {url} ({type(problem).__name__})"
+                              f": is the server running? {START_SERVER}")
+        yield client
+
+
+async def _read_run(client: PrefectClient, run_id: str | UUID) -> FlowRun:
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        uuid = run_id if isinstance(run_id, UUID) else UUID(str(run_id))
+    except ValueError:
+        raise SpecError(f"{run_id!r} is not a run id (a UUID, as submit prints)") from None
+    try:
+        return await client.read_flow_run(uuid)
+    except ObjectNotFound:
+        raise SpecError(f"no flow run {uuid} on {_api_url()}") from None
+
+
+async def _read_progress(client: PrefectClient, run_id: UUID) -> dict[str, str]:
+    """The metadata of the run's own progress artifact ({} before the run has started)."""
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        ArtifactFilterType,
+    )
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    found = await client.read_artifacts(
+        artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]),
+            type=ArtifactFilterType(any_=["progress"]),
+        ),
+        sort=ArtifactSort.CREATED_DESC,
+        limit=1,
+    )
+    return dict(found[0].metadata_ or {}) if found else {}
+
+
+async def _read_result(flow_run: FlowRun) -> WorkflowResult | ObjectiveResult | None:
+    """The persisted result, or None when the run has none (crashed, not persisted)."""
+    state = flow_run.state
+    if state is None or state.data is None:
+        return None
+    try:
+        data = await state.aresult(raise_on_failure=False)
+    except Exception:
+        return None
+    if isinstance(data, (WorkflowResult, ObjectiveResult)):
+        return data
+    if isinstance(data, dict):  # the JSON serializer hands pydantic results back as dicts
+        model: type[WorkflowResult] | type[ObjectiveResult] = (
+            ObjectiveResult if "objective" in data else WorkflowResult
+        )
+        try:
+            return model.model_validate(data)
+        except ValueError:
+            return None
+    return None
+
+
+def _counts(
+    flow_run: FlowRun,
+    progress: dict[str, str],
+    result: WorkflowResult | ObjectiveResult | None,
+) -> tuple[int, int, int, int | None, int | None]:
+    """(finished, failed, total, round, max rounds): from the result when there is one."""
+    if isinstance(result, WorkflowResult):
+        s = result.summary
+        return s.total_tasks, s.failed_count, s.total_tasks, None, None
+    if isinstance(result, ObjectiveResult):
+        tasks = [t for r in result.rounds if r.result for t in r.result.tasks]
+        failed = sum(t.status == "failed" for t in tasks)
+        depth = _int(progress.get("max_depth"))
+        return len(tasks), failed, len(tasks), len(result.rounds), depth
+    total = _int(progress.get("tasks_total"))
+    if total is None:  # not started: the spec says how many
+        spec = flow_run.parameters.get("spec")
+        total = len(spec.get("tasks", [])) if isinstance(spec, dict) else 0
+    return (_int(progress.get("tasks_finished")) or 0, 0, total,
+            _int(progress.get("current_depth")), _int(progress.get("max_depth")))
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _elapsed(flow_run: FlowRun) -> float:
+    if flow_run.start_time is None:
+        return 0.0
+    end = flow_run.end_time or datetime.now(timezone.utc)
+    return round(max(0.0, (end - flow_run.start_time).total_seconds()), 3)
+
+
+def _detail(exc: Any) -> str:
+    try:
+        body = exc.response.json()
+    except ValueError:
+        return str(exc.response.text)[:300]
+    detail = body.get("detail") or body.get("exception_detail") or body
+    return str(detail)[:300]
+
+
+__all__ = [
+    "OBJECTIVE_DEPLOYMENT",
+    "WORKFLOW_DEPLOYMENT",
+    "PromptDagError",
+    "RunStatus",
+    "aget_result",
+    "aget_status",
+    "asubmit_objective",
+    "asubmit_workflow",
+    "await_result",
+    "get_result",
+    "get_status",
+    "submit_objective",
+    "submit_workflow",
+    "ui_url",
+    "wait_for_result",
+]

@@ -1,0 +1,117 @@
+"""One real `prefect server` for the deployment tests, plus prefect.yaml deployed to it and a
+process worker polling its pool.
+
+The server runs on a free loopback port with a temporary PREFECT_HOME (so its database, result
+storage and profiles are the test's own); it is shared by every test of this directory to keep
+CI time low. Child processes (the CLI, `prefect deploy`, the worker) get `prefect_env`; this
+process talks to the same server through Prefect's settings. Everything started here runs in
+its own session and is stopped by process group: a worker ignores SIGTERM for a while, and
+uvicorn has children of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from promptdag.server import (
+    WORK_POOL,
+    ServerInfo,
+    free_port,
+    kill_process_group,
+    server_env,
+    start_server,
+    stop_server,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = Path(__file__).parent / "artifacts"  # screenshots (gitignored)
+PREFECT = [sys.executable, "-m", "prefect"]
+
+
+@dataclass
+class Server:
+    info: ServerInfo
+    env: dict[str, str]
+
+    def run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """A command in a child process pointed at this server, from the repository root."""
+        return subprocess.run(list(args), cwd=ROOT, env=self.env, capture_output=True,
+                              text=True, timeout=timeout)
+
+    def promptdag(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return self.run(sys.executable, "-m", "promptdag.cli", *args, timeout=timeout)
+
+    def start(self, *args: str, log: Path) -> subprocess.Popen[bytes]:
+        """A long-running child (worker, serve) in its own process group."""
+        with log.open("ab") as out:
+            return subprocess.Popen(list(args), cwd=ROOT, env=self.env, stdout=out,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    start_new_session=True)
+
+
+def child_env(info: ServerInfo) -> dict[str, str]:
+    env = server_env(info.host, info.port, Path(info.home))
+    env.update(
+        PREFECT_API_URL=info.api_url,
+        PWD=str(ROOT),  # prefect.yaml's pull step reads it at deploy time
+        PREFECT_WORKER_QUERY_SECONDS="1",  # defaults are 10 s: faster pick-up, same code path
+        PREFECT_WORKER_PREFETCH_SECONDS="2",
+        PREFECT_RUNNER_POLL_FREQUENCY="1",
+        PREFECT_LOGGING_LEVEL="WARNING",
+        PROMPTDAG_DEBUG="1",
+    )
+    return env
+
+
+def launch_server(home: Path) -> Server:
+    info = start_server(port=free_port(), home=home, timeout=90)
+    return Server(info, child_env(info))
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A real Prefect server; this process's Prefect client points at it meanwhile."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    server = launch_server(tmp_path_factory.mktemp("prefect-home"))
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: server.info.api_url}):
+            yield server
+    finally:
+        stop_server(server.info)
+
+
+@pytest.fixture(scope="session")
+def deployed(prefect_server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """prefect.yaml deployed (`prefect deploy --all`) and a process worker on its pool."""
+    server = prefect_server
+    created = server.run(*PREFECT, "work-pool", "create", WORK_POOL, "--type", "process")
+    assert created.returncode == 0, created.stdout + created.stderr
+    done = server.run(*PREFECT, "--no-prompt", "deploy", "--all", timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    log = tmp_path_factory.mktemp("worker") / "worker.log"
+    worker = server.start(*PREFECT, "worker", "start", "--pool", WORK_POOL, log=log)
+    try:
+        yield server
+    finally:
+        kill_process_group(worker.pid, grace=5)
+        worker.wait(timeout=10)
+        if os.environ.get("PROMPTDAG_SHOW_WORKER_LOG"):
+            print(log.read_text())
+
+
+def wait_until(check: object, timeout: float, every: float = 0.25) -> None:
+    """Poll `check()` until it is truthy; fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not check():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true after {timeout} s: {check}")
+        time.sleep(every)
