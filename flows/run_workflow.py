@@ -74,8 +74,10 @@ async def run_workflow(spec: WorkflowSpec) -> State[WorkflowResult]:
     await view.publish_workflow(result, graph)
     if result.status == "completed":
         return Completed(data=result, message=f"{len(tasks)} tasks completed")
-    failed = [t.name for t in tasks if t.status == "failed"]
-    return Failed(data=result, message=f"{len(failed)} task(s) failed: {', '.join(failed[:5])}")
+    s = result.summary
+    message = (f"{s.failed_count} failed, {s.cancelled_count} cancelled, {s.skipped_count} "
+               f"skipped of {s.total_tasks} tasks")
+    return Failed(data=result, message=message)
 
 
 async def _infer_dependencies(spec: WorkflowSpec) -> tuple[WorkflowSpec, Usage]:

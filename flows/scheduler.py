@@ -69,6 +69,9 @@ class ReadySetScheduler:
         for name in self.graph.roots():
             self._become_ready(name)
         running: dict[asyncio.Task[TaskResult], str] = {}
+        limit = self.spec.config.workflow_timeout_seconds
+        deadline = time.monotonic() + limit if limit else None
+        stop_reason = "not started: the workflow stopped at a failed task (fail_fast)"
         try:
             while self._ready or running:
                 while self._ready and len(running) < self.breadth and not self._stopping:
@@ -76,13 +79,22 @@ class ReadySetScheduler:
                     running[asyncio.create_task(self._run_one(name), name=name)] = name
                 if not running:
                     break
-                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+                done, _ = await asyncio.wait(
+                    running, timeout=wait, return_when=asyncio.FIRST_COMPLETED
+                )
                 for future in sorted(done, key=lambda f: self._index[running[f]]):
-                    running.pop(future)
                     self._settle(future.result())
+                    running.pop(future)
+                if deadline is not None and not done and time.monotonic() >= deadline:
+                    stop_reason = f"cancelled: the workflow timed out after {limit:g} s"
+                    self._stopping = True
+                    break
         finally:
             for future in running:
                 future.cancel()
+            if running:  # let cancelled Prefect task runs finish their bookkeeping
+                await asyncio.gather(*running, return_exceptions=True)
         for name in self.graph.names:
             if name not in self.results:
                 self._record(
@@ -90,7 +102,7 @@ class ReadySetScheduler:
                         name=name,
                         status="cancelled",
                         depends_on=list(self.graph.depends_on[name]),
-                        error="not started: the workflow stopped at a failed task (fail_fast)",
+                        error=stop_reason,
                     )
                 )
         return [self.results[name] for name in self.graph.names]
@@ -144,6 +156,7 @@ class ReadySetScheduler:
             prompt=output.prompt,
             result=output.text,
             output=output.output,
+            reused=output.reused,
             usage=output.usage,
             fallback_errors=output.fallback_errors,
         )

@@ -42,6 +42,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--breadth", type=int, help="max tasks running at once")
     run.add_argument("--json", action="store_true", help="print only the result JSON on stdout")
     run.add_argument("--verbose", action="store_true", help="show Prefect's own logs")
+    reuse = run.add_mutually_exclusive_group()
+    reuse.add_argument(
+        "--resume",
+        action="store_true",
+        help="reuse results of tasks finished by earlier runs (the default)",
+    )
+    reuse.add_argument(
+        "--fresh", action="store_true", help="ignore results of earlier runs, call every model"
+    )
     run.add_argument(
         "--infer-deps",
         action="store_true",
@@ -149,6 +158,10 @@ def _quiet_prefect(verbose: bool) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     spec, _ = _load(args.spec, args.model, args.breadth, args.infer_deps)
+    if args.fresh:
+        spec = spec.model_copy(
+            update={"config": spec.config.model_copy(update={"reuse_results": False})}
+        )
     _quiet_prefect(args.verbose)
     from promptdag.api import run  # Prefect starts here, only for valid input
 

@@ -80,6 +80,16 @@ class WorkflowConfig(_Strict):
     model_options: dict[str, Any] = Field(
         default_factory=dict, description="Provider options for every task."
     )
+    reuse_results: bool = Field(
+        True,
+        description="Reuse results of tasks finished by earlier runs of the same work (resume); "
+        "false recomputes everything (--fresh).",
+    )
+    workflow_timeout_seconds: float | None = Field(
+        None, gt=0, le=7 * 86_400,
+        description="Overall limit for a run: what has not finished is cancelled, finished "
+        "results are kept (and reused on resume).",
+    )
     infer_dependencies: bool = Field(
         False,
         description="Let the model infer dependencies of tasks without depends_on (instead of "

@@ -20,7 +20,6 @@ import time
 from typing import Any
 
 from prefect import Task, task
-from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import TaskRun
 from prefect.context import TaskRunContext
 from prefect.logging import get_run_logger
@@ -38,6 +37,7 @@ from promptdag.schemas import resolve_schema
 from promptdag.spec import TaskSpec, WorkflowSpec
 from promptdag.template import render_task_prompt
 from promptdag.validation import task_models, task_options
+from tasks.prompt_cache import PROMPT_CACHE
 from tasks.provider_limits import provider_slot
 
 HTTP_TIMEOUT_SHARE = 0.9  # of the time left in the attempt
@@ -87,6 +87,7 @@ class PromptOutput(BaseModel):
     fallback_errors: dict[str, str] = Field(
         default_factory=dict, description="Models tried before the one that answered, and why."
     )
+    reused: bool = Field(False, description="Read back from an earlier run: no model call.")
 
 
 async def should_retry(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) -> bool:
@@ -136,7 +137,12 @@ def http_timeout(started: float) -> float | None:
     return max(0.05, HTTP_TIMEOUT_SHARE * (limit - (time.monotonic() - started)))
 
 
-@task(name="run_prompt", cache_policy=NO_CACHE, persist_result=False)
+@task(
+    name="run_prompt",
+    cache_policy=PROMPT_CACHE,  # resume: see tasks/prompt_cache.py
+    persist_result=True,
+    result_serializer="json",
+)
 async def run_prompt(
     job: PromptJob, upstream: dict[str, str], outputs: dict[str, Any] | None = None
 ) -> PromptOutput:
@@ -210,15 +216,22 @@ async def run_with_fallback(
         if index:
             name = f"{options.get('task_run_name') or job.name} (fallback {index}: {model})"
             run_options = {**options, "task_run_name": name}
-        try:
-            output: PromptOutput = await run_prompt.with_options(**run_options)(
-                job.model_copy(update={"models": job.models[index:]}), upstream, outputs
-            )
-        except Exception as exc:
+        state = await run_prompt.with_options(**run_options)(  # type: ignore[misc]
+            job.model_copy(update={"models": job.models[index:]}),
+            upstream,
+            outputs,
+            return_state=True,
+        )
+        value = await state.aresult(raise_on_failure=False)
+        if not state.is_completed() or isinstance(value, BaseException):
+            exc = value if isinstance(value, BaseException) else RuntimeError(state.message)
             attempts += attempts_of(exc, options)
             errors[model] = describe_failure(exc, options.get("timeout_seconds"))
             last = exc
             continue
+        output = PromptOutput.model_validate(value)
+        if state.name == "Cached":  # finished in an earlier run: no call made in this one
+            output = output.model_copy(update={"reused": True, "attempts": 0})
         return output.model_copy(
             update={"attempts": attempts + output.attempts, "fallback_errors": errors}
         )
@@ -265,4 +278,6 @@ def prompt_task_options(spec: WorkflowSpec, task_spec: TaskSpec) -> dict[str, An
         "retry_condition_fn": should_retry,
         "timeout_seconds": task_spec.timeout_seconds or config.timeout_seconds,
         "tags": [f"workflow:{spec.name}"],
+        # --fresh: ignore earlier results (and overwrite them with this run's)
+        "refresh_cache": not config.reuse_results,
     }

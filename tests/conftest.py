@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -70,8 +71,9 @@ class ProbeModel:
             ):
                 raise PermanentProviderError("probe: permanent failure (bad request)")
             await asyncio.sleep(float(self.options.get("latency_s", 0)))
+            digest = hashlib.sha256(request.prompt.encode()).hexdigest()[:8]
             return Completion(
-                text=f"probe answer for {request.task_name}",
+                text=f"probe answer for {request.task_name} ({digest})",
                 model=self.name,
                 usage=Usage(input_tokens=1, output_tokens=1),
             )
