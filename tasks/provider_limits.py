@@ -15,17 +15,23 @@ one is the scheduler's, in memory.
 
 from __future__ import annotations
 
+import asyncio
 import math
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from prefect.client.orchestration import get_client
 from prefect.concurrency.asyncio import concurrency, rate_limit
+from prefect.exceptions import ObjectAlreadyExists
 
 from promptdag.llm.registry import split_model
 from promptdag.settings import ProviderLimit, get_settings
 
 _ensured: set[tuple[str, int, float | None]] = set()
+_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def limit_names(provider: str) -> tuple[str, str]:
@@ -36,9 +42,22 @@ def limit_names(provider: str) -> tuple[str, str]:
 async def _ensure(name: str, limit: int, decay: float | None) -> None:
     if (name, limit, decay) in _ensured:
         return
-    async with get_client() as client:
-        await client.upsert_global_concurrency_limit_by_name(name, limit, decay)
-    _ensured.add((name, limit, decay))
+    async with _lock(), get_client() as client:
+        if (name, limit, decay) in _ensured:
+            return
+        try:
+            await client.upsert_global_concurrency_limit_by_name(name, limit, decay)
+        except ObjectAlreadyExists:  # another process created it between read and create
+            await client.upsert_global_concurrency_limit_by_name(name, limit, decay)
+        _ensured.add((name, limit, decay))
+
+
+def _lock() -> asyncio.Lock:
+    """One lock per event loop: concurrent tasks of a run create a limit once."""
+    loop = asyncio.get_running_loop()
+    if loop not in _locks:
+        _locks[loop] = asyncio.Lock()
+    return _locks[loop]
 
 
 async def ensure_limits(provider: str, limit: ProviderLimit) -> None:

@@ -43,7 +43,8 @@ CLAUDE = "anthropic:claude-haiku-4-5"
 
 
 def workflow(*tasks: dict[str, Any], **config: Any) -> dict[str, Any]:
-    return {"name": "providers", "config": {"retry_backoff_seconds": 0, **config},
+    return {"name": "providers", "config": {"retry_backoff_seconds": 0, "reuse_results": False,
+                                            **config},
             "tasks": list(tasks)}  # fmt: skip
 
 
