@@ -103,8 +103,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _load(
-    path: str, model: str | None = None, breadth: int | None = None, infer_deps: bool = False
+    path: str,
+    model: str | None = None,
+    breadth: int | None = None,
+    infer_deps: bool = False,
+    check_keys: bool = False,
 ) -> tuple[WorkflowSpec, WorkflowGraph]:
+    """Load and validate a spec; a run (`check_keys`) also needs every real model's key."""
     spec = load_spec(path)
     if model is not None or breadth is not None or infer_deps:
         data = spec.model_dump(exclude_unset=True)
@@ -120,7 +125,7 @@ def _load(
         spec = parse_spec(data, source=f"{path} (with command-line options)")
     elif "model" not in spec.config.model_fields_set and (default := get_settings().model):
         spec = spec.model_copy(update={"config": spec.config.model_copy(update={"model": default})})
-    return spec, validate_spec(spec)
+    return spec, validate_spec(spec, check_keys=check_keys)
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -157,7 +162,7 @@ def _quiet_prefect(verbose: bool) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    spec, _ = _load(args.spec, args.model, args.breadth, args.infer_deps)
+    spec, _ = _load(args.spec, args.model, args.breadth, args.infer_deps, check_keys=True)
     if args.fresh:
         spec = spec.model_copy(
             update={"config": spec.config.model_copy(update={"reuse_results": False})}
