@@ -1,4 +1,6 @@
-"""Shared test parts: a recording provider registered through the public registry."""
+"""Shared test parts: one temporary Prefect API per session (for the tests that ask for it),
+result storage of each test's own (so no test reuses another's persisted results), and a
+recording provider registered through the public registry."""
 
 from __future__ import annotations
 
@@ -6,7 +8,9 @@ import asyncio
 import hashlib
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -88,3 +92,23 @@ register_provider("probe", ProbeModel)
 def probe() -> ProbeLog:
     PROBE.calls.clear()
     return PROBE
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> Iterator[str]:
+    """A temporary local Prefect API; yields its URL (for CLI subprocesses)."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        yield str(PREFECT_API_URL.value())
+
+
+@pytest.fixture(autouse=True)
+def result_storage(tmp_path: Path) -> Iterator[Path]:
+    """Persisted task results go to this test's own directory."""
+    from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, temporary_settings
+
+    storage = tmp_path / "prefect-storage"
+    with temporary_settings({PREFECT_LOCAL_STORAGE_PATH: storage}):
+        yield storage

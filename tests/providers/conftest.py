@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from prefect.testing.utilities import prefect_test_harness
 
 from tests.providers.servers import ANTHROPIC_KEY, OPENAI_KEY, AnthropicServer, OpenAIServer
 
@@ -56,12 +55,3 @@ def anthropic_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[AnthropicServe
     monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
     yield server
     server.stop()
-
-
-@pytest.fixture(scope="session")
-def prefect_api() -> Iterator[str]:
-    """A temporary local Prefect API for engine tests; yields its URL (for CLI subprocesses)."""
-    from prefect.settings import PREFECT_API_URL
-
-    with prefect_test_harness(server_startup_timeout=60):
-        yield str(PREFECT_API_URL.value())
