@@ -85,8 +85,32 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]
     try:
         with temporary_settings(updates={PREFECT_API_URL: server.info.api_url}):
             yield server
+            drain_prefect_workers()
     finally:
         stop_server(server.info)
+
+
+def drain_prefect_workers() -> None:
+    """Send this process's pending logs and events before the server goes (as Prefect's own
+    test harness does); otherwise they retry against a closed port at exit."""
+    import inspect
+
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    async def drain() -> None:
+        try:
+            pending = APILogWorker.instance().drain()
+            if inspect.isawaitable(pending):
+                await pending
+        except RuntimeError:  # never started
+            pass
+        pending = EventsWorker.drain_all()
+        if inspect.isawaitable(pending):
+            await pending
+
+    run_coro_as_sync(drain())
 
 
 @pytest.fixture(scope="session")
