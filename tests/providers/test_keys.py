@@ -113,3 +113,13 @@ def test_the_cli_says_it_in_one_line_and_exits_2_before_prefect(tmp_path: Path):
         "or name a Prefect Secret block in PROMPTDAG_OPENAI_API_KEY_SECRET\n"
     )
     assert done.stdout == ""
+
+
+def test_validate_checks_the_spec_alone(tmp_path: Path):
+    file = tmp_path / "w.yaml"
+    file.write_text("name: w\nconfig: {model: openai:gpt-4o-mini}\ntasks: [{name: a, prompt: x}]\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "promptdag.cli", "validate", str(file)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
