@@ -1,32 +1,25 @@
 """Orchestration overhead: what each task costs when the model costs nothing.
 
 N independent zero-latency tasks at breadth 16: the makespan is all orchestration, so makespan / N
-is the per-task cost. Each measurement runs in a fresh child process (so its peak RSS is its own)
-that first warms up with a small run, then waits until the shared server is idle before the
-measured run. Run as `python -m benchmarks.overhead N EXECUTOR` it is that child.
+is the per-task cost. Each measurement runs in a fresh child process (`overhead_child`, so its
+peak RSS is its own) that warms up first; the measured run starts on an idle server, and the
+server's CPU is counted until it is idle again (what it spends recording the run).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import resource
+import re
 import subprocess
 import sys
-import time
+import tempfile
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from benchmarks import references
 from benchmarks.server import LocalServer, quiet_env
-from benchmarks.shapes import Shape, make_shape, sim_task
-
-BREADTH = 16
-
-
-def independent(n: int, breadth: int = BREADTH) -> Shape:
-    """N independent tasks with zero latency."""
-    tasks = [sim_task(f"t{i}", 0.0, []) for i in range(n)]
-    return make_shape(f"{n} zero-latency", "orchestration only", breadth, tasks)
+from benchmarks.shapes import independent
 
 
 @dataclass
@@ -44,68 +37,34 @@ class OverheadResult:
     server_drain_seconds: float
 
 
-def _child(n: int, executor: str) -> None:
-    """Warm up, say so, wait for the parent's go, run N tasks, print the figures as JSON."""
-    from promptdag.api import arun
-
-    def run(shape: Shape) -> tuple[float, float]:
-        clock = time.perf_counter()
-        if executor == "promptdag":
-            result = asyncio.run(arun(shape.fresh_spec()))
-            if result.status != "completed" or any(t.reused for t in result.tasks):
-                raise RuntimeError("overhead run did not complete, or reused results")
-            body = result.elapsed_seconds
-        else:
-            from benchmarks.naive_prefect import run_naive
-
-            body = run_naive(shape.plan())
-        return body, time.perf_counter() - clock
-
-    run(independent(10))
-    shape = independent(n)
-    rss_before = _current_rss_mib()
-    print("warm", flush=True)
-    sys.stdin.readline()
-    cpu = time.process_time()
-    body, wall = run(shape)
-    cpu = time.process_time() - cpu
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    print(json.dumps({"body": body, "wall": wall, "cpu": cpu, "peak": peak, "before": rss_before}))
-
-
-def _current_rss_mib() -> float:
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
+class ChildFailed(RuntimeError):
+    """The measured run failed; the message is the child's last error line."""
 
 
 def measure_one(n: int, executor: str, server: LocalServer) -> OverheadResult:
     """Run one child for `executor` at `n` tasks against `server`."""
     env = quiet_env()
     env["PREFECT_API_URL"] = server.url
-    child = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.overhead", str(n), executor],
-        env=env,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert child.stdin is not None and child.stdout is not None
-    if child.stdout.readline().strip() != "warm":
-        child.kill()
-        raise RuntimeError(f"overhead child ({executor}, {n}) failed to start")
-    drain = server.wait_idle()
-    server_cpu = server.cpu_seconds()
-    child.stdin.write("go\n")
-    child.stdin.flush()
-    line = child.stdout.readline()
-    if child.wait(timeout=600) != 0 or not line:
-        raise RuntimeError(f"overhead child ({executor}, {n}) failed")
+    with tempfile.TemporaryFile("w+") as errors:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.overhead_child", str(n), executor],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            text=True,
+        )
+        assert child.stdin is not None and child.stdout is not None
+        warm = child.stdout.readline().strip() == "warm"
+        drain = server.wait_idle() if warm else 0.0
+        server_cpu = server.cpu_seconds()
+        if warm:
+            child.stdin.write("go\n")
+            child.stdin.flush()
+        line = child.stdout.readline() if warm else ""
+        if child.wait(timeout=900) != 0 or not line:
+            errors.seek(0)
+            raise ChildFailed(_reason(errors.read()) or f"exit code {child.returncode}")
     drain += server.wait_idle()
     server_cpu = server.cpu_seconds() - server_cpu
     figures = json.loads(line)
@@ -128,25 +87,41 @@ def zero_overhead_us_per_task(n: int) -> float:
     return round(asyncio.run(references.ready_set(plan)) / n * 1e6, 1)
 
 
+def _reason(stderr: str) -> str:
+    """The useful part of a child's traceback: an API validation message, else the last line."""
+    message = re.search(r"'msg': '([^']+)'", stderr)
+    if message:
+        return message.group(1)
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    return lines[-1][:300] if lines else ""
+
+
+def _attempt(n: int, executor: str, server: LocalServer) -> dict[str, Any]:
+    try:
+        return asdict(measure_one(n, executor, server))
+    except ChildFailed as exc:
+        print(f"  {executor} at {n} tasks failed: {exc}", file=sys.stderr, flush=True)
+        return {"tasks": n, "executor": executor, "error": str(exc)}
+
+
 def measure(
     sizes: list[int], naive_sizes: list[int], server: LocalServer, repeats: int
-) -> list[dict[str, object]]:
-    """Per size: promptdag (median of `repeats` children), naive Prefect, and the reference."""
-    rows: list[dict[str, object]] = []
+) -> list[dict[str, Any]]:
+    """Per size: promptdag (median of `repeats` children at <= 100 tasks), naive Prefect, the
+    zero-overhead reference; where promptdag cannot run the size, its scheduler alone."""
+    rows: list[dict[str, Any]] = []
     for n in sizes:
         print(f"overhead: {n} tasks ...", file=sys.stderr, flush=True)
-        runs = [measure_one(n, "promptdag", server) for _ in range(repeats if n <= 100 else 1)]
-        runs.sort(key=lambda r: r.body_ms_per_task)
-        row: dict[str, object] = {
-            "tasks": n,
-            "promptdag": asdict(runs[len(runs) // 2]),
-            "promptdag_samples_ms": [r.body_ms_per_task for r in runs],
-            "naive_prefect": asdict(measure_one(n, "naive", server)) if n in naive_sizes else None,
-            "ready_set_us_per_task": zero_overhead_us_per_task(n),
-        }
-        rows.append(row)
+        runs = [_attempt(n, "promptdag", server) for _ in range(repeats if n <= 100 else 1)]
+        ok = sorted((r for r in runs if "error" not in r), key=lambda r: r["body_ms_per_task"])
+        rows.append(
+            {
+                "tasks": n,
+                "promptdag": ok[len(ok) // 2] if ok else runs[0],
+                "promptdag_samples_ms": [r["body_ms_per_task"] for r in ok],
+                "scheduler_only": None if ok else _attempt(n, "scheduler", server),
+                "naive_prefect": _attempt(n, "naive", server) if n in naive_sizes else None,
+                "ready_set_us_per_task": zero_overhead_us_per_task(n),
+            }
+        )
     return rows
-
-
-if __name__ == "__main__":
-    _child(int(sys.argv[1]), sys.argv[2])

@@ -202,6 +202,12 @@ def seed_cities(scale: float, seed: int = 2) -> Shape:
     return make_shape("seed 10 cities", "seed 002: 10 cities + analysis + report", 10, tasks)
 
 
+def independent(n: int, breadth: int = 16) -> Shape:
+    """N independent zero-latency tasks: a run of it is orchestration only."""
+    tasks = [sim_task(f"t{i}", 0.0, []) for i in range(n)]
+    return make_shape(f"{n} zero-latency", "orchestration only", breadth, tasks)
+
+
 def suite(mode: str) -> list[Shape]:
     """The shapes of a benchmark run: `full` at real latencies (0.2-2 s), `quick` and `smoke`
     smaller and with latencies scaled down to fit their time budget."""
