@@ -17,7 +17,8 @@ import asyncio
 import json
 import logging
 import time
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 from prefect import Task, task
 from prefect.client.schemas.objects import TaskRun
@@ -41,6 +42,8 @@ from tasks.prompt_cache import PROMPT_CACHE
 from tasks.provider_limits import provider_slot
 
 HTTP_TIMEOUT_SHARE = 0.9  # of the time left in the attempt
+OWN_TIMEOUT_SLACK = 1.05  # see enforce_timeout
+T = TypeVar("T")
 
 
 class PromptJob(BaseModel):
@@ -128,6 +131,23 @@ def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
         return logging.getLogger("promptdag")
 
 
+async def enforce_timeout(call: Coroutine[Any, Any, T]) -> T:
+    """Our own copy of the task timeout, a little looser than Prefect's.
+
+    Locally Prefect's timeout fires first and nothing changes. Where Prefect does not enforce
+    `timeout_seconds` (task runs on a Dask cluster, PrefectHQ/prefect#13004) this one still stops
+    a hanging call, as a retryable failure.
+    """
+    context = TaskRunContext.get()
+    limit = context.task.timeout_seconds if context else None
+    if not limit:
+        return await call
+    try:
+        return await asyncio.wait_for(call, timeout=limit * OWN_TIMEOUT_SLACK)
+    except asyncio.TimeoutError:
+        raise RetryableProviderError(f"timed out after {limit:g} s") from None
+
+
 def http_timeout(started: float) -> float | None:
     """90% of what is left of this attempt's task timeout (None outside a timed task)."""
     context = TaskRunContext.get()
@@ -155,10 +175,10 @@ async def run_prompt(
     prompt = render_task_prompt(
         job.template, job.context, upstream, set(job.references), outputs or {}
     )
-    structured: dict[str, Any] | None = None
     model_name = job.models[0]
     options = options_for(model_name, job.options)
-    try:
+
+    async def ask() -> tuple[str, Usage, dict[str, Any] | None]:
         model = get_model(model_name, options)
         async with provider_slot(model_name):
             request = CompletionRequest(
@@ -171,10 +191,12 @@ async def run_prompt(
             )
             if job.output_schema is None:
                 completion = await model.complete(request)
-                text, usage = completion.text, completion.usage
-            else:
-                structured, usage = await complete_schema(model, request, job.output_schema)
-                text = json.dumps(structured, ensure_ascii=False)
+                return completion.text, completion.usage, None
+            structured, usage = await complete_schema(model, request, job.output_schema)
+            return json.dumps(structured, ensure_ascii=False), usage, structured
+
+    try:
+        text, usage, structured = await enforce_timeout(ask())
     except ProviderError as exc:
         exc.attempts = attempt
         raise
