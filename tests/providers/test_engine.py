@@ -4,8 +4,10 @@ HTTP timeout, Secret blocks, and keys that never show."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -134,7 +136,8 @@ async def test_fallback_after_a_permanent_failure(
     assert task.result == "Claude's answer" and task.attempts == 2
     assert list(task.fallback_errors) == [GPT]
     assert "bad request (HTTP 400)" in task.fallback_errors[GPT]
-    assert await task_run_names(result) == ["Research", "Research (fallback 1: " + CLAUDE + ")"]
+    names = await task_run_names(result, expected=2)
+    assert names == ["Research", f"Research (fallback 1: {CLAUDE})"]
 
 
 async def test_fallback_after_exhausted_retries_to_a_local_server(openai_server: OpenAIServer):
@@ -175,7 +178,8 @@ async def test_the_http_timeout_fires_before_the_task_timeout(openai_server: Ope
     task = result.task("Slow")
     assert task.status == "failed" and task.attempts == 2 and len(openai_server.requests) == 2
     # Our provider timeout (90% of the time left), not Prefect's "timed out after 0.5 s".
-    assert "no answer within the HTTP timeout (0.4" in (task.error or "")
+    found = re.search(r"no answer within the HTTP timeout \(([\d.]+) s\)", task.error or "")
+    assert found and 0 < float(found.group(1)) <= 0.45
 
 
 async def test_a_secret_block_holds_the_key(openai_server: OpenAIServer, monkeypatch):
@@ -225,13 +229,20 @@ def test_the_cli_never_prints_a_key(prefect_api: str, openai_server: OpenAIServe
         assert OPENAI_KEY not in output and "5f1e2d3c4b5a" not in output
 
 
-async def task_run_names(result: WorkflowResult) -> list[str]:
-    async with get_client() as client:
-        runs = await client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(result.flow_run_id)])),
-            limit=50,
-            sort=TaskRunSort.EXPECTED_START_TIME_ASC,
-        )
+async def task_run_names(result: WorkflowResult, expected: int) -> list[str]:
+    """The flow run's task run names, once the server has recorded them (task runs reach it
+    through events, so under load they may lag the flow's end by a moment)."""
+    runs: list[Any] = []
+    for _ in range(100):
+        async with get_client() as client:
+            runs = await client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(result.flow_run_id)])),
+                limit=50,
+                sort=TaskRunSort.EXPECTED_START_TIME_ASC,
+            )
+        if len(runs) >= expected:
+            break
+        await asyncio.sleep(0.1)
     return sorted(run.name for run in runs)
 
 
