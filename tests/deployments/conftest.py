@@ -3,7 +3,9 @@ process worker polling its pool.
 
 The server runs on a free loopback port with a temporary PREFECT_HOME (so its database, result
 storage and profiles are the test's own); it is shared by every test of this directory to keep
-CI time low. Child processes (the CLI, `prefect deploy`, the worker) get `prefect_env`; this
+CI time low, and gone (with this process's pending events drained) before other directories'
+tests start: Prefect's events worker is a process-wide singleton bound to the first API URL
+it sees, so it must not outlive this server. Child processes (the CLI, `prefect deploy`, the worker) get `prefect_env`; this
 process talks to the same server through Prefect's settings. Everything started here runs in
 its own session and is stopped by process group: a worker ignores SIGTERM for a while, and
 uvicorn has children of its own.
@@ -76,7 +78,7 @@ def launch_server(home: Path) -> Server:
     return Server(info, child_env(info))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A real Prefect server; this process's Prefect client points at it meanwhile."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -84,8 +86,10 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]
     server = launch_server(tmp_path_factory.mktemp("prefect-home"))
     try:
         with temporary_settings(updates={PREFECT_API_URL: server.info.api_url}):
-            yield server
-            drain_prefect_workers()
+            try:
+                yield server
+            finally:
+                drain_prefect_workers()
     finally:
         stop_server(server.info)
 
@@ -113,7 +117,7 @@ def drain_prefect_workers() -> None:
     run_coro_as_sync(drain())
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def deployed(prefect_server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """prefect.yaml deployed (`prefect deploy --all`) and a process worker on its pool."""
     server = prefect_server
