@@ -11,6 +11,7 @@ from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State
 
 from flows.artifacts import RunView, workflow_tag
+from flows.runners import task_placement
 from flows.scheduler import ReadySetScheduler
 from promptdag.llm.base import Usage
 from promptdag.results import (
@@ -57,7 +58,8 @@ async def run_workflow(spec: WorkflowSpec) -> State[WorkflowResult]:
         graph = validate_spec(spec)
     view = RunView("workflow", spec.name, total=len(spec.tasks), tags=[workflow_tag(spec.name)])
     async with view:  # tags, live progress (see flows/artifacts.py)
-        tasks = await ReadySetScheduler(spec, graph).run()
+        async with task_placement(spec.config) as invoke:
+            tasks = await ReadySetScheduler(spec, graph, invoke).run()
     if not spec.config.collect_intermediate:
         tasks = [_without_intermediate(t, keep=not graph.dependents[t.name]) for t in tasks]
     result = WorkflowResult(

@@ -25,11 +25,13 @@ from promptdag.results import TaskResult
 from promptdag.spec import WorkflowSpec
 from promptdag.template import field_value
 from tasks.run_prompt import (
+    Invoke,
     PromptJob,
     PromptOutput,
     attempts_of,
     describe_failure,
     prompt_task_options,
+    run_locally,
     run_with_fallback,
 )
 
@@ -46,8 +48,11 @@ def failure_text(name: str, error: str) -> str:
 class ReadySetScheduler:
     """Runs one workflow's tasks to the end under its failure mode; returns per-task results."""
 
-    def __init__(self, spec: WorkflowSpec, graph: WorkflowGraph) -> None:
+    def __init__(
+        self, spec: WorkflowSpec, graph: WorkflowGraph, invoke: Invoke = run_locally
+    ) -> None:
         self.spec = spec
+        self.invoke = invoke  # where task runs execute (flows/runners.py)
         self.graph = graph
         self.breadth = spec.config.breadth
         self.mode = spec.config.failure_mode
@@ -131,7 +136,9 @@ class ReadySetScheduler:
             )
         )
         try:
-            output: PromptOutput = await run_with_fallback(job, upstream, options, outputs)
+            output: PromptOutput = await run_with_fallback(
+                job, upstream, options, outputs, self.invoke
+            )
         except Exception as exc:
             return TaskResult(
                 name=name,

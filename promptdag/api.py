@@ -29,7 +29,12 @@ async def arun(spec: WorkflowSpec | dict[str, Any] | str | Path) -> WorkflowResu
     """Validate, then run the spec as a Prefect flow; the result whether it completed or not."""
     workflow = as_spec(spec)
     validate_spec(workflow)  # bad input fails here, before Prefect starts
+    from prefect.settings import PREFECT_API_URL
+
     from flows.run_workflow import run_workflow
+    from flows.runners import check_runner
+
+    check_runner(workflow.config, PREFECT_API_URL.value())
 
     state = await run_workflow(workflow, return_state=True)
     result = await state.aresult(raise_on_failure=False)
@@ -66,10 +71,15 @@ def as_objective_request(
         request = ObjectiveRequest.model_validate(data)
     except ValidationError as exc:
         raise SpecError(f"objective: {describe_validation_error(exc, data)}") from None
-    from promptdag.llm.registry import check_model
+    from promptdag.validation import check_model_ready
 
-    for role in ("planner", "reflector", "synthesiser"):
-        check_model(request.config.role_model(role))  # type: ignore[arg-type]
+    options = request.config.model_options
+    models = {request.config.role_model(role) for role in  # type: ignore[arg-type]
+              ("planner", "reflector", "synthesiser")}
+    executors = request.config.model
+    models |= {executors} if isinstance(executors, str) else set(executors)
+    for model in sorted(models):
+        check_model_ready(model, options)  # unknown models and missing keys: before any run
     return request
 
 

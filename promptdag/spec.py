@@ -95,8 +95,13 @@ class WorkflowConfig(_Strict):
         description="Let the model infer dependencies of tasks without depends_on (instead of "
         "stages); a heuristic decides if the model fails.",
     )
-    runner: Literal["local"] = Field("local", description="Where task runs execute.")
-    runner_options: dict[str, Any] = Field(default_factory=dict)
+    runner: Literal["local", "dask"] = Field(
+        "local", description="Where task runs execute: local (the flow's event loop) or dask."
+    )
+    runner_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description='dask: {address: "tcp://host:8786"} or {n_workers: 2} for a local cluster.',
+    )
 
 
 class TaskSpec(_Strict):

@@ -17,7 +17,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 from prefect import Task, task
@@ -217,11 +217,25 @@ async def run_prompt(
     )
 
 
+async def run_locally(
+    task: Task[Any, Any], job: PromptJob, upstream: dict[str, str], outputs: dict[str, Any] | None
+) -> State[Any]:
+    """Run the task run on the flow's own event loop (the default runner) and return its state."""
+    state: State[Any] = await task(job, upstream, outputs, return_state=True)
+    return state
+
+
+Invoke = Callable[
+    [Task[Any, Any], PromptJob, dict[str, str], "dict[str, Any] | None"], Awaitable[State[Any]]
+]
+
+
 async def run_with_fallback(
     job: PromptJob,
     upstream: dict[str, str],
     options: dict[str, Any],
     outputs: dict[str, Any] | None = None,
+    invoke: Invoke = run_locally,
 ) -> PromptOutput:
     """Ask the job's models in turn until one answers; the output names the one that did.
 
@@ -229,6 +243,7 @@ async def run_with_fallback(
     so Prefect still owns every retry and the UI shows which model failed how. The next model
     is tried when one fails for good: a permanent error, or retries exhausted. `attempts` adds
     up the calls of every model tried. When all fail, the error names each model's failure.
+    `invoke` decides where a task run executes (see flows/runners.py); never what runs when.
     """
     errors: dict[str, str] = {}
     attempts = 0
@@ -238,11 +253,11 @@ async def run_with_fallback(
         if index:
             name = f"{options.get('task_run_name') or job.name} (fallback {index}: {model})"
             run_options = {**options, "task_run_name": name}
-        state = await run_prompt.with_options(**run_options)(  # type: ignore[misc]
+        state = await invoke(
+            run_prompt.with_options(**run_options),
             job.model_copy(update={"models": job.models[index:]}),
             upstream,
             outputs,
-            return_state=True,
         )
         value = await state.aresult(raise_on_failure=False)
         if not state.is_completed() or isinstance(value, BaseException):

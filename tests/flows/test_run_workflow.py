@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from uuid import UUID
 
@@ -60,11 +61,15 @@ async def test_flow_run_and_task_runs_are_named_after_the_workflow():
     async with get_client() as client:
         run = await client.read_flow_run(UUID(result.flow_run_id))
         assert run.name == "test"
-        task_runs = await client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])),
-            limit=50,
-            sort=TaskRunSort.EXPECTED_START_TIME_ASC,
-        )
+        for _ in range(100):  # task runs reach the API through events: allow them a moment
+            task_runs = await client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])),
+                limit=50,
+                sort=TaskRunSort.EXPECTED_START_TIME_ASC,
+            )
+            if len(task_runs) == 2 and all(r.name in ("Alpha", "Beta") for r in task_runs):
+                break
+            await asyncio.sleep(0.1)
     assert sorted(r.name for r in task_runs) == ["Alpha", "Beta"]
     assert all("workflow:test" in r.tags for r in task_runs)
 
