@@ -143,7 +143,7 @@ def overhead_table(rows: list[dict[str, Any]]) -> list[str]:
         ]
         lines.append("| " + " | ".join(cells) + " |")
         if "error" in ours:
-            notes.append(f"promptdag at {row['tasks']:,} tasks failed: `{ours['error']}`.")
+            notes.append(f"promptdag at {row['tasks']:,} tasks failed: `{ours['error']}`")
         if mark:
             notes.append(
                 f"† At {row['tasks']:,} tasks: promptdag's own `ReadySetScheduler` inside a flow "
