@@ -35,7 +35,7 @@ class Mode:
 
 MODES = {
     "full": Mode("full", 3, (100, 1000, 5000), (100, 1000), 3, 3, 2),
-    "quick": Mode("quick", 1, (100,), (100,), 1, 1, 1),
+    "quick": Mode("quick", 1, (100,), (100,), 1, 1, 0),
     "smoke": Mode("smoke", 1, (20,), (20,), 1, 1, 0),
 }
 
