@@ -17,12 +17,13 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import yaml
 
 if TYPE_CHECKING:
     from prefect.deployments.runner import RunnerDeployment
+    from prefect.flows import Flow
 
 ROOT = Path(__file__).resolve().parents[1]
 PREFECT_YAML = ROOT / "prefect.yaml"
@@ -52,11 +53,12 @@ def to_runner_deployment(declaration: dict[str, Any], root: Path = ROOT) -> Runn
 
     entrypoint = declaration["entrypoint"]
     path, _, function = entrypoint.partition(":")
-    flow = load_flow_from_entrypoint(f"{root / path}:{function}")
+    flow: Flow[..., Any] = load_flow_from_entrypoint(f"{root / path}:{function}")
     schedules = [
         _schedule_config_to_deployment_schedule(s) for s in declaration.get("schedules") or []
     ]
-    deployment = flow.to_deployment(
+    # to_deployment dispatches on the event loop: called here, without one, it returns the value
+    deployment = cast("RunnerDeployment", flow.to_deployment(
         name=declaration["name"],
         description=declaration.get("description"),
         version=declaration.get("version"),
@@ -65,7 +67,7 @@ def to_runner_deployment(declaration: dict[str, Any], root: Path = ROOT) -> Runn
         schedules=schedules or None,
         concurrency_limit=declaration.get("concurrency_limit"),
         enforce_parameter_schema=declaration.get("enforce_parameter_schema", True),
-    )
+    ))
     deployment.entrypoint = entrypoint  # relative to the repository, like prefect deploy's
     return deployment
 

@@ -149,9 +149,7 @@ class RunView:
         if event.kind == "finished":
             self._finished[event.workflow] = event.finished_count
         self._dirty = True
-        now = time.monotonic()
-        if now - self._last_push >= PROGRESS_INTERVAL and self._pushing is None:
-            self._last_push = now
+        if self._pushing is None and self._artifact_id is not None:
             self._pushing = asyncio.get_running_loop().create_task(self._push_progress())
 
     def counts(self) -> tuple[int, int]:
@@ -187,11 +185,16 @@ class RunView:
         self._artifact_id = artifact.id
 
     async def _push_progress(self) -> None:
+        """Send the counts while they change, at most once every PROGRESS_INTERVAL seconds."""
         from prefect.client.orchestration import get_client
         from prefect.client.schemas.actions import ArtifactUpdate
 
         try:
             while self._dirty and self._artifact_id is not None:
+                wait = self._last_push + PROGRESS_INTERVAL - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                self._last_push = time.monotonic()
                 self._dirty = False
                 async with get_client() as client:
                     await client.update_artifact(
@@ -203,10 +206,12 @@ class RunView:
             self._pushing = None
 
     async def _flush(self) -> None:
-        """Wait for an update in flight, then send the final counts (errors are logged)."""
+        """Send the final counts now (a throttled update waiting to go is dropped)."""
         if self._pushing is not None:
+            self._pushing.cancel()
             await asyncio.gather(self._pushing, return_exceptions=True)
         self._dirty = True
+        self._last_push = 0.0
         await self._push_progress()
 
     # -- the end ---------------------------------------------------------------------------

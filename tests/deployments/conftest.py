@@ -2,13 +2,13 @@
 process worker polling its pool.
 
 The server runs on a free loopback port with a temporary PREFECT_HOME (so its database, result
-storage and profiles are the test's own); it is shared by every test of this directory to keep
-CI time low, and gone (with this process's pending events drained) before other directories'
-tests start: Prefect's events worker is a process-wide singleton bound to the first API URL
-it sees, so it must not outlive this server. Child processes (the CLI, `prefect deploy`, the worker) get `prefect_env`; this
-process talks to the same server through Prefect's settings. Everything started here runs in
-its own session and is stopped by process group: a worker ignores SIGTERM for a while, and
-uvicorn has children of its own.
+storage and profiles are the test's own). It is shared by every test of this directory to keep
+CI time low, and it is gone, with this process's pending events drained, before other
+directories' tests start: Prefect's events worker is a process-wide singleton bound to the
+first API URL it sees, so it must not outlive this server. Child processes (the CLI,
+`prefect deploy`, the worker) get `child_env`; this process talks to the same server through
+Prefect's settings. Everything started here runs in its own session and is stopped by process
+group: a worker ignores SIGTERM for a while, and uvicorn has children of its own.
 """
 
 from __future__ import annotations
