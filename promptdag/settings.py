@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -62,5 +63,14 @@ class Settings(BaseSettings):
     )
 
 
+_cache: dict[tuple[tuple[str, str], ...], Settings] = {}
+
+
 def get_settings() -> Settings:
-    return Settings()
+    """The settings as the environment says now; parsed once per distinct PROMPTDAG_ environment
+    (it is read on every task run: building a pydantic-settings object each time cost ~1 ms)."""
+    snapshot = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("PROMPTDAG_")))
+    settings = _cache.get(snapshot)
+    if settings is None:
+        settings = _cache[snapshot] = Settings()
+    return settings

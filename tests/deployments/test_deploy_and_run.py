@@ -86,7 +86,6 @@ async def test_a_workflow_triggered_by_deployment_name_completes_with_artifacts(
     assert flow_run.name == "Deployed Research" and flow_run.state_type == StateType.COMPLETED
     assert {"promptdag", "workflow:Deployed Research"} <= set(flow_run.tags)
     assert sorted(t.name for t in task_runs) == sorted(t["name"] for t in SPEC["tasks"])
-    assert all("workflow:Deployed Research" in t.tags for t in task_runs)
 
     artifacts = await artifacts_of(run_id)
     # Keys are the deployment's name: the latest report of a deployment is one lookup.
