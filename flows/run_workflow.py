@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from prefect import flow
@@ -21,7 +22,7 @@ from promptdag.results import (
     total_usage,
     workflow_status,
 )
-from promptdag.spec import WorkflowSpec
+from promptdag.spec import WorkflowSpec, load_spec
 from promptdag.validation import validate_spec
 from tasks.infer_dependencies import infer_dependencies
 
@@ -29,6 +30,8 @@ from tasks.infer_dependencies import infer_dependencies
 def _flow_run_name() -> str:
     """Flow runs are named after the workflow, so the Prefect UI reads like the spec."""
     spec: Any = flow_run.parameters.get("spec")
+    if isinstance(spec, str):  # a spec file: its stem (stored specs are named after the workflow)
+        return Path(spec).stem.rsplit("-", 1)[0] or "workflow"
     name = spec.get("name") if isinstance(spec, dict) else getattr(spec, "name", None)
     return str(name or "workflow")
 
@@ -40,7 +43,7 @@ def _flow_run_name() -> str:
     persist_result=True,  # `promptdag result RUN_ID` reads it back later, from any process
     result_serializer="json",
 )
-async def run_workflow(spec: WorkflowSpec) -> State[WorkflowResult]:
+async def run_workflow(spec: WorkflowSpec | str) -> State[WorkflowResult]:
     """Run a workflow spec: every task as soon as its dependencies allow, `breadth` at a time.
 
     The flow run ends Completed when every task completed, Failed otherwise; in both cases its
@@ -48,8 +51,11 @@ async def run_workflow(spec: WorkflowSpec) -> State[WorkflowResult]:
 
     Args:
         spec: the workflow: its tasks, their dependencies and the config (a seed API request
-            body loads as it is).
+            body loads as it is), or the path of a spec file. Prefect caps a flow run's
+            parameters at 512 KB, so large specs travel as files (see `promptdag.api`).
     """
+    if isinstance(spec, str):
+        spec = load_spec(spec)
     graph = validate_spec(spec)
     started, clock = datetime.now(timezone.utc), time.perf_counter()
     extra_usage = Usage()

@@ -25,6 +25,32 @@ def as_spec(spec: WorkflowSpec | dict[str, Any] | str | Path) -> WorkflowSpec:
     return parse_spec(spec)
 
 
+MAX_INLINE_SPEC_BYTES = 400_000  # Prefect refuses flow-run parameters over 512 KB
+
+
+def as_parameter(spec: WorkflowSpec) -> WorkflowSpec | str:
+    """The spec itself, or for a large one the path of a copy stored under PREFECT_HOME.
+
+    Stored specs are content-addressed (the same spec is written once) and named after the
+    workflow, so the flow run still reads like the spec.
+    """
+    text = spec.model_dump_json(exclude_unset=True)
+    if len(spec.model_dump_json().encode()) <= MAX_INLINE_SPEC_BYTES:  # as Prefect sends it
+        return spec
+    import hashlib
+    import re
+
+    from prefect.settings import PREFECT_HOME
+
+    slug = re.sub(r"[^A-Za-z0-9_.]+", "_", spec.name)[:60].strip("_") or "workflow"
+    folder = Path(PREFECT_HOME.value()) / "promptdag" / "specs"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{slug}-{hashlib.sha256(text.encode()).hexdigest()[:16]}.json"
+    if not path.exists():
+        path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
 async def arun(spec: WorkflowSpec | dict[str, Any] | str | Path) -> WorkflowResult:
     """Validate, then run the spec as a Prefect flow; the result whether it completed or not."""
     workflow = as_spec(spec)
@@ -36,7 +62,7 @@ async def arun(spec: WorkflowSpec | dict[str, Any] | str | Path) -> WorkflowResu
 
     check_runner(workflow.config, PREFECT_API_URL.value())
 
-    state = await run_workflow(workflow, return_state=True)
+    state = await run_workflow(as_parameter(workflow), return_state=True)
     result = await state.aresult(raise_on_failure=False)
     if isinstance(result, BaseException):
         raise result

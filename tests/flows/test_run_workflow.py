@@ -206,3 +206,14 @@ async def test_a_failed_workflow_still_returns_its_result(mode):
         workflow(t("Bad", model_options={"fail_first": 9}), max_retries=0, failure_mode=mode)
     )
     assert result.status == "failed" and result.summary.failed_count == 1
+
+
+async def test_a_spec_over_prefects_parameter_limit_runs_by_reference():
+    # Prefect refuses flow-run parameters over 512 KB: such specs travel as a stored file.
+    long = "Consider this carefully. " * 80
+    tasks = [t(f"part {i}", f"{long} ({i})", depends_on=[]) for i in range(300)]
+    result = await arun(workflow(*tasks, breadth=16))
+    assert result.status == "completed" and result.summary.completed_count == 300
+    async with get_client() as client:
+        run = await client.read_flow_run(UUID(result.flow_run_id))
+    assert isinstance(run.parameters["spec"], str) and run.parameters["spec"].endswith(".json")
