@@ -161,6 +161,25 @@ def _quiet_prefect(verbose: bool) -> None:
     os.environ.setdefault("PREFECT_LOGGING_INTERNAL_LEVEL", "CRITICAL")
 
 
+def _use_local_server(quiet: bool) -> None:
+    """Fast start: with no PREFECT_API_URL set, use the server `promptdag server start` left
+    running (about 2 s to the first task instead of 5-15 s for Prefect's ephemeral API), so
+    the run also shows in its UI."""
+    if os.environ.get("PREFECT_API_URL"):
+        return
+    from promptdag import server
+
+    # Before Prefect is imported (its settings are fixed at import): PREFECT_HOME as set, or
+    # Prefect's default home.
+    home = Path(os.environ.get("PREFECT_HOME") or "~/.prefect").expanduser()
+    info = server.read_state(home)
+    if info is None or not server.process_alive(info.pid) or not server.healthy(info.api_url, 0.5):
+        return
+    os.environ["PREFECT_API_URL"] = info.api_url
+    if not quiet:
+        print(f"Using the local Prefect server at {info.url}", file=sys.stderr)
+
+
 def _run(args: argparse.Namespace) -> int:
     spec, _ = _load(args.spec, args.model, args.breadth, args.infer_deps, check_keys=True)
     if args.fresh:
@@ -168,6 +187,7 @@ def _run(args: argparse.Namespace) -> int:
             update={"config": spec.config.model_copy(update={"reuse_results": False})}
         )
     _quiet_prefect(args.verbose)
+    _use_local_server(quiet=args.json)
     from promptdag.api import run  # Prefect starts here, only for valid input
 
     unsubscribe = subscribe(_ProgressPrinter()) if not args.json else (lambda: None)
@@ -221,6 +241,7 @@ def _objective(args: argparse.Namespace) -> int:
                                    ("model", args.model)) if v is not None}
     request = as_objective_request(data, config=overrides or None)
     _quiet_prefect(args.verbose)
+    _use_local_server(quiet=args.json)
     from promptdag.api import run_objective
 
     unsubscribe = subscribe(_ProgressPrinter()) if not args.json else (lambda: None)
