@@ -10,9 +10,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from promptdag import cli_remote
 from promptdag.errors import PromptDagError, SpecError
@@ -190,21 +190,9 @@ def _run(args: argparse.Namespace) -> int:
     _use_local_server(quiet=args.json)
     from promptdag.api import run  # Prefect starts here, only for valid input
 
-    unsubscribe = subscribe(_ProgressPrinter()) if not args.json else (lambda: None)
-    if not args.json:
-        print(
-            f"Running {spec.name!r}: {len(spec.tasks)} tasks, breadth {spec.config.breadth}",
-            file=sys.stderr,
-        )
-    try:
-        result = run(spec)
-    finally:
-        unsubscribe()
-    if args.json:
-        print(result.model_dump_json(indent=2))
-    else:
-        print(render_summary(result, Path(args.spec).name))
-    return EXIT_OK if result.status == "completed" else EXIT_FAILED
+    banner = f"Running {spec.name!r}: {len(spec.tasks)} tasks, breadth {spec.config.breadth}"
+    return _execute(banner, lambda: run(spec),
+                    lambda result: render_summary(result, Path(args.spec).name), args.json)
 
 
 def _read_mapping(path: str, what: str) -> dict[str, Any]:
@@ -244,18 +232,25 @@ def _objective(args: argparse.Namespace) -> int:
     _use_local_server(quiet=args.json)
     from promptdag.api import run_objective
 
-    unsubscribe = subscribe(_ProgressPrinter()) if not args.json else (lambda: None)
-    if not args.json:
-        print(f"Objective: {request.objective!r} (breadth {request.config.breadth}, "
-              f"depth {request.config.depth})", file=sys.stderr)
+    banner = (f"Objective: {request.objective!r} (breadth {request.config.breadth}, "
+              f"depth {request.config.depth})")
+    return _execute(banner, lambda: run_objective(request), render_objective_summary, args.json)
+
+
+R = TypeVar("R", WorkflowResult, ObjectiveResult)
+
+
+def _execute(banner: str, call: Callable[[], R], render: Callable[[R], str], as_json: bool
+             ) -> int:
+    """Run with live progress on stderr; print the result JSON (--json) or a summary."""
+    unsubscribe = subscribe(_ProgressPrinter()) if not as_json else (lambda: None)
+    if not as_json:
+        print(banner, file=sys.stderr)
     try:
-        result = run_objective(request)
+        result = call()
     finally:
         unsubscribe()
-    if args.json:
-        print(result.model_dump_json(indent=2))
-    else:
-        print(render_objective_summary(result))
+    print(result.model_dump_json(indent=2) if as_json else render(result))
     return EXIT_OK if result.status == "completed" else EXIT_FAILED
 
 
