@@ -1,8 +1,9 @@
 """What a run shows in the Prefect UI: tags, a live progress artifact, and at the end a report,
 a task table and the DAG.
 
-A flow opens a `RunView` for itself. The view tags the flow run with the workflow's name,
-creates a progress artifact and listens to the scheduler's `TaskEvent`s, keeping only those of
+A flow opens a `RunView` for itself. The view tags the flow run with the workflow's name (the
+task runs carry no tags of their own: the flow run's are enough, and cheaper), creates a
+progress artifact and listens to the scheduler's `TaskEvent`s, keeping only those of
 its own run and its subflows (a context variable marks them, so concurrent runs in one process
 do not mix). Progress goes to the API at most every `PROGRESS_INTERVAL` seconds, from a
 background task, so the scheduler never waits on the network. Structured counts ride along in
@@ -99,10 +100,8 @@ class RunView:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def open(self) -> RunView:
-        """Tag the run, create the progress artifact and start listening."""
+        """Tag the run (always), create the progress artifact and start listening."""
         self._token = _views.set((*_views.get(), self))
-        if not self.enabled:
-            return self
         from prefect.context import FlowRunContext
 
         context = FlowRunContext.get()
@@ -110,16 +109,18 @@ class RunView:
             self.enabled = False
             return self
         self.flow_run_id = context.flow_run.id
+        tags = context.flow_run.tags
         try:
-            self.key = await self._key_stem(context.flow_run.deployment_id)
-            await asyncio.gather(
-                self._add_tags(context.flow_run.tags), self._create_progress()
-            )
+            if self.enabled:
+                self.key = await self._key_stem(context.flow_run.deployment_id)
+                await asyncio.gather(self._add_tags(tags), self._create_progress())
+            else:
+                await self._add_tags(tags)
         except Exception as exc:
-            _logger().warning("Artifacts are off for this run: %s", exc)
+            _logger().warning("Tags or artifacts are off for this run: %s", exc)
             self.enabled = False
-            return self
-        self._unsubscribe = subscribe(self._on_event)
+        if self.enabled:
+            self._unsubscribe = subscribe(self._on_event)
         return self
 
     def close(self) -> None:

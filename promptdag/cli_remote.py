@@ -52,9 +52,10 @@ def add_commands(sub: Any) -> None:
 def run_command(args: argparse.Namespace) -> int:
     if args.command == "server":
         return _server(args)
-    from promptdag.cli import _quiet_prefect
+    from promptdag.cli import _quiet_prefect, _use_local_server
 
     _quiet_prefect(verbose=False)
+    _use_local_server(quiet=True)  # no PREFECT_API_URL: the server `server start` left running
     if args.command == "submit":
         return _submit(args)
     if args.command == "status":

@@ -30,7 +30,7 @@ class Settings(BaseSettings):
     artifacts: bool = Field(
         True,
         description="Publish Prefect artifacts for each run: live progress, a report, a task "
-        "table and the DAG (and tag the flow run with the workflow's name).",
+        "table and the DAG.",
     )
     openai_api_key_secret: str | None = Field(
         None, description="Prefect Secret block holding the OpenAI key (else OPENAI_API_KEY)."

@@ -70,3 +70,6 @@ async def test_artifacts_can_be_switched_off(prefect_server: Server,
     result = await arun({"name": "Quiet Run", "tasks": [{"name": "A", "prompt": "x"}]})
     assert result.status == "completed"
     assert await artifacts_of(result.flow_run_id) == {}
+    async with get_client() as c:  # the flow run is still tagged with its workflow
+        flow_run = await c.read_flow_run(UUID(result.flow_run_id))
+    assert {"promptdag", "workflow:Quiet Run"} <= set(flow_run.tags)

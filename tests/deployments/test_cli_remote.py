@@ -43,6 +43,15 @@ def test_submit_prints_the_run_id_and_result_fetches_it_from_another_process(dep
     assert line.startswith("AI Healthcare Research: completed: 4/4 tasks finished (100%)")
 
 
+def test_a_local_cli_run_shows_up_on_the_server(deployed: Server):
+    done = deployed.promptdag("run", SEED, "--json")  # no deployment: runs in this process
+    assert done.returncode == 0, done.stderr
+    run_id = json.loads(done.stdout)["flow_run_id"]
+    status = json.loads(deployed.promptdag("status", run_id, "--json").stdout)
+    assert (status["name"], status["status"]) == ("AI Healthcare Research", "completed")
+    assert status["url"].startswith(deployed.info.url)
+
+
 def test_a_failed_workflow_exits_1_and_says_what_failed(deployed: Server, tmp_path: Path):
     spec = tmp_path / "failing.yaml"
     spec.write_text("name: Failing Remote\nconfig: {max_retries: 0}\ntasks:\n"
@@ -86,7 +95,13 @@ def test_bad_input_and_missing_servers_exit_2_with_one_line(deployed: Server, tm
     assert "cannot reach the Prefect API" in one_error_line(unreachable.stderr)
     assert "promptdag server start" in unreachable.stderr
 
+    # No PREFECT_API_URL: the server `promptdag server start` left in PREFECT_HOME is used...
     unset = {k: v for k, v in deployed.env.items() if k != "PREFECT_API_URL"}
-    nowhere = Server(deployed.info, unset).promptdag("status", UNKNOWN_RUN)
+    found = Server(deployed.info, unset).promptdag("status", UNKNOWN_RUN)
+    assert f"no flow run {UNKNOWN_RUN} on {deployed.info.api_url}" in found.stderr
+    # ...and with none there, the error says how to start one.
+    nowhere = Server(deployed.info, {**unset, "PREFECT_HOME": str(tmp_path)}).promptdag(
+        "status", UNKNOWN_RUN)
     assert nowhere.returncode == 2
     assert "PREFECT_API_URL is not set" in one_error_line(nowhere.stderr)
+    assert "promptdag server start" in nowhere.stderr
