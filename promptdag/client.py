@@ -88,12 +88,16 @@ async def asubmit_workflow(
         SpecError: the spec is invalid (nothing was submitted).
         ConfigError: no server, an unreachable server or an unknown deployment.
     """
-    from promptdag.api import as_spec
+    from promptdag.api import as_parameter, as_spec
     from promptdag.validation import validate_spec
 
     workflow = as_spec(spec)
     validate_spec(workflow)
-    parameters = {"spec": workflow.model_dump(mode="json", exclude_unset=True)}
+    # A spec over Prefect's parameter limit travels as the path of a stored copy (the worker
+    # of a process pool shares this machine's PREFECT_HOME).
+    stored = as_parameter(workflow)
+    parameters = {"spec": stored if isinstance(stored, str)
+                  else workflow.model_dump(mode="json", exclude_unset=True)}
     return await _submit(deployment, parameters, workflow.name,
                          ["promptdag", f"workflow:{workflow.name}", *(tags or [])])
 
@@ -349,7 +353,7 @@ def _counts(
         depth = _int(progress.get("max_depth"))
         return len(tasks), failed, len(tasks), len(result.rounds), depth
     total = _int(progress.get("tasks_total"))
-    if total is None:  # not started: the spec says how many
+    if total is None:  # not started: the spec says how many (unknown for a stored spec)
         spec = flow_run.parameters.get("spec")
         total = len(spec.get("tasks", [])) if isinstance(spec, dict) else 0
     return (_int(progress.get("tasks_finished")) or 0, 0, total,

@@ -109,6 +109,19 @@ async def test_a_workflow_triggered_by_deployment_name_completes_with_artifacts(
     assert status.elapsed_seconds > 0 and status.url and str(run_id) in status.url
 
 
+async def test_a_spec_over_prefects_parameter_limit_is_submitted_by_reference(
+    deployed: Server,
+):
+    big = {**SPEC, "name": "Big Spec", "description": "x" * 600_000}  # over 512 KB
+    run_id = await client.asubmit_workflow(big)
+    result = await client.await_result(run_id, timeout=120, poll_seconds=0.25)
+    assert isinstance(result, WorkflowResult) and result.status == "completed"
+    async with get_client() as c:
+        flow_run = await c.read_flow_run(run_id)
+    assert isinstance(flow_run.parameters["spec"], str)  # the stored copy's path
+    assert result.name == "Big Spec" and len(result.tasks) == len(SPEC["tasks"])
+
+
 async def test_status_reports_progress_while_the_run_goes(deployed: Server):
     spec = {
         "name": "Slow Steps",
