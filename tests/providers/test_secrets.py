@@ -86,7 +86,8 @@ async def test_no_failure_shows_a_key(
     artifacts = await artifact_texts(result.flow_run_id)
     assert any("report" in a for a in artifacts)  # the report shows every error
     text = "\n".join([result.model_dump_json(), *await flow_run_logs(result), *artifacts])
-    assert "authentication failed" in text and "timed out" in text
+    assert "authentication failed" in text
+    assert "HTTP timeout" in text or "timed out" in text  # whichever timeout fired first
     for key in (OPENAI_KEY, ANTHROPIC_KEY):
         for fragment in fragments(key):
             assert fragment not in text
