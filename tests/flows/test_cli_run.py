@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,29 +11,56 @@ from pathlib import Path
 EXAMPLES = Path(__file__).parents[2] / "examples"
 
 
-def promptdag(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "promptdag.cli", *args], capture_output=True,
-                          text=True, timeout=180)
+def promptdag(api: str, storage: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI against the session's Prefect API (no ephemeral start-up per call)."""
+    env = {**os.environ, "PREFECT_API_URL": api, "PREFECT_LOCAL_STORAGE_PATH": str(storage)}
+    return subprocess.run(
+        [sys.executable, "-m", "promptdag.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+    )
 
 
-def test_run_json_prints_only_the_result(tmp_path: Path):
-    done = promptdag("run", str(EXAMPLES / "seed_api_request.json"), "--json", "--breadth", "2")
+def test_run_json_prints_only_the_result(prefect_api: str, tmp_path: Path):
+    done = promptdag(
+        prefect_api,
+        tmp_path,
+        "run",
+        str(EXAMPLES / "seed_api_request.json"),
+        "--json",
+        "--breadth",
+        "2",
+    )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["status"] == "completed" and result["summary"]["total_tasks"] == 4
-    assert {"name", "status", "depends_on", "attempts", "started_at", "finished_at", "model",
-            "prompt", "result", "error", "reused", "usage"} <= set(result["tasks"][0])
+    assert {
+        "name",
+        "status",
+        "depends_on",
+        "attempts",
+        "started_at",
+        "finished_at",
+        "model",
+        "prompt",
+        "result",
+        "error",
+        "reused",
+        "usage",
+    } <= set(result["tasks"][0])
     assert "Traceback" not in done.stderr and "ERROR" not in done.stderr
 
 
-def test_a_failed_workflow_exits_1_with_a_readable_summary(tmp_path: Path):
+def test_a_failed_workflow_exits_1_with_a_readable_summary(prefect_api: str, tmp_path: Path):
     spec = tmp_path / "failing.yaml"
     spec.write_text(
         "name: failing\nconfig: {max_retries: 0}\ntasks:\n"
         "  - {name: Broken, prompt: x, model_options: {fail_first: 5}}\n"
         "  - {name: After, prompt: y}\n"
     )
-    done = promptdag("run", str(spec))
+    done = promptdag(prefect_api, tmp_path, "run", str(spec))
     assert done.returncode == 1
     assert "failing: FAILED" in done.stdout
     assert "[1/2] FAILED Broken" in done.stderr and "Traceback" not in done.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -79,11 +80,13 @@ def test_the_seed_plan_execute_request_runs_and_research_overlaps():
     assert latest_start < earliest_end  # all three ran at the same time
 
 
-def test_the_objective_cli_prints_the_result_json():
+def test_the_objective_cli_prints_the_result_json(prefect_api: str, tmp_path: Path):
+    env = {**os.environ, "PREFECT_API_URL": prefect_api,
+           "PREFECT_LOCAL_STORAGE_PATH": str(tmp_path)}
     done = subprocess.run(
         [sys.executable, "-m", "promptdag.cli", "objective", "--request",
          str(EXAMPLES / "seed_plan_execute_request.json"), "--depth", "2", "--json"],
-        capture_output=True, text=True, timeout=180,
+        capture_output=True, text=True, timeout=180, env=env,
     )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)

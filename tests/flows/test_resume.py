@@ -64,7 +64,8 @@ async def test_after_a_failure_only_the_missing_work_runs(probe):
     assert second.status == "completed"
 
 
-def test_a_killed_cli_run_resumes_with_the_finished_tasks_reused(tmp_path: Path):
+def test_a_killed_cli_run_resumes_with_the_finished_tasks_reused(prefect_api: str,
+                                                                 tmp_path: Path):
     spec = tmp_path / "slow.json"
     spec.write_text(json.dumps({
         "name": "killed midway",
@@ -72,9 +73,9 @@ def test_a_killed_cli_run_resumes_with_the_finished_tasks_reused(tmp_path: Path)
         "tasks": [{"name": f"step {i}", "prompt": f"step {i} of the work"}
                   for i in range(1, 5)],
     }))
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "home"),
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    env.pop("PREFECT_API_URL", None)
+    # The session's API (no ephemeral start-up per run); results in this test's own storage.
+    env = {**os.environ, "PREFECT_API_URL": prefect_api,
+           "PREFECT_LOCAL_STORAGE_PATH": str(tmp_path / "storage")}
     cli = [sys.executable, "-m", "promptdag.cli", "run", str(spec)]
     proc = subprocess.Popen(cli, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
                             env=env, start_new_session=True)
