@@ -12,7 +12,7 @@ from promptdag.llm.base import CompletionRequest, Usage
 from promptdag.llm.registry import get_model
 from promptdag.llm.structured import complete_structured
 from promptdag.objective import ObjectiveConfig
-from tasks.run_prompt import should_retry
+from tasks.run_prompt import retry_options
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -21,13 +21,7 @@ def role_task_options(config: ObjectiveConfig, run_name: str) -> dict[str, Any]:
     """Prefect options for a role task: same retry and timeout policy as workflow tasks."""
     return {
         "task_run_name": run_name,
-        "retries": config.max_retries,
-        "retry_delay_seconds": [
-            config.retry_backoff_seconds * 2**i for i in range(config.max_retries)
-        ]
-        or 0,
-        "retry_jitter_factor": 0.5 if config.retry_backoff_seconds else None,
-        "retry_condition_fn": should_retry,
+        **retry_options(config.max_retries, config.retry_backoff_seconds),
         "timeout_seconds": config.timeout_seconds,
     }
 

@@ -334,17 +334,24 @@ def configured_prompt_task(options: dict[str, Any]) -> Task[Any, Any]:
     return task
 
 
-def prompt_task_options(spec: WorkflowSpec, task_spec: TaskSpec) -> dict[str, Any]:
-    """Prefect options for one workflow task, declared once as data (applied with_options)."""
-    config = spec.config
-    retries = task_spec.max_retries if task_spec.max_retries is not None else config.max_retries
-    retries = retries if config.enable_retry else 0
-    backoff = config.retry_backoff_seconds
+def retry_options(retries: int, backoff: float) -> dict[str, Any]:
+    """The one retry policy (workflow and role tasks): exponential backoff from `backoff`
+    seconds, doubling, with jitter; retryable failures only."""
     return {
         "retries": retries,
         "retry_delay_seconds": exponential_backoff(backoff)(retries) if backoff and retries else 0,
         "retry_jitter_factor": 0.5 if backoff else None,
         "retry_condition_fn": should_retry,
+    }
+
+
+def prompt_task_options(spec: WorkflowSpec, task_spec: TaskSpec) -> dict[str, Any]:
+    """Prefect options for one workflow task, declared once as data (applied with_options)."""
+    config = spec.config
+    retries = task_spec.max_retries if task_spec.max_retries is not None else config.max_retries
+    retries = retries if config.enable_retry else 0
+    return {
+        **retry_options(retries, config.retry_backoff_seconds),
         "timeout_seconds": task_spec.timeout_seconds or config.timeout_seconds,
         # No task-run tags: Prefect acquires tag concurrency slots for every tagged task run
         # (measured: 38% of task time at 300 tasks, 2 s stalls on SQLite). The flow run carries
