@@ -61,6 +61,7 @@ async def _with_dependencies(
 @flow(
     name="plan-execute-reflect",
     flow_run_name=_flow_run_name,
+    validate_parameters=False,  # `$ref` in a context is data, not a block: see run_workflow
     persist_result=True,  # `promptdag result RUN_ID` reads it back later, from any process
     result_serializer="json",
 )
@@ -76,8 +77,8 @@ async def plan_execute_reflect(
         context: extra inputs for the planner (e.g. `focus_areas`).
         config: breadth, depth, models per role, retries and timeouts.
     """
-    context = context or {}
-    config = config or ObjectiveConfig()
+    context = dict(context or {})
+    config = ObjectiveConfig.model_validate(config or {})  # a deployment run sends plain JSON
     clock = time.perf_counter()
     usage = Usage()
     rounds: list[RoundResult] = []

@@ -22,7 +22,7 @@ from promptdag.results import (
     total_usage,
     workflow_status,
 )
-from promptdag.spec import WorkflowSpec, load_spec
+from promptdag.spec import WorkflowSpec, load_spec, parse_spec
 from promptdag.validation import validate_spec
 from tasks.infer_dependencies import infer_dependencies
 
@@ -39,7 +39,10 @@ def _flow_run_name() -> str:
 @flow(
     name="run-workflow",
     flow_run_name=_flow_run_name,
-    validate_parameters=True,
+    # Prefect's parameter validation reads every `{"$ref": ...}` as a block reference, and
+    # JSON schemas (output_schema, options, context) are full of `$ref`: the spec is validated
+    # by its own model below instead, so parameters carry any JSON as written.
+    validate_parameters=False,
     persist_result=True,  # `promptdag result RUN_ID` reads it back later, from any process
     result_serializer="json",
 )
@@ -56,6 +59,8 @@ async def run_workflow(spec: WorkflowSpec | str) -> State[WorkflowResult]:
     """
     if isinstance(spec, str):
         spec = load_spec(spec)
+    elif not isinstance(spec, WorkflowSpec):  # a deployment run's parameters are plain JSON
+        spec = parse_spec(spec, source="flow parameter 'spec'")
     graph = validate_spec(spec)
     started, clock = datetime.now(timezone.utc), time.perf_counter()
     extra_usage = Usage()
