@@ -18,6 +18,7 @@ from promptdag import cli_remote
 from promptdag.errors import PromptDagError, SpecError
 from promptdag.events import TaskEvent, subscribe
 from promptdag.graph import WorkflowGraph
+from promptdag.inheritance import override
 from promptdag.objective import ObjectiveResult
 from promptdag.results import WorkflowResult
 from promptdag.settings import get_settings
@@ -111,20 +112,13 @@ def _load(
 ) -> tuple[WorkflowSpec, WorkflowGraph]:
     """Load and validate a spec; a run (`check_keys`) also needs every real model's key."""
     spec = load_spec(path)
-    if model is not None or breadth is not None or infer_deps:
-        data = spec.model_dump(exclude_unset=True)
-        config = data.setdefault("config", {})
-        if infer_deps:
-            config["infer_dependencies"] = True
-        if model is not None:
-            config["model"] = model
-            for task in data["tasks"]:
-                task.pop("model", None)
-        if breadth is not None:
-            config["breadth"] = breadth
-        spec = parse_spec(data, source=f"{path} (with command-line options)")
-    elif "model" not in spec.config.model_fields_set and (default := get_settings().model):
-        spec = spec.model_copy(update={"config": spec.config.model_copy(update={"model": default})})
+    if infer_deps:
+        config = spec.config.model_copy(update={"infer_dependencies": True})
+        spec = spec.model_copy(update={"config": config})
+    spec = override(spec, model=model, breadth=breadth, default_model=get_settings().model)
+    if model is not None or breadth is not None:  # values the file never had: check them again
+        spec = parse_spec(spec.model_dump(exclude_unset=True),
+                          source=f"{path} (with command-line options)")
     return spec, validate_spec(spec, check_keys=check_keys)
 
 

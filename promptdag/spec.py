@@ -217,11 +217,14 @@ def parse_spec(
         raise SpecError(f"{source}: expected a mapping with 'name' and 'tasks' at the top level")
     data = _inline_workflows(data, base or Path.cwd(), stack)
     try:
-        return WorkflowSpec.model_validate(data)
+        spec = WorkflowSpec.model_validate(data)
     except ValidationError as exc:
         raise SpecError(f"{source}: {describe_validation_error(exc, data)}") from None
     except RecursionError:
         raise SpecError(f"{source}: values are nested too deeply") from None
+    from promptdag.inheritance import inherit_parent_config  # it builds on this module
+
+    return inherit_parent_config(spec)
 
 
 def load_spec(path: str | Path) -> WorkflowSpec:
