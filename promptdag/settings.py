@@ -56,6 +56,18 @@ class Settings(BaseSettings):
         description="A rate limit that asks to wait longer than this is not retried (a quota "
         "is exhausted, not a burst).",
     )
+    default_max_tokens: int = Field(
+        1024,
+        ge=1,
+        description="Output-token limit of a call whose model sets no `max_tokens` option.",
+    )
+    outage_budget_seconds: float = Field(
+        60,
+        ge=0,
+        description="How long calls to an unreachable endpoint wait for it to come back (counted "
+        "from when it went down) before they fail for good; the `outage_budget_s` model option "
+        "overrides it.",
+    )
     provider_limits: dict[str, ProviderLimit] = Field(
         default_factory=dict,
         description='Per-provider limits across flow runs, e.g. {"openai": {"max_in_flight": 8, '

@@ -3,8 +3,10 @@
 Built on the official SDK's async client with its retries off (`max_retries=0`): Prefect's retry
 budget is the only one. Structured output is a forced tool whose input is the answer: the tool's
 input schema is the requested schema, `tool_choice` names it, and the tool call's input comes
-back as the JSON text. Vendor errors become ours here and nowhere else (529 "overloaded" is a
-5xx: retryable).
+back as the JSON text. A server that ignores the forced tool (no tool_use block in the answer)
+gets the schema in the prompt instead, from then on (`negotiation`). `stop_reason` becomes
+`finish_reason` ("max_tokens" is "length"; end_turn, stop_sequence, tool_use are "stop").
+Vendor errors become ours here and nowhere else (529 "overloaded" is a 5xx: retryable).
 """
 
 from __future__ import annotations
@@ -17,19 +19,33 @@ import anthropic
 
 from promptdag.errors import PermanentProviderError, ProviderError
 from promptdag.llm.base import Completion, CompletionRequest, Usage
+from promptdag.llm.context import ANTHROPIC_WINDOW, is_overflow, overflow_error
 from promptdag.llm.keys import base_url, resolve_key
-from promptdag.llm.options import AnthropicOptions, parse_options
+from promptdag.llm.negotiation import (
+    ModeRejected,
+    extract_json,
+    negotiate,
+    rejects_mode,
+    with_instructions,
+)
+from promptdag.llm.options import ANTHROPIC_MODES, AnthropicOptions, parse_options
+from promptdag.llm.outage import call_through
 from promptdag.llm.pricing import cost_usd
 from promptdag.llm.transport import (
     cached_client,
     clip,
     connection_error,
+    endpoint_of,
+    garbled_answer,
     http_timeout,
     status_error,
     timeout_error,
+    who,
 )
 
+ANTHROPIC_API = "https://api.anthropic.com"
 _WRAPPED = "value"  # a non-object schema travels as {"value": ...}: tool input must be an object
+_STOP = {"end_turn": "stop", "stop_sequence": "stop", "tool_use": "stop", "max_tokens": "length"}
 
 
 class AnthropicModel:
@@ -42,6 +58,8 @@ class AnthropicModel:
         self.model_id = name
         self.options: AnthropicOptions = parse_options("anthropic", options or {})  # type: ignore[assignment]
         self.base_url = base_url("anthropic", self.options)
+        self.endpoint = endpoint_of(self.base_url)
+        self.label = who(self.name, self.endpoint)
 
     async def complete(self, request: CompletionRequest) -> Completion:
         key = await resolve_key(self.name, "anthropic", self.options)
@@ -49,25 +67,81 @@ class AnthropicModel:
             ("anthropic", self.base_url, key),
             lambda: anthropic.AsyncAnthropic(api_key=key, base_url=self.base_url, max_retries=0),
         )
+        if request.response_schema is None:
+            return await self._send(client, request, None, last=True)
+        return await negotiate(
+            ("anthropic", self.endpoint or ANTHROPIC_API, self.model_id),
+            self.options.structured_output,
+            ANTHROPIC_MODES,
+            lambda mode, last: self._send(client, request, mode, last),
+        )
+
+    async def context_window(self) -> int | None:
+        """The `context_window` option, else 200,000 tokens for Claude models."""
+        if self.options.context_window:
+            return self.options.context_window
+        return ANTHROPIC_WINDOW if self.model_id.startswith("claude") else None
+
+    async def _send(
+        self,
+        client: anthropic.AsyncAnthropic,
+        request: CompletionRequest,
+        mode: str | None,
+        last: bool,
+    ) -> Completion:
         timeout = http_timeout(request)
+        schema = request.response_schema
         tool: dict[str, Any] | None = None
         wrapped = False
-        if request.response_schema is not None:
-            tool, wrapped = answer_tool(request.response_schema)
+        if schema is not None and mode == "tool":
+            tool, wrapped = answer_tool(schema)
+        body = self._body(request, tool, prompt_schema=schema if mode == "prompt" else None)
         try:
-            message = await client.messages.create(**self._body(request, tool), timeout=timeout)
+            message = await call_through(
+                self.endpoint or ANTHROPIC_API,
+                self.options.outage_budget(),
+                lambda: client.messages.create(**body, timeout=timeout),
+                _cannot_connect,
+            )
         except anthropic.APIError as exc:
-            raise _translate(self.name, exc, timeout) from None
+            error = _translate(self.label, exc, timeout)
+            if mode == "tool" and _rejects(exc):
+                raise ModeRejected(error) from None
+            raise error from None
+        except ValueError as exc:  # a 200 whose body is not JSON (JSONDecodeError)
+            raise garbled_answer(self.label, exc) from None
         except anthropic.AnthropicError as exc:  # configuration problems found before sending
-            raise PermanentProviderError(clip(f"{self.name}: {exc}")) from None
-        return self._completion(message, tool, wrapped)
+            raise PermanentProviderError(clip(f"{self.label}: {exc}")) from None
+        if not isinstance(getattr(message, "content", None), list) or message.usage is None:
+            raise garbled_answer(self.label, ValueError("the answer has no content list"))
+        text = _tool_answer(message, tool["name"], wrapped) if tool else self._text(message)
+        if tool is not None and text is None:
+            # The answer ignored the forced tool (servers that do not honour tool_choice).
+            plain = self._text(message)
+            if not last:
+                raise ModeRejected(
+                    PermanentProviderError(f"{self.label}: the answer ignored the forced tool"),
+                    self._usage(message),
+                )
+            text = extract_json(plain) or plain
+        elif mode == "prompt":
+            text = extract_json(text or "") or text
+        return self._completion(message, text or "")
 
-    def _body(self, request: CompletionRequest, tool: dict[str, Any] | None) -> dict[str, Any]:
+    def _body(
+        self,
+        request: CompletionRequest,
+        tool: dict[str, Any] | None,
+        prompt_schema: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         opts = self.options
+        prompt = request.prompt
+        if prompt_schema is not None:
+            prompt = with_instructions(prompt, prompt_schema)
         body: dict[str, Any] = {
             "model": self.model_id,
-            "max_tokens": opts.max_tokens or 4096,
-            "messages": [{"role": "user", "content": request.prompt}],
+            "max_tokens": opts.max_tokens_for(request.max_tokens),
+            "messages": [{"role": "user", "content": prompt}],
         }
         if request.system:
             body["system"] = request.system
@@ -87,14 +161,13 @@ class AnthropicModel:
             body["extra_body"] = {**sampling, **opts.extra_body}
         return body
 
-    def _completion(
-        self, message: Any, tool: dict[str, Any] | None, wrapped: bool = False
-    ) -> Completion:
-        text = _tool_answer(message, tool["name"], wrapped) if tool else None
-        if text is None:
-            text = "".join(
-                block.text for block in message.content if getattr(block, "type", "") == "text"
-            )
+    @staticmethod
+    def _text(message: Any) -> str:
+        return "".join(
+            block.text for block in message.content if getattr(block, "type", "") == "text"
+        )
+
+    def _usage(self, message: Any) -> Usage:
         usage = message.usage
         input_tokens = (
             (usage.input_tokens or 0)
@@ -102,15 +175,33 @@ class AnthropicModel:
             + (getattr(usage, "cache_read_input_tokens", None) or 0)
         )
         output_tokens = usage.output_tokens or 0
+        return Usage(
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cost_usd=cost_usd(self.name, input_tokens, output_tokens),
+        )
+
+    def _completion(self, message: Any, text: str) -> Completion:
+        stop = getattr(message, "stop_reason", None)
         return Completion(
             text=text,
             model=self.name,
-            usage=Usage(
-                input_tokens=input_tokens,
-                output_tokens=output_tokens,
-                cost_usd=cost_usd(self.name, input_tokens, output_tokens),
-            ),
+            finish_reason=_STOP.get(stop, stop) if stop else None,
+            usage=self._usage(message),
         )
+
+
+def _cannot_connect(exc: BaseException) -> bool:
+    """The request got no answer at all (refused, reset, no such host): the endpoint is down."""
+    return isinstance(exc, anthropic.APIConnectionError) and not isinstance(
+        exc, anthropic.APITimeoutError
+    )
+
+
+def _rejects(exc: anthropic.APIError) -> bool:
+    if not isinstance(exc, anthropic.APIStatusError):
+        return False
+    return rejects_mode(exc.status_code, f"{exc.message} {json.dumps(exc.body, default=str)}")
 
 
 def answer_tool(schema: dict[str, Any]) -> tuple[dict[str, Any], bool]:
@@ -150,10 +241,14 @@ def _translate(model: str, exc: anthropic.APIError, timeout: float) -> ProviderE
         return timeout_error(model, timeout)
     if isinstance(exc, anthropic.APIConnectionError):
         return connection_error(model, exc)
+    if isinstance(exc, anthropic.APIResponseValidationError):
+        return garbled_answer(model, exc)
     if isinstance(exc, anthropic.APIStatusError):
         body = exc.body if isinstance(exc.body, dict) else {}
         error: dict[str, Any] = body["error"] if isinstance(body.get("error"), dict) else {}
         message = str(error.get("message") or exc.message)
         detail = f"{message} [{error['type']}]" if error.get("type") else message
+        if is_overflow(exc.status_code, message, body):
+            return overflow_error(model, exc.status_code, message, body)
         return status_error(model, exc.status_code, detail, exc.response.headers)
     return PermanentProviderError(clip(f"{model}: {type(exc).__name__}: {exc.message}"))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
 
 class Usage(BaseModel):
@@ -37,6 +37,11 @@ class CompletionRequest(BaseModel):
     response_schema: dict[str, Any] | None = Field(
         None, description="JSON schema the answer must satisfy (structured output)."
     )
+    max_tokens: int | None = Field(
+        None,
+        description="Output-token limit for this call, above the model's `max_tokens` option "
+        "(structured output doubles it once for an answer cut by the limit).",
+    )
     timeout_seconds: float | None = Field(
         None,
         description="HTTP timeout for this call. The engine sets it below the task timeout, so "
@@ -55,6 +60,17 @@ class Completion(BaseModel):
     text: str
     model: str
     usage: Usage = Field(default_factory=Usage)
+    finish_reason: str | None = Field(
+        None,
+        description='Why the model stopped: "stop" (its own end, a stop sequence or a tool '
+        'call), "length" (the token limit), or the vendor\'s own word; None when unknown.',
+    )
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def truncated(self) -> bool:
+        """True when the model stopped at its token limit: the answer is cut short."""
+        return self.finish_reason == "length"
 
 
 @runtime_checkable
@@ -64,8 +80,32 @@ class Model(Protocol):
     Implementations translate their vendor's failures into `RetryableProviderError` (rate
     limits, 5xx, timeouts, dropped connections) or `PermanentProviderError` (everything a retry
     cannot fix). They never retry on their own: Prefect's retry budget is the only one.
+
+    Models may also define `async def context_window(self) -> int | None` (the tokens of
+    prompt plus answer one call may hold, None when unknown); `context_window_of` reads it from
+    any model, so models without it (registered providers, test fakes) keep working.
     """
 
     name: str
 
     async def complete(self, request: CompletionRequest) -> Completion: ...
+
+
+@runtime_checkable
+class WithContextWindow(Protocol):
+    """A model that knows its context window."""
+
+    async def context_window(self) -> int | None: ...
+
+
+async def context_window_of(model: Model) -> int | None:
+    """The model's context window in tokens, None when the model does not say or cannot know."""
+    if isinstance(model, WithContextWindow):
+        return await model.context_window()
+    return None
+
+
+def estimate_tokens(text: str) -> int:
+    """A conservative token count for `text` without a tokenizer (about three characters a
+    token: more than real tokenizers count for English, so a prompt estimated to fit does)."""
+    return len(text) // 3 + 1

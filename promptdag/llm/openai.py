@@ -1,13 +1,17 @@
 """`openai:<model>`: OpenAI chat completions, and any OpenAI-compatible server by base URL.
 
 Built on the official SDK's async client with its retries off (`max_retries=0`): Prefect's retry
-budget is the only one, so 3 retries mean at most 4 HTTP calls. Structured output uses the
-JSON-schema response format (strict only when the schema already satisfies strict mode's rules,
-so a pydantic default never becomes a 400). Vendor errors become ours here and nowhere else.
+budget is the only one, so 3 retries mean at most 4 HTTP calls. Structured output uses the best
+mode the server takes (`negotiation`): the JSON-schema response format (strict only when the
+schema already satisfies strict mode's rules, so a pydantic default never becomes a 400), JSON
+mode with the schema, or the schema in the prompt. Calls to an unreachable server wait for it
+within the outage budget (`outage`). Vendor errors become ours here and nowhere else, naming the
+server when it is not OpenAI's own (`openai:smollm2 at http://127.0.0.1:8011/v1: ...`).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -15,17 +19,32 @@ import openai
 
 from promptdag.errors import PermanentProviderError, ProviderError
 from promptdag.llm.base import Completion, CompletionRequest, Usage
+from promptdag.llm.context import is_overflow, known_window, overflow_error, props_window
 from promptdag.llm.keys import base_url, resolve_key
-from promptdag.llm.options import OpenAIOptions, parse_options
+from promptdag.llm.negotiation import (
+    ModeRejected,
+    extract_json,
+    inline_refs,
+    negotiate,
+    rejects_mode,
+    with_instructions,
+)
+from promptdag.llm.options import OPENAI_MODES, OpenAIOptions, parse_options
+from promptdag.llm.outage import call_through
 from promptdag.llm.pricing import cost_usd
 from promptdag.llm.transport import (
     cached_client,
     clip,
     connection_error,
+    endpoint_of,
+    garbled_answer,
     http_timeout,
     status_error,
     timeout_error,
+    who,
 )
+
+OPENAI_API = "https://api.openai.com/v1"
 
 
 class OpenAIModel:
@@ -38,6 +57,8 @@ class OpenAIModel:
         self.model_id = name
         self.options: OpenAIOptions = parse_options("openai", options or {})  # type: ignore[assignment]
         self.base_url = base_url("openai", self.options)
+        self.endpoint = endpoint_of(self.base_url)
+        self.label = who(self.name, self.endpoint)  # how errors name this model and server
 
     async def complete(self, request: CompletionRequest) -> Completion:
         key = await resolve_key(self.name, "openai", self.options)
@@ -45,52 +66,101 @@ class OpenAIModel:
             ("openai", self.base_url, key),
             lambda: openai.AsyncOpenAI(api_key=key, base_url=self.base_url, max_retries=0),
         )
-        timeout = http_timeout(request)
-        try:
-            response = await client.chat.completions.create(**self._body(request), timeout=timeout)
-        except openai.APIError as exc:
-            raise _translate(self.name, exc, timeout) from None
-        except openai.OpenAIError as exc:  # configuration problems the SDK finds before sending
-            raise PermanentProviderError(clip(f"{self.name}: {exc}")) from None
-        return self._completion(response)
+        if request.response_schema is None:
+            return await self._send(client, request, None)
+        return await negotiate(
+            ("openai", self.endpoint or OPENAI_API, self.model_id),
+            self.options.structured_output,
+            OPENAI_MODES,
+            lambda mode, _last: self._send(client, request, mode),
+        )
 
-    def _body(self, request: CompletionRequest) -> dict[str, Any]:
+    async def context_window(self) -> int | None:
+        """The `context_window` option, else the published window of a known OpenAI model,
+        else (a self-hosted server) what llama.cpp's `/props` reports; None when unknown."""
+        if self.options.context_window:
+            return self.options.context_window
+        if known := known_window(self.model_id):
+            return known
+        if self.base_url:
+            return await props_window(self.base_url)
+        return None
+
+    async def _send(
+        self, client: openai.AsyncOpenAI, request: CompletionRequest, mode: str | None
+    ) -> Completion:
+        timeout = http_timeout(request)
+        body = self._body(request, mode)
+        try:
+            response = await call_through(
+                self.endpoint or OPENAI_API,
+                self.options.outage_budget(),
+                lambda: client.chat.completions.create(**body, timeout=timeout),
+                _cannot_connect,
+            )
+        except openai.APIError as exc:
+            error = _translate(self.label, exc, timeout)
+            if mode in ("json_schema", "json_object") and _rejects(exc):
+                raise ModeRejected(error) from None
+            raise error from None
+        except ValueError as exc:  # a 200 whose body is not JSON (JSONDecodeError)
+            raise garbled_answer(self.label, exc) from None
+        except openai.OpenAIError as exc:  # configuration problems the SDK finds before sending
+            raise PermanentProviderError(clip(f"{self.label}: {exc}")) from None
+        completion = self._completion(response)
+        if mode in ("prompt", "json_object"):
+            found = extract_json(completion.text)
+            if found is not None:
+                completion = completion.model_copy(update={"text": found})
+        return completion
+
+    def _body(self, request: CompletionRequest, mode: str | None = None) -> dict[str, Any]:
         opts = self.options
+        schema = request.response_schema
+        if schema is not None and mode is None:
+            mode = "json_schema" if opts.structured_output == "auto" else opts.structured_output
+        prompt = request.prompt
+        if schema is not None and mode in ("json_object", "prompt"):
+            prompt = with_instructions(prompt, schema)
         messages: list[dict[str, str]] = []
         if request.system:
             messages.append({"role": "system", "content": request.system})
-        messages.append({"role": "user", "content": request.prompt})
+        messages.append({"role": "user", "content": prompt})
         body: dict[str, Any] = {"model": self.model_id, "messages": messages}
         for field in ("temperature", "top_p", "stop", "seed", "presence_penalty",
                       "frequency_penalty", "reasoning_effort"):  # fmt: skip
             value = getattr(opts, field)
             if value is not None:
                 body[field] = value
-        if opts.max_tokens is not None:
-            # OpenAI's reasoning models take only the new name; compatible servers know the old.
-            body["max_tokens" if self.base_url else "max_completion_tokens"] = opts.max_tokens
-        if request.response_schema is not None:
-            body["response_format"] = response_format(
-                request.response_schema, strict=opts.strict_schema
-            )
+        # OpenAI's reasoning models take only the new name; compatible servers know the old.
+        limit = opts.max_tokens_for(request.max_tokens)
+        body["max_tokens" if self.base_url else "max_completion_tokens"] = limit
+        if schema is not None and mode == "json_schema":
+            body["response_format"] = response_format(schema, strict=opts.strict_schema)
+        elif schema is not None and mode == "json_object":
+            body["response_format"] = {"type": "json_object", "schema": inline_refs(schema)}
         if opts.extra_body:
             body["extra_body"] = opts.extra_body
         return body
 
     def _completion(self, response: Any) -> Completion:
+        if not isinstance(getattr(response, "choices", None), list):
+            raise garbled_answer(self.label, ValueError("the answer has no 'choices' list"))
         if not response.choices:
-            raise PermanentProviderError(f"{self.name}: the answer has no choices")
-        message = response.choices[0].message
-        if message.content is None:
+            raise PermanentProviderError(f"{self.label}: the answer has no choices")
+        choice = response.choices[0]
+        message = choice.message
+        if message is None or message.content is None:
             refusal = getattr(message, "refusal", None)
             why = f"refused: {refusal}" if refusal else "the answer has no text"
-            raise PermanentProviderError(clip(f"{self.name}: {why}"))
+            raise PermanentProviderError(clip(f"{self.label}: {why}"))
         usage = response.usage
         input_tokens = (usage.prompt_tokens or 0) if usage else 0
         output_tokens = (usage.completion_tokens or 0) if usage else 0
         return Completion(
             text=message.content,
             model=self.name,
+            finish_reason=_finish_reason(choice.finish_reason),
             usage=Usage(
                 input_tokens=input_tokens,
                 output_tokens=output_tokens,
@@ -99,16 +169,39 @@ class OpenAIModel:
         )
 
 
+def _finish_reason(value: Any) -> str | None:
+    if value in ("tool_calls", "function_call"):
+        return "stop"
+    return str(value) if value else None
+
+
+def _cannot_connect(exc: BaseException) -> bool:
+    """The request got no answer at all (refused, reset, no such host): the endpoint is down."""
+    return isinstance(exc, openai.APIConnectionError) and not isinstance(
+        exc, openai.APITimeoutError
+    )
+
+
+def _rejects(exc: openai.APIError) -> bool:
+    if not isinstance(exc, openai.APIStatusError):
+        return False
+    return rejects_mode(exc.status_code, f"{exc.message} {json.dumps(exc.body, default=str)}")
+
+
 def _translate(model: str, exc: openai.APIError, timeout: float) -> ProviderError:
     if isinstance(exc, openai.APITimeoutError):
         return timeout_error(model, timeout)
     if isinstance(exc, openai.APIConnectionError):
         return connection_error(model, exc)
+    if isinstance(exc, openai.APIResponseValidationError):
+        return garbled_answer(model, exc)
     if isinstance(exc, openai.APIStatusError):
         body = exc.body if isinstance(exc.body, dict) else {}
         message = str(body.get("message") or exc.message)
         kinds = [str(k) for k in (body.get("type"), body.get("code")) if k]
         detail = f"{message} [{', '.join(kinds)}]" if kinds else message
+        if is_overflow(exc.status_code, message, body):
+            return overflow_error(model, exc.status_code, message, body)
         if body.get("code") == "insufficient_quota":  # a 429 no wait will fix
             return PermanentProviderError(clip(f"{model}: quota exhausted (HTTP 429): {detail}"))
         return status_error(model, exc.status_code, detail, exc.response.headers)

@@ -14,12 +14,17 @@ error. Options may also be scoped to one model of a chain by keying them with th
 from __future__ import annotations
 
 import difflib
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from promptdag.errors import SpecError
 from promptdag.llm.simulated import SimulatedOptions
+from promptdag.settings import get_settings
+
+StructuredMode = Literal["auto", "json_schema", "json_object", "tool", "prompt"]
+OPENAI_MODES = ("json_schema", "json_object", "prompt")
+ANTHROPIC_MODES = ("tool", "prompt")
 
 
 class ProviderOptions(BaseModel):
@@ -34,11 +39,37 @@ class ProviderOptions(BaseModel):
     api_key_secret: str | None = Field(None, description="Prefect Secret block holding the key.")
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, ge=0, le=1)
-    max_tokens: int | None = Field(None, ge=1)
+    max_tokens: int | None = Field(
+        None, ge=1, description="Output-token limit (default: PROMPTDAG_DEFAULT_MAX_TOKENS)."
+    )
     stop: list[str] | None = None
     extra_body: dict[str, Any] = Field(
         default_factory=dict, description="Sent as they are in the request body."
     )
+    structured_output: StructuredMode = Field(
+        "auto",
+        description="How structured answers are asked for: 'auto' tries the best mode the "
+        "server accepts and remembers it; or pin one ('json_schema', 'json_object' or 'prompt' "
+        "for OpenAI-compatible servers; 'tool' or 'prompt' for Anthropic).",
+    )
+    context_window: int | None = Field(
+        None, ge=1, description="The model's context window in tokens, when the default is wrong."
+    )
+    outage_budget_s: float | None = Field(
+        None,
+        ge=0,
+        description="Seconds calls wait for an unreachable endpoint to come back "
+        "(default: PROMPTDAG_OUTAGE_BUDGET_SECONDS).",
+    )
+
+    def max_tokens_for(self, request_max_tokens: int | None = None) -> int:
+        """The output-token limit of one call: the request's own, the option, the setting."""
+        return request_max_tokens or self.max_tokens or get_settings().default_max_tokens
+
+    def outage_budget(self) -> float:
+        if self.outage_budget_s is not None:
+            return self.outage_budget_s
+        return get_settings().outage_budget_seconds
 
 
 class OpenAIOptions(ProviderOptions):
@@ -50,10 +81,23 @@ class OpenAIOptions(ProviderOptions):
         True, description="Use strict JSON-schema mode when the schema allows it."
     )
 
+    @field_validator("structured_output")
+    @classmethod
+    def _openai_mode(cls, value: str) -> str:
+        if value not in ("auto", *OPENAI_MODES):
+            raise ValueError(f"must be one of auto, {', '.join(OPENAI_MODES)} for openai")
+        return value
+
 
 class AnthropicOptions(ProviderOptions):
-    max_tokens: int | None = Field(4096, ge=1)
     top_k: int | None = Field(None, ge=0)
+
+    @field_validator("structured_output")
+    @classmethod
+    def _anthropic_mode(cls, value: str) -> str:
+        if value not in ("auto", *ANTHROPIC_MODES):
+            raise ValueError(f"must be one of auto, {', '.join(ANTHROPIC_MODES)} for anthropic")
+        return value
 
 
 OPTION_MODELS: dict[str, type[ProviderOptions]] = {

@@ -8,7 +8,10 @@ failure profile for tests and benchmarks:
 - `failure_rate`: probability (0..1) that a call fails with a retryable error, decided by a hash
   of (seed, prompt, attempt) so runs are reproducible;
 - `fail_first`: the first N attempts of each task fail with a retryable error;
-- `seed`: varies the failure draws.
+- `seed`: varies the failure draws;
+- `max_tokens`: an answer longer than this (estimated) is cut and reports `finish_reason:
+  "length"`, as a real model stopped by its token limit does;
+- `context_window`: what `context_window()` reports (default: None, unknown).
 
 Structured requests (planning, reflection, dependency analysis) are answered by
 `simulated_roles`, which documents its own options.
@@ -41,6 +44,8 @@ class SimulatedOptions(BaseModel):
     invalid_plans: int = Field(0, ge=0)
     fail_roles: list[str] = Field(default_factory=list)
     outputs: dict[str, Any] = Field(default_factory=dict)
+    max_tokens: int | None = Field(None, ge=1)
+    context_window: int | None = Field(None, ge=1)
 
 
 def estimate_tokens(text: str) -> int:
@@ -80,8 +85,9 @@ class SimulatedModel:
             raise PermanentProviderError(f"simulated permanent failure for role {role!r}")
         text = answer(request.prompt)
         if request.response_schema is not None and role == "task":
-            text = task_output(request.metadata, request.response_schema, opts.model_dump(),
-                               request.prompt)
+            text = task_output(
+                request.metadata, request.response_schema, opts.model_dump(), request.prompt
+            )
         elif request.response_schema is not None:
             structured = structured_answer(role, request.metadata, opts.model_dump())
             if structured is None:
@@ -89,14 +95,23 @@ class SimulatedModel:
                     f"simulated model cannot answer a structured request for role {role!r}"
                 )
             text = structured
+        finish_reason = "stop"
+        limit = request.max_tokens or opts.max_tokens
+        if limit is not None and estimate_tokens(text) > limit:
+            text, finish_reason = text[: limit * 4], "length"
         return Completion(
             text=text,
             model=self.name,
+            finish_reason=finish_reason,
             usage=Usage(
                 input_tokens=estimate_tokens(request.prompt),
-                output_tokens=estimate_tokens(text),
+                output_tokens=min(estimate_tokens(text), limit or estimate_tokens(text)),
             ),
         )
+
+    async def context_window(self) -> int | None:
+        """The `context_window` option: the simulated model has no window of its own."""
+        return self.options.context_window
 
 
 def parse_options(options: dict[str, Any]) -> SimulatedOptions:

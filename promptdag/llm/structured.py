@@ -1,9 +1,12 @@
 """Structured output: a pydantic model in, a validated instance out, for any provider.
 
-The request carries the model's JSON schema (`response_schema`); each provider asks its API for
-it natively (OpenAI JSON-schema response format, Anthropic tool use, the simulated model's own
-answers) and returns the JSON as text. If the answer does not validate, the model is shown its
-validation error once and asked again; a second bad answer is a permanent error.
+The request carries the model's JSON schema (`response_schema`); each provider asks its server
+for it in the best mode the server takes (JSON-schema response format, JSON mode, Anthropic tool
+use, or the schema in the prompt with the JSON taken out of the answer: see `negotiation`) and
+returns the JSON as text. An answer cut by the token limit (`finish_reason: length`) and not
+valid is asked again once with twice the room (`max_tokens` doubled, capped); still cut, it is a
+permanent error that says so. Any other invalid answer is shown to the model once with its
+validation error; a second bad answer is a permanent error.
 """
 
 from __future__ import annotations
@@ -15,17 +18,24 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from promptdag.errors import PermanentProviderError, SpecError
-from promptdag.llm.base import CompletionRequest, Model, Usage
+from promptdag.llm.base import Completion, CompletionRequest, Model, Usage
+from promptdag.llm.negotiation import extract_json
 
 T = TypeVar("T", bound=BaseModel)
 V = TypeVar("V")
 
+MAX_STRUCTURED_TOKENS = 16_384  # the cap of the one retry with twice the room
+DEFAULT_LIMIT_GUESS = 1024
+
 
 def _unfence(text: str) -> str:
+    """The answer's JSON: as it is when it parses, else the first JSON value in it (fenced or
+    in prose: models without a native JSON mode, registered providers)."""
     cleaned = text.strip()
-    if cleaned.startswith("```"):  # tolerate a fenced block from models without native JSON mode
-        cleaned = cleaned.strip("`")
-        cleaned = cleaned.split("\n", 1)[1] if "\n" in cleaned else cleaned
+    try:
+        json.loads(cleaned)
+    except ValueError:
+        return extract_json(cleaned) or cleaned
     return cleaned
 
 
@@ -45,8 +55,11 @@ async def complete_structured(
         check: further validation (a plan's graph, say); raises SpecError or ValueError with a
             message the model can act on. Its failures get the same single repair attempt.
     """
-    return await _complete_checked(
-        model, request, output_type.model_json_schema(), output_type.__name__,
+    return await complete_with_schema(
+        model,
+        request,
+        output_type.model_json_schema(),
+        output_type.__name__,
         lambda text: _accept(text, output_type, check),
     )
 
@@ -68,41 +81,80 @@ async def complete_schema(
             raise ValueError("the answer must be a JSON object")
         return value
 
-    return await _complete_checked(model, request, schema, "output", accept)
+    return await complete_with_schema(model, request, schema, "output", accept)
 
 
-async def _complete_checked(
+async def complete_with_schema(
     model: Model,
     request: CompletionRequest,
     schema: dict[str, Any],
     title: str,
     accept: Callable[[str], V],
 ) -> tuple[V, Usage]:
+    """The one path of every structured request (tasks' `output_schema`, the roles' models).
+
+    The provider asks its server in the best structured mode it takes (`negotiation`); the
+    answer goes through `accept`. An answer cut by the token limit is asked again once with
+    twice the room; any other invalid answer is shown to the model once with its error.
+    """
     ask = request.model_copy(update={"response_schema": schema})
     usage = Usage()
-    completion = await model.complete(ask)
-    usage = usage + completion.usage
+
+    async def call(req: CompletionRequest) -> Completion:
+        nonlocal usage
+        completion = await model.complete(req)
+        usage = usage + completion.usage
+        return completion
+
+    completion = await call(ask)
     try:
         return accept(completion.text), usage
-    except (ValidationError, ValueError, SpecError) as first_error:
-        repair = ask.model_copy(
-            update={
-                "prompt": (
-                    f"{request.prompt}\n\nYour previous answer was not valid:\n"
-                    f"{completion.text[:2000]}\n\nValidation error: {_short(first_error)}\n"
-                    f"Answer again with JSON matching this schema only:\n{json.dumps(schema)}"
-                ),
-                "metadata": {**request.metadata, "repair": True, "error": _short(first_error)},
-            }
-        )
-        completion = await model.complete(repair)
-        usage = usage + completion.usage
+    except (ValidationError, ValueError, SpecError) as error:
+        first_error: Exception = error
+    if completion.truncated:
+        limit = _limit_of(completion, ask)
+        ask = ask.model_copy(update={"max_tokens": min(2 * limit, MAX_STRUCTURED_TOKENS)})
+        completion = await call(ask)
         try:
             return accept(completion.text), usage
-        except (ValidationError, ValueError, SpecError) as exc:
-            raise PermanentProviderError(
-                f"{model.name} returned an invalid {title} twice: {_short(exc)}"
-            ) from None
+        except (ValidationError, ValueError, SpecError) as error:
+            if completion.truncated:
+                raise _truncated(model, title, completion, ask) from None
+            first_error = error
+    repair = ask.model_copy(
+        update={
+            "prompt": (
+                f"{request.prompt}\n\nYour previous answer was not valid:\n"
+                f"{completion.text[:2000]}\n\nValidation error: {_short(first_error)}\n"
+                f"Answer again with JSON matching this schema only:\n{json.dumps(schema)}"
+            ),
+            "metadata": {**request.metadata, "repair": True, "error": _short(first_error)},
+        }
+    )
+    completion = await call(repair)
+    try:
+        return accept(completion.text), usage
+    except (ValidationError, ValueError, SpecError) as exc:
+        if completion.truncated:
+            raise _truncated(model, title, completion, repair) from None
+        raise PermanentProviderError(
+            f"{model.name} returned an invalid {title} twice: {_short(exc)}"
+        ) from None
+
+
+def _limit_of(completion: Completion, request: CompletionRequest) -> int:
+    """The token limit the answer hit: the request's own, else the tokens it came back with."""
+    return request.max_tokens or completion.usage.output_tokens or DEFAULT_LIMIT_GUESS
+
+
+def _truncated(
+    model: Model, title: str, completion: Completion, request: CompletionRequest
+) -> PermanentProviderError:
+    limit = _limit_of(completion, request)
+    return PermanentProviderError(
+        f"{model.name}: the {title} was truncated at {limit} tokens (finish_reason length) and "
+        "is not valid JSON; raise the model's max_tokens option"
+    )
 
 
 def _accept(text: str, output_type: type[T], check: Callable[[T], object] | None) -> T:

@@ -13,6 +13,7 @@ import time
 import weakref
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from promptdag.errors import PermanentProviderError, ProviderError, RetryableProviderError
 from promptdag.llm.base import CompletionRequest
@@ -76,6 +77,38 @@ def status_error(
     if status in (408, 409) or status >= 500:
         return RetryableProviderError(message)
     return PermanentProviderError(message)
+
+
+def endpoint_of(url: str | None) -> str | None:
+    """`scheme://host:port/path` of a base URL: never its user, password or query string
+    (where keys sometimes travel). None for no URL (the vendor's own API)."""
+    if not url:
+        return None
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    port = port or {"http": 80, "https": 443}.get(parts.scheme)
+    netloc = f"{host}:{port}" if port else host
+    return scrub(f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}")
+
+
+def who(model: str, endpoint: str | None) -> str:
+    """How errors name a call: `openai:smollm2 at http://127.0.0.1:8011/v1`, or just the model
+    for the vendor's own API."""
+    return f"{model} at {endpoint}" if endpoint else model
+
+
+def garbled_answer(model: str, exc: BaseException) -> RetryableProviderError:
+    """A success status whose body is not the vendor's JSON (a proxy's page, a cut-off body):
+    the next answer may well be fine."""
+    return RetryableProviderError(
+        clip(f"{model}: garbled answer (not the API's JSON): {type(exc).__name__}: {exc}")
+    )
 
 
 def timeout_error(model: str, seconds: float) -> RetryableProviderError:

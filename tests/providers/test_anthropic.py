@@ -47,7 +47,7 @@ async def test_answers_with_usage_and_cost(anthropic_server: AnthropicServer):
     assert seen.body["model"] == "claude-haiku-4-5"
     assert seen.body["system"] == "Be brief."
     assert seen.body["messages"] == [{"role": "user", "content": "Name three rivers"}]
-    assert seen.body["max_tokens"] == 4096  # required by the API: a default is always sent
+    assert seen.body["max_tokens"] == 1024  # required by the API: PROMPTDAG_DEFAULT_MAX_TOKENS
     assert (seen.body["temperature"], seen.body["stop_sequences"]) == (0.3, ["##"])
     assert "tools" not in seen.body
 
@@ -105,7 +105,8 @@ async def test_errors_are_mapped_once_in_one_http_call(
     with pytest.raises(ProviderError) as caught:
         await ask()
     assert type(caught.value) is expected
-    assert text in str(caught.value) and str(caught.value).startswith(f"{MODEL}: ")
+    prefix = f"{MODEL} at {anthropic_server.url}: "  # a custom server is named
+    assert text in str(caught.value) and str(caught.value).startswith(prefix)
     assert reply.body["error"]["message"] in str(caught.value)
     assert f"[{reply.body['error']['type']}]" in str(caught.value)
     assert len(anthropic_server.requests) == 1

@@ -119,7 +119,8 @@ async def test_errors_are_mapped_once_in_one_http_call(openai_server: OpenAIServ
     with pytest.raises(ProviderError) as caught:
         await ask()
     assert type(caught.value) is expected
-    assert text in str(caught.value) and str(caught.value).startswith("openai:gpt-4o-mini: ")
+    prefix = f"openai:gpt-4o-mini at {openai_server.url}/v1: "  # a custom server is named
+    assert text in str(caught.value) and str(caught.value).startswith(prefix)
     assert reply.body["error"]["message"] in str(caught.value)  # the vendor's own words
     assert len(openai_server.requests) == 1  # the SDK did not retry behind Prefect's back
 
@@ -147,12 +148,15 @@ async def test_a_bad_key_is_permanent_and_never_shown(openai_server: OpenAIServe
     assert caught.value.__cause__ is None and caught.value.__suppress_context__
 
 
-async def test_a_refused_connection_is_retryable():
+async def test_a_refused_connection_waits_out_the_outage_budget_then_names_the_endpoint():
     server = OpenAIServer(OPENAI_KEY).start()
     url = server.url
     server.stop()  # nothing listens there now
-    with pytest.raises(RetryableProviderError, match="connection failed"):
-        await ask(options={"base_url": f"{url}/v1", "api_key_env": "NO_SUCH_VARIABLE"})
+    options = {"base_url": f"{url}/v1?token=x", "api_key_env": "NO_SUCH_VARIABLE",
+               "outage_budget_s": 0.3}  # fmt: skip
+    with pytest.raises(PermanentProviderError) as caught:
+        await ask(options=options)
+    assert str(caught.value) == f"endpoint {url}/v1 unreachable for 0.3 s"  # no query string
 
 
 async def test_a_compatible_server_needs_no_key(monkeypatch):
