@@ -98,11 +98,57 @@ async def negotiate(
 
 
 def schema_instructions(schema: dict[str, Any]) -> str:
-    """What a prompt says when the server cannot hold the model to the schema itself."""
+    """What a prompt says when the server cannot hold the model to the schema itself: the
+    answer's shape as a template to fill in (small models copy a schema's own text, but fill
+    in a template), plus the enums and descriptions the template cannot show. The repair round
+    shows the full schema."""
+    plain = inline_refs(schema)
+    notes = "".join(f"\n- {path}: {note}" for path, note in _field_notes(plain, ""))
     return (
-        "Answer with one JSON value only (no prose, no code fence) that matches this JSON "
-        f"schema:\n{json.dumps(inline_refs(schema), ensure_ascii=False)}"
+        "Reply with only a JSON value (no prose, no code fence) of this shape, with the "
+        f"placeholder values replaced: {json.dumps(skeleton(plain), ensure_ascii=False)}"
+        + (f"\nFields:{notes}" if notes else "")
     )
+
+
+def skeleton(node: Any) -> Any:
+    """A template of the value a schema describes: placeholders of each field's type."""
+    if not isinstance(node, dict):
+        return "..."
+    if node.get("enum"):
+        return node["enum"][0]
+    if "const" in node:
+        return node["const"]
+    for key in ("anyOf", "oneOf", "allOf"):
+        options = [o for o in node.get(key, []) if isinstance(o, dict) and o.get("type") != "null"]
+        if options:
+            return skeleton(options[0])
+    kind = node.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "string")
+    if kind == "object" or "properties" in node:
+        return {name: skeleton(sub) for name, sub in node.get("properties", {}).items()}
+    if kind == "array":
+        return [skeleton(node.get("items", {}))]
+    return {"integer": 0, "number": 0.0, "boolean": False, "null": None}.get(str(kind), "...")
+
+
+def _field_notes(node: Any, path: str) -> list[tuple[str, str]]:
+    if not isinstance(node, dict):
+        return []
+    notes: list[tuple[str, str]] = []
+    parts = []
+    if path and node.get("description"):
+        parts.append(str(node["description"]))
+    if path and node.get("enum"):
+        parts.append("one of " + ", ".join(json.dumps(v) for v in node["enum"]))
+    if parts:
+        notes.append((path, "; ".join(parts)))
+    for name, sub in (node.get("properties") or {}).items():
+        notes.extend(_field_notes(sub, f"{path}.{name}" if path else name))
+    if isinstance(node.get("items"), dict):
+        notes.extend(_field_notes(node["items"], f"{path}[]" if path else "[]"))
+    return notes
 
 
 def with_instructions(prompt: str, schema: dict[str, Any]) -> str:

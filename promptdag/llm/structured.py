@@ -20,12 +20,12 @@ from pydantic import BaseModel, ValidationError
 from promptdag.errors import PermanentProviderError, SpecError
 from promptdag.llm.base import Completion, CompletionRequest, Model, Usage
 from promptdag.llm.negotiation import extract_json
+from promptdag.settings import get_settings
 
 T = TypeVar("T", bound=BaseModel)
 V = TypeVar("V")
 
 MAX_STRUCTURED_TOKENS = 16_384  # the cap of the one retry with twice the room
-DEFAULT_LIMIT_GUESS = 1024
 
 
 def _unfence(text: str) -> str:
@@ -112,7 +112,7 @@ async def complete_with_schema(
     except (ValidationError, ValueError, SpecError) as error:
         first_error: Exception = error
     if completion.truncated:
-        limit = _limit_of(completion, ask)
+        limit = _limit_of(completion, ask, model)
         ask = ask.model_copy(update={"max_tokens": min(2 * limit, MAX_STRUCTURED_TOKENS)})
         completion = await call(ask)
         try:
@@ -142,15 +142,23 @@ async def complete_with_schema(
         ) from None
 
 
-def _limit_of(completion: Completion, request: CompletionRequest) -> int:
-    """The token limit the answer hit: the request's own, else the tokens it came back with."""
-    return request.max_tokens or completion.usage.output_tokens or DEFAULT_LIMIT_GUESS
+def _limit_of(completion: Completion, request: CompletionRequest, model: Model) -> int:
+    """The token limit the answer hit: the request's own, else the model's option (or the
+    default setting), else the tokens it came back with."""
+    if request.max_tokens:
+        return request.max_tokens
+    options = getattr(model, "options", None)
+    if isinstance(getattr(options, "max_tokens", None), int):
+        return int(options.max_tokens)  # type: ignore[union-attr]
+    if callable(getattr(options, "max_tokens_for", None)):
+        return int(options.max_tokens_for())  # type: ignore[union-attr]
+    return completion.usage.output_tokens or get_settings().default_max_tokens
 
 
 def _truncated(
     model: Model, title: str, completion: Completion, request: CompletionRequest
 ) -> PermanentProviderError:
-    limit = _limit_of(completion, request)
+    limit = _limit_of(completion, request, model)
     return PermanentProviderError(
         f"{model.name}: the {title} was truncated at {limit} tokens (finish_reason length) and "
         "is not valid JSON; raise the model's max_tokens option"
