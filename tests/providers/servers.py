@@ -1,7 +1,9 @@
 """Loopback HTTP servers that speak the vendors' wire protocols, for the real SDKs to call.
 
-`OpenAIServer` answers `POST /v1/chat/completions` (text, and `response_format: json_schema`);
-`AnthropicServer` answers `POST /v1/messages` (text, and forced tool use). Both check the key and
+`OpenAIServer` answers `POST /v1/chat/completions` (text, and the response formats it is told to
+take: `json_schema` by default; rejecting the others as OpenAI or llama-cpp-python do);
+`AnthropicServer` answers `POST /v1/messages` (text, and forced tool use unless told to ignore it,
+as llama.cpp does). Both answer `GET /health` (what the outage prober asks). Both check the key and
 the request shape as the vendors do, answer errors with the vendors' JSON bodies and status
 codes, and record every request with its arrival and departure times. Replies are scripted per
 test (`server.script(...)`); with no script left, a request gets a plain success.
@@ -36,6 +38,8 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
     usage: tuple[int, int] | None = None
+    finish_reason: str | None = None  # OpenAI's word ("length"...); Anthropic's stop_reason
+    raw: bytes | None = None  # sent as it is, with status 200: a garbled answer
 
 
 @dataclass
@@ -61,6 +65,28 @@ def openai_error(
     return Reply(status=status, body=body, headers=dict(headers))
 
 
+def llama_cpp_overflow(n_prompt_tokens: int, n_ctx: int) -> Reply:
+    """llama.cpp's answer to a request longer than a slot's context, exactly as it sends it."""
+    message = (
+        f"request ({n_prompt_tokens} tokens) exceeds the available context size ({n_ctx} "
+        "tokens), try increasing it"
+    )
+    body = {"error": {"code": 400, "message": message, "type": "exceed_context_size_error",
+                      "n_prompt_tokens": n_prompt_tokens, "n_ctx": n_ctx}}  # fmt: skip
+    return Reply(status=400, body=body)
+
+
+def llama_cpp_python_rejects_json_schema() -> Reply:
+    """llama-cpp-python's server (pydantic validation of `response_format.type`): HTTP 500."""
+    detail = (
+        "[{'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), "
+        "'msg': \"Input should be 'text' or 'json_object'\", 'input': 'json_schema'}]"
+    )
+    body = {"error": {"message": detail, "type": "internal_server_error", "param": None,
+                      "code": None}}  # fmt: skip
+    return Reply(status=500, body=body)
+
+
 def anthropic_error(status: int, type_: str, message: str, **headers: str) -> Reply:
     """An error as Anthropic sends it: `{"type": "error", "error": {"type", "message"}}`."""
     body = {"type": "error", "error": {"type": type_, "message": message}}
@@ -72,15 +98,18 @@ class WireServer:
 
     path = "/"
 
-    def __init__(self, key: str | None, usage: tuple[int, int] = (1200, 300)) -> None:
+    def __init__(
+        self, key: str | None, usage: tuple[int, int] = (1200, 300), port: int = 0
+    ) -> None:
         self.key = key
         self.usage = usage
+        self.props: dict[str, Any] | None = None  # set: answers GET /props (as llama.cpp does)
         self.replies: deque[Reply] = deque()
         self.requests: list[Seen] = []
         self.in_flight = 0
         self.max_in_flight = 0
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
@@ -118,6 +147,8 @@ class WireServer:
             reply = failure or (self.replies.popleft() if self.replies else Reply())
         if reply.delay:
             time.sleep(reply.delay)
+        if reply.raw is not None:
+            return reply.status, reply.headers, reply.raw
         body = reply.body if reply.body is not None else None
         if body is None and reply.status == 200:
             body = self.success(seen, reply)
@@ -163,6 +194,18 @@ class WireServer:
                     with server._lock:
                         server.in_flight -= 1
 
+            def do_GET(self) -> None:
+                answers = {"/health": {"status": "ok"}}
+                if server.props is not None:
+                    answers["/props"] = server.props
+                status = 200 if self.path in answers else 404
+                data = json.dumps(answers.get(self.path, {})).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
@@ -170,9 +213,24 @@ class WireServer:
 
 
 class OpenAIServer(WireServer):
-    """Chat completions: `POST /v1/chat/completions`, `Authorization: Bearer <key>`."""
+    """Chat completions: `POST /v1/chat/completions`, `Authorization: Bearer <key>`.
+
+    `formats`: the response formats it takes; others get `rejection` (OpenAI's 400, or
+    llama-cpp-python's 500 for `json_schema`)."""
 
     path = "/v1/chat/completions"
+
+    def __init__(
+        self,
+        key: str | None,
+        usage: tuple[int, int] = (1200, 300),
+        formats: tuple[str, ...] = ("json_schema",),
+        rejection: str = "openai",
+        port: int = 0,
+    ) -> None:
+        self.formats = formats
+        self.rejection = rejection
+        super().__init__(key, usage, port)
 
     def check(self, seen: Seen) -> Reply | None:
         if seen.path != self.path:
@@ -190,13 +248,21 @@ class OpenAIServer(WireServer):
         if not body.get("model") or not body.get("messages"):
             return openai_error(400, "'model' and 'messages' are required", "invalid_request_error")
         fmt = body.get("response_format")
-        if fmt is not None and (
-            fmt.get("type") != "json_schema" or "schema" not in fmt.get("json_schema", {})
-        ):
-            return openai_error(
-                400, "Invalid 'response_format'", "invalid_request_error", "invalid_value"
-            )
-        return None
+        if fmt is None:
+            return None
+        kind = fmt.get("type")
+        if kind == "json_schema" and "schema" not in fmt.get("json_schema", {}):
+            kind = "malformed"
+        if kind in self.formats:
+            return None
+        if self.rejection == "llama-cpp-python" and kind == "json_schema":
+            return llama_cpp_python_rejects_json_schema()
+        return openai_error(
+            400,
+            f"Invalid value: '{kind}'. Supported values are: 'text'.",
+            "invalid_request_error",
+            "invalid_value",
+        )
 
     def success(self, seen: Seen, reply: Reply) -> dict[str, Any]:
         content = reply.content if reply.content is not None else default_answer(seen)
@@ -211,7 +277,7 @@ class OpenAIServer(WireServer):
                     "index": 0,
                     "message": {"role": "assistant", "content": content, "refusal": None},
                     "logprobs": None,
-                    "finish_reason": "stop",
+                    "finish_reason": reply.finish_reason or "stop",
                 }
             ],
             "usage": {
@@ -223,9 +289,16 @@ class OpenAIServer(WireServer):
 
 
 class AnthropicServer(WireServer):
-    """Messages: `POST /v1/messages`, `x-api-key` (or a bearer token), `anthropic-version`."""
+    """Messages: `POST /v1/messages`, `x-api-key` (or a bearer token), `anthropic-version`.
+    `honours_tools=False` answers in text even when a tool is forced (as llama.cpp does)."""
 
     path = "/v1/messages"
+
+    def __init__(
+        self, key: str | None, usage: tuple[int, int] = (1200, 300), honours_tools: bool = True
+    ) -> None:
+        self.honours_tools = honours_tools
+        super().__init__(key, usage)
 
     def check(self, seen: Seen) -> Reply | None:
         if seen.path != self.path:
@@ -249,7 +322,7 @@ class AnthropicServer(WireServer):
     def success(self, seen: Seen, reply: Reply) -> dict[str, Any]:
         input_tokens, output_tokens = reply.usage or self.usage
         choice = seen.body.get("tool_choice") or {}
-        if choice.get("type") == "tool" and reply.content is None:
+        if choice.get("type") == "tool" and reply.content is None and self.honours_tools:
             content: list[dict[str, Any]] = [
                 {"type": "tool_use", "id": "toolu_01", "name": choice["name"],
                  "input": reply.tool_input if reply.tool_input is not None else {}}
@@ -258,6 +331,7 @@ class AnthropicServer(WireServer):
         else:
             text = reply.content if reply.content is not None else default_answer(seen)
             content, stop = [{"type": "text", "text": text}], "end_turn"
+        stop = reply.finish_reason or stop
         return {
             "id": f"msg_{len(self.requests)}",
             "type": "message",
