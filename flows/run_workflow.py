@@ -18,6 +18,7 @@ from promptdag.llm.base import Usage
 from promptdag.results import (
     TaskResult,
     WorkflowResult,
+    saved_usage,
     summarise,
     total_usage,
     workflow_status,
@@ -46,7 +47,9 @@ def _flow_run_name() -> str:
     persist_result=True,  # `promptdag result RUN_ID` reads it back later, from any process
     result_serializer="json",
 )
-async def run_workflow(spec: WorkflowSpec | str) -> State[WorkflowResult]:
+async def run_workflow(
+    spec: WorkflowSpec | str, resume_scope: str | None = None
+) -> State[WorkflowResult]:
     """Run a workflow spec: every task as soon as its dependencies allow, `breadth` at a time.
 
     The flow run ends Completed when every task completed, Failed otherwise; in both cases its
@@ -56,6 +59,9 @@ async def run_workflow(spec: WorkflowSpec | str) -> State[WorkflowResult]:
         spec: the workflow: its tasks, their dependencies and the config (a seed API request
             body loads as it is), or the path of a spec file. Prefect caps a flow run's
             parameters at 512 KB, so large specs travel as files (see `promptdag.api`).
+        resume_scope: whose finished tasks this run may reuse (tasks/prompt_cache.py): by
+            default this flow run's own (so a retry of it resumes it and a new run starts
+            afresh); a resume passes the scope of the run it resumes, a parent flow its own.
     """
     if isinstance(spec, str):
         spec = load_spec(spec)
@@ -83,6 +89,7 @@ async def run_workflow(spec: WorkflowSpec | str) -> State[WorkflowResult]:
         tasks=tasks,
         summary=summarise(tasks),
         usage=total_usage(tasks) + extra_usage,
+        saved_usage=saved_usage(tasks),
     )
     await view.publish_workflow(result, graph)
     if result.status == "completed":

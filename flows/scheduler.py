@@ -21,6 +21,7 @@ from flows.subworkflow import run_subworkflow
 from promptdag.conditions import evaluate, parse_condition, split_reference
 from promptdag.events import TaskEvent, emit
 from promptdag.graph import WorkflowGraph
+from promptdag.llm.base import Usage
 from promptdag.results import TaskResult
 from promptdag.spec import WorkflowSpec
 from promptdag.template import field_value
@@ -164,7 +165,10 @@ class ReadySetScheduler:
             result=output.text,
             output=output.output,
             reused=output.reused,
-            usage=output.usage,
+            usage=Usage() if output.reused else output.usage,  # a reused task spent nothing
+            saved_usage=output.usage if output.reused else None,
+            saved_calls=1 if output.reused else 0,
+            warning=output.warning,
             fallback_errors=output.fallback_errors,
         )
 

@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from promptdag.graph import build_graph
 from promptdag.results import TaskResult, WorkflowResult
 from promptdag.spec import TaskSpec, WorkflowSpec
+from tasks.prompt_cache import child_scope, current_scope
 
 
 def with_inputs(sub: WorkflowSpec, upstream: dict[str, str]) -> WorkflowSpec:
@@ -55,7 +56,9 @@ async def run_subworkflow(
     from flows.run_workflow import run_workflow  # the subflow; imported here to avoid a cycle
 
     started, clock = datetime.now(timezone.utc), time.perf_counter()
-    state = await run_workflow(with_inputs(sub, upstream), return_state=True)
+    # The sub-workflow resumes with its parent: it reuses what it finished in the same run.
+    scope = child_scope(current_scope(), task.name)
+    state = await run_workflow(with_inputs(sub, upstream), resume_scope=scope, return_state=True)
     outcome = WorkflowResult.model_validate(await state.aresult(raise_on_failure=False))
     failed = [t.name for t in outcome.tasks if t.status != "completed"]
     return TaskResult(

@@ -6,6 +6,8 @@ An entry point like the CLI (it sits on top of flows/ and imports Prefect lazily
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,18 +53,63 @@ def as_parameter(spec: WorkflowSpec) -> WorkflowSpec | str:
     return str(path)
 
 
-async def arun(spec: WorkflowSpec | dict[str, Any] | str | Path) -> WorkflowResult:
-    """Validate, then run the spec as a Prefect flow; the result whether it completed or not."""
+def spec_fingerprint(spec: WorkflowSpec) -> str:
+    """Names "the same work" across runs: the workflow's name, in this result storage.
+
+    Not the spec's content: a user who fixes the prompt that failed and runs again resumes
+    the failed run, and since cache keys are made of each task's content, only the changed
+    task and its dependents run again. Results live in one storage, so a run is only resumed
+    by runs that can read its results.
+    """
+    from flows.resume import fingerprint
+    from tasks.result_persistence import storage_path
+
+    return fingerprint({"flow": "run-workflow", "workflow": spec.name,
+                        "storage": str(storage_path())})
+
+
+def _notice(message: str) -> None:
+    logging.getLogger("promptdag").warning(message)
+
+
+async def arun(
+    spec: WorkflowSpec | dict[str, Any] | str | Path,
+    on_resume: Callable[[str], None] | None = None,
+) -> WorkflowResult:
+    """Validate, then run the spec as a Prefect flow; the result whether it completed or not.
+
+    A new run calls the models afresh, except when the latest run of the same spec did not
+    complete: then it resumes that run, reusing its finished tasks, and says so through
+    `on_resume` (default: a warning on the `promptdag` logger). `config.reuse_results: false`
+    (`--fresh`) starts over instead.
+    """
     workflow = as_spec(spec)
     validate_spec(workflow)  # bad input fails here, before Prefect starts
+    from prefect.context import FlowRunContext
     from prefect.settings import PREFECT_API_URL
 
+    from flows.resume import run_flow_run, start_run
     from flows.run_workflow import run_workflow
     from flows.runners import check_runner
+    from tasks.result_persistence import check_storage
 
     check_runner(workflow.config, PREFECT_API_URL.value())
+    check_storage()  # a full or read-only result storage: one clear line, before any call
 
-    state = await run_workflow(as_parameter(workflow), return_state=True)
+    parameter = as_parameter(workflow)
+    if FlowRunContext.get() is not None:  # called from a flow: a subflow of it, in its scope
+        state = await run_workflow(parameter, return_state=True)
+    else:
+        flow_run, resumed = await start_run(
+            run_workflow, {"spec": parameter}, spec_fingerprint(workflow),
+            {t.name for t in workflow.tasks}, resume=workflow.config.reuse_results,
+        )
+        if resumed is not None:
+            (on_resume or _notice)(resumed.message())
+        state = await run_flow_run(
+            run_workflow, flow_run,
+            {"spec": parameter, "resume_scope": resumed.scope if resumed else None},
+        )
     result = await state.aresult(raise_on_failure=False)
     if isinstance(result, BaseException):
         raise result

@@ -30,7 +30,18 @@ class TaskResult(BaseModel):
     prompt: str | None = Field(None, description="The rendered prompt the model saw.")
     result: str | None = None
     error: str | None = None
-    reused: bool = Field(False, description="Taken from an earlier run, no model call.")
+    reused: bool = Field(
+        False, description="Taken instead of calling the model again: from the same run being "
+        "resumed, or from the cache (`cache: true`). Its usage is then zero; see saved_usage."
+    )
+    saved_usage: Usage | None = Field(
+        None, description="A reused task: the usage of the call it did not make again."
+    )
+    saved_calls: int = Field(0, description="A reused task: the calls it did not make again.")
+    warning: str | None = Field(
+        None, description="Something to know although the task completed, e.g. its result "
+        "could not be saved (a resume would call the model again)."
+    )
     skip_reason: Literal["condition", "upstream_failed"] | None = Field(
         None, description="Why a skipped task did not run: a branch not taken, or a failure."
     )
@@ -50,6 +61,10 @@ class Summary(BaseModel):
     skipped_count: int
     cancelled_count: int = 0
     success_rate: float
+    reused_count: int = Field(0, description="Tasks whose result was reused, not asked again.")
+    unsaved_count: int = Field(
+        0, description="Completed tasks whose result could not be saved (see their warning)."
+    )
 
 
 class WorkflowResult(BaseModel):
@@ -64,6 +79,9 @@ class WorkflowResult(BaseModel):
     tasks: list[TaskResult]
     summary: Summary
     usage: Usage = Field(default_factory=Usage)
+    saved_usage: Usage = Field(
+        default_factory=Usage, description="What reused tasks did not spend again."
+    )
 
     def task(self, name: str) -> TaskResult:
         for task in self.tasks:
@@ -100,6 +118,8 @@ def summarise(tasks: list[TaskResult]) -> Summary:
         skipped_count=count["skipped"],
         cancelled_count=count["cancelled"],
         success_rate=round(count["completed"] / total, 4) if total else 1.0,
+        reused_count=sum(t.reused for t in tasks),
+        unsaved_count=sum(t.warning is not None and t.status == "completed" for t in tasks),
     )
 
 
@@ -107,4 +127,15 @@ def total_usage(tasks: list[TaskResult]) -> Usage:
     usage = Usage()
     for task in tasks:
         usage = usage + task.usage
+    return usage
+
+
+def saved_usage(tasks: list[TaskResult]) -> Usage:
+    """What reused tasks (and reused tasks of sub-workflows) did not spend again."""
+    usage = Usage()
+    for task in tasks:
+        if task.saved_usage is not None:
+            usage = usage + task.saved_usage
+        if task.workflow is not None:
+            usage = usage + task.workflow.saved_usage
     return usage

@@ -8,11 +8,12 @@ from __future__ import annotations
 import json
 from enum import Enum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -49,6 +50,34 @@ class Priority(str, Enum):
 _PRIORITY_RANK = {Priority.LOW: 0, Priority.NORMAL: 1, Priority.HIGH: 2, Priority.CRITICAL: 3}
 
 ModelRef = str | list[str]
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+
+
+def parse_duration(value: Any) -> float | None:
+    """Seconds from a number or a text like `90`, `30m`, `2h`, `1d`; None stays None."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError("give a duration: seconds, or a number with s, m, h or d (e.g. 1d)")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        text = str(value).strip().lower()
+        unit = _UNITS.get(text[-1:]) if text else None
+        number = text[:-1] if unit else text
+        try:
+            seconds = float(number) * (unit or 1)
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is not a duration: give seconds, or a number with s, m, h or d "
+                "(e.g. 30m, 2h, 1d)"
+            ) from None
+    if not 0 < seconds <= 366 * 86_400:
+        raise ValueError(f"{value!r}: a duration must be more than 0 and at most 366 days")
+    return seconds
+
+
+CacheExpiration = Annotated[float | None, BeforeValidator(parse_duration)]
 
 
 class _Strict(BaseModel):
@@ -82,8 +111,16 @@ class WorkflowConfig(_Strict):
     )
     reuse_results: bool = Field(
         True,
-        description="Reuse results of tasks finished by earlier runs of the same work (resume); "
-        "false recomputes everything (--fresh).",
+        description="Resume: a run of this spec, when the latest run of it did not complete, "
+        "reuses that run's finished tasks; false starts over (--fresh).",
+    )
+    cache: bool = Field(
+        False,
+        description="Answer identical requests once across runs (a cache shared by every run "
+        "of every spec); off by default: each new run calls the models afresh.",
+    )
+    cache_expiration: CacheExpiration = Field(
+        None, description="How long cached answers last: seconds, or 30m, 2h, 1d (none: ever)."
     )
     workflow_timeout_seconds: float | None = Field(
         None, gt=0, le=7 * 86_400,
@@ -120,6 +157,12 @@ class TaskSpec(_Strict):
     context: dict[str, Any] = Field(default_factory=dict, description="Extra prompt inputs.")
     max_retries: int | None = Field(None, ge=0, le=20)
     timeout_seconds: float | None = Field(None, gt=0, le=86_400)
+    cache: bool | None = Field(
+        None, description="Answer identical requests once across runs (default: the config's)."
+    )
+    cache_expiration: CacheExpiration = Field(
+        None, description="How long this task's cached answers last (default: the config's)."
+    )
     model: ModelRef | None = None
     model_options: dict[str, Any] = Field(default_factory=dict)
     when: str | None = Field(

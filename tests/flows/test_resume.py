@@ -1,7 +1,10 @@
-"""Resume: finished tasks are reused by later runs of the same work; only what changed reruns."""
+"""Run identity: a new run calls the models afresh; a run that did not complete is resumed
+(by a re-run, `promptdag retry` or a Prefect flow-run retry) reusing only its own finished
+tasks; `cache: true` answers identical requests once across runs."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import os
@@ -10,11 +13,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from promptdag.api import arun
 
 
-def chain(**config) -> dict:
+def chain(**config: Any) -> dict:
     def task(name: str, prompt: str, deps: list[str]) -> dict:
         return {"name": name, "prompt": prompt, "depends_on": deps, "model": "probe:x"}
 
@@ -23,20 +27,45 @@ def chain(**config) -> dict:
                       task("C", "third", ["B"]), task("Side", "aside", [])]}
 
 
-async def test_a_rerun_reuses_every_finished_task_without_calling_the_model(probe):
+def failing_c(**config: Any) -> dict:
+    spec = chain(failure_mode="skip_dependents", **config)
+    spec["tasks"][2]["model_options"] = {"fail_tasks": ["C"]}
+    return spec
+
+
+async def test_every_new_run_calls_the_models(probe):
     first = await arun(chain())
-    assert len(probe.calls) == 4 and not any(t.reused for t in first.tasks)
-    probe.calls.clear()
     second = await arun(chain())
-    assert probe.calls == []
-    assert all(t.reused and t.attempts == 0 for t in second.tasks)
-    assert second.results == first.results
+    assert len(probe.calls) == 8
+    assert not any(t.reused for t in first.tasks + second.tasks)
+    assert second.summary.reused_count == 0 and second.flow_run_id != first.flow_run_id
 
 
-async def test_changing_a_prompt_reruns_that_task_and_its_dependents_only(probe):
-    await arun(chain())
+async def test_a_rerun_after_a_failure_resumes_it_and_runs_only_the_missing_work(probe):
+    first = await arun(failing_c())
+    assert first.task("C").status == "failed"
     probe.calls.clear()
-    changed = chain()
+    fixed = failing_c()
+    fixed["tasks"][2]["model_options"] = {}
+    notices: list[str] = []
+    second = await arun(fixed, on_resume=notices.append)
+    assert [c.task for c in probe.calls] == ["C"]
+    assert second.status == "completed"
+    assert notices == [f"resuming run {first.flow_run_id} (failed): 3/4 tasks already done"]
+    assert {t.name: (t.reused, t.attempts) for t in second.tasks} == {
+        "A": (True, 0), "B": (True, 0), "C": (False, 1), "Side": (True, 0)}
+    assert second.summary.reused_count == 3
+    assert second.usage.input_tokens == 1 and second.saved_usage.input_tokens == 3
+    probe.calls.clear()  # the resumed run completed: the next run is a new one
+    third = await arun(fixed)
+    assert len(probe.calls) == 4 and third.summary.reused_count == 0
+
+
+async def test_a_changed_prompt_reruns_that_task_and_its_dependents_only(probe):
+    await arun(failing_c())  # C fails: the next run resumes this one
+    probe.calls.clear()
+    changed = failing_c()
+    changed["tasks"][2]["model_options"] = {}
     changed["tasks"][1]["prompt"] = "second, reworded"
     result = await arun(changed)
     assert sorted(c.task for c in probe.calls) == ["B", "C"]
@@ -44,39 +73,37 @@ async def test_changing_a_prompt_reruns_that_task_and_its_dependents_only(probe)
                                                         "Side": True}
 
 
-async def test_fresh_ignores_earlier_results(probe):
-    await arun(chain())
+async def test_fresh_starts_over_instead_of_resuming(probe):
+    await arun(failing_c())
     probe.calls.clear()
-    result = await arun(chain(reuse_results=False))
+    fixed = failing_c(reuse_results=False)
+    fixed["tasks"][2]["model_options"] = {}
+    result = await arun(fixed)
     assert len(probe.calls) == 4 and not any(t.reused for t in result.tasks)
 
 
-async def test_after_a_failure_only_the_missing_work_runs(probe):
-    failing = chain(failure_mode="skip_dependents")
-    failing["tasks"][2]["model_options"] = {"fail_tasks": ["C"]}
-    first = await arun(failing)
-    assert first.task("C").status == "failed"
-    probe.calls.clear()
-    fixed = copy.deepcopy(failing)
-    fixed["tasks"][2]["model_options"] = {}
-    second = await arun(fixed)
-    assert [c.task for c in probe.calls] == ["C"]
-    assert second.status == "completed"
+async def test_cache_true_answers_identical_requests_once_across_runs(probe):
+    first = await arun(chain(cache=True))
+    second = await arun(chain(cache=True))
+    assert len(probe.calls) == 4
+    assert all(t.reused and t.attempts == 0 for t in second.tasks)
+    assert second.results == first.results
+    assert second.summary.reused_count == 4 and second.saved_usage.input_tokens == 4
+    probe.calls.clear()  # a task may opt out of the workflow's cache
+    spec = chain(cache=True)
+    spec["tasks"][3]["cache"] = False
+    await arun(spec)
+    assert [c.task for c in probe.calls] == ["Side"]
 
 
-def test_a_killed_cli_run_resumes_with_the_finished_tasks_reused(prefect_api: str,
-                                                                 tmp_path: Path):
-    spec = tmp_path / "slow.json"
-    spec.write_text(json.dumps({
-        "name": "killed midway",
-        "config": {"breadth": 1, "model_options": {"latency_s": 1.5}},
-        "tasks": [{"name": f"step {i}", "prompt": f"step {i} of the work"}
-                  for i in range(1, 5)],
-    }))
-    # The session's API (no ephemeral start-up per run); results in this test's own storage.
-    env = {**os.environ, "PREFECT_API_URL": prefect_api,
-           "PREFECT_LOCAL_STORAGE_PATH": str(tmp_path / "storage")}
-    cli = [sys.executable, "-m", "promptdag.cli", "run", str(spec)]
+async def test_cached_answers_expire(probe):
+    await arun(chain(cache=True, cache_expiration=1))
+    await asyncio.sleep(1.2)
+    again = await arun(chain(cache=True, cache_expiration=1))
+    assert len(probe.calls) == 8 and not any(t.reused for t in again.tasks)
+
+
+def _kill_after(cli: list[str], env: dict[str, str], finished_wanted: int) -> list[str]:
     proc = subprocess.Popen(cli, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
                             env=env, start_new_session=True)
     finished: list[str] = []
@@ -86,15 +113,114 @@ def test_a_killed_cli_run_resumes_with_the_finished_tasks_reused(prefect_api: st
         line = proc.stderr.readline()
         if " ok step " in line:
             finished.append(line.split(" ok ")[1].split(" (")[0])
-        if len(finished) == 2 or not line:
+        if len(finished) == finished_wanted or not line:
             break
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
-    assert finished == ["step 1", "step 2"]
+    return finished
+
+
+def _slow_spec(tmp_path: Path) -> Path:
+    spec = tmp_path / "slow.json"
+    spec.write_text(json.dumps({
+        "name": "killed midway",
+        "config": {"breadth": 1, "model_options": {"latency_s": 1.5}},
+        "tasks": [{"name": f"step {i}", "prompt": f"step {i} of the work"}
+                  for i in range(1, 5)],
+    }))
+    return spec
+
+
+def _env(prefect_api: str, tmp_path: Path) -> dict[str, str]:
+    # The session's API (no ephemeral start-up per run); results in this test's own storage.
+    return {**os.environ, "PREFECT_API_URL": prefect_api,
+            "PREFECT_LOCAL_STORAGE_PATH": str(tmp_path / "storage"),
+            "PREFECT_HOME": str(tmp_path / "home")}
+
+
+def test_a_killed_cli_run_is_resumed_by_a_plain_rerun(prefect_api: str, tmp_path: Path):
+    env = _env(prefect_api, tmp_path)
+    cli = [sys.executable, "-m", "promptdag.cli", "run", str(_slow_spec(tmp_path))]
+    assert _kill_after(cli, env, 2) == ["step 1", "step 2"]
 
     done = subprocess.run([*cli, "--json"], capture_output=True, text=True, env=env,
                           timeout=180)
     assert done.returncode == 0, done.stderr
+    assert "resuming run " in done.stderr and ": 2/4 tasks already done" in done.stderr
     tasks = {t["name"]: t for t in json.loads(done.stdout)["tasks"]}
     assert [tasks[f"step {i}"]["reused"] for i in range(1, 5)] == [True, True, False, False]
     assert [tasks[f"step {i}"]["attempts"] for i in range(1, 5)] == [0, 0, 1, 1]
+
+    again = subprocess.run([*cli, "--json"], capture_output=True, text=True, env=env,
+                           timeout=180)  # the resumed run completed: a new run, all afresh
+    assert again.returncode == 0 and "resuming" not in again.stderr
+    assert not any(t["reused"] for t in json.loads(again.stdout)["tasks"])
+
+
+def test_promptdag_retry_resumes_a_killed_run_as_the_same_flow_run(prefect_api: str,
+                                                                 tmp_path: Path):
+    env = _env(prefect_api, tmp_path)
+    spec = _slow_spec(tmp_path)
+    cli = [sys.executable, "-m", "promptdag.cli"]
+    assert _kill_after([*cli, "run", str(spec)], env, 1) == ["step 1"]
+    other = subprocess.run([*cli, "run", str(spec), "--fresh", "--json"], capture_output=True,
+                           text=True, env=env, timeout=180)  # a new run, not the killed one
+    assert other.returncode == 0, other.stderr
+    killed = _latest_run_id(prefect_api, "killed midway", skip=1)
+
+    retried = subprocess.run([*cli, "retry", killed, "--json"], capture_output=True,
+                             text=True, env=env, timeout=180)
+    assert retried.returncode == 0, retried.stderr
+    result = json.loads(retried.stdout)
+    assert result["flow_run_id"] == killed
+    reused = [t["reused"] for t in result["tasks"]]
+    assert reused == [True, False, False, False]  # its own step 1 only, not the other run's
+
+
+def _latest_run_id(prefect_api: str, name: str, skip: int = 0) -> str:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    async def read() -> str:
+        async with get_client() as client:
+            runs = await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name])),
+                sort=FlowRunSort.EXPECTED_START_TIME_DESC, limit=skip + 1)
+        return str(runs[skip].id)
+
+    return asyncio.run(read())
+
+
+async def test_a_prefect_flow_run_retry_reuses_the_runs_own_tasks(probe):
+    from prefect.client.orchestration import get_client
+    from prefect.states import Scheduled
+
+    from flows.resume import run_flow_run
+    from flows.run_workflow import run_workflow
+
+    first = await arun(failing_c(reuse_results=False))
+    assert first.status == "failed"
+    async with get_client() as client:  # what the UI's Retry button does
+        await client.set_flow_run_state(first.flow_run_id, Scheduled(name="AwaitingRetry"),
+                                        force=True)
+        flow_run = await client.read_flow_run(first.flow_run_id)
+    probe.calls.clear()
+    state = await run_flow_run(run_workflow, flow_run, dict(flow_run.parameters))
+    again = await state.aresult(raise_on_failure=False)
+    assert [c.task for c in probe.calls] == ["C"]  # fails again: C is still set to fail
+    assert {t.name: t.reused for t in again.tasks if t.status == "completed"} == {
+        "A": True, "B": True, "Side": True}
+    assert again.flow_run_id == first.flow_run_id
+
+
+async def test_two_simultaneous_runs_of_one_spec_make_each_call_once(probe):
+    spec = {"name": "wide", "config": {"breadth": 10, "model": "probe:x",
+                                       "model_options": {"latency_s": 0.05}},
+            "tasks": [{"name": f"t{i}", "prompt": f"task {i}", "depends_on": []}
+                      for i in range(30)]}
+    first, second = await asyncio.gather(arun(copy.deepcopy(spec)), arun(copy.deepcopy(spec)))
+    assert first.status == second.status == "completed"
+    assert len(probe.calls) == 30
+    assert first.results == second.results
+    assert first.summary.reused_count + second.summary.reused_count == 30

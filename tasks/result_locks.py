@@ -1,0 +1,153 @@
+"""Never pay twice: one lock per result key, shared by every process on this machine.
+
+Prefect's transactions with `SERIALIZABLE` isolation take a lock on a task's cache key before
+the task runs and release it once the result is committed; a second run asking the same thing
+waits for the lock, then finds the committed result and reuses it (a `Cached` state). Prefect
+3.8.8's `FileSystemLockManager` is the model, with two fixes that matter here:
+
+- a lock whose holder was killed (`kill -9`, a crashed worker) is stale, not held forever: the
+  lock file records the holder's pid and host, and a lock of a dead process on this host is free;
+- a coroutine that loses the race for a lock file waits with `await` (Prefect's async path falls
+  back to its blocking wait, which would freeze the event loop the holder runs on).
+
+Lock files live under `PREFECT_HOME/promptdag/locks` (read at call time, like Prefect's own).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import time
+from pathlib import Path
+
+from prefect.locking.protocol import LockManager
+
+POLL_SECONDS = 0.05
+
+
+def lock_directory() -> Path:
+    from prefect.settings import PREFECT_HOME
+
+    return Path(PREFECT_HOME.value()).expanduser() / "promptdag" / "locks"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+class LocalLockManager(LockManager):
+    """File locks that die with their holder's process (see module docstring)."""
+
+    def __init__(self, directory: Path | None = None) -> None:
+        self._directory = directory
+
+    @property
+    def directory(self) -> Path:
+        return self._directory or lock_directory()
+
+    def _path(self, key: str) -> Path:
+        return self.directory / f"{key}.lock"
+
+    def _read(self, key: str) -> dict[str, object] | None:
+        try:
+            data = json.loads(self._path(key).read_bytes() or b"{}")
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            return {}  # being written: treat as held
+        return data if isinstance(data, dict) else {}
+
+    def _stale(self, info: dict[str, object]) -> bool:
+        expires = info.get("expires")
+        if isinstance(expires, (int, float)) and expires < time.time():
+            return True
+        pid, host = info.get("pid"), info.get("host")
+        return host == socket.gethostname() and isinstance(pid, int) and not _alive(pid)
+
+    def _try(self, key: str, holder: str, hold_timeout: float | None) -> bool:
+        """Take the lock if it is free (or stale); True when `holder` holds it afterwards."""
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        info = self._read(key)
+        if info is not None:
+            if info.get("holder") == holder:
+                return True
+            if not self._stale(info):
+                return False
+            path.unlink(missing_ok=True)
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        record = {"holder": holder, "pid": os.getpid(), "host": socket.gethostname(),
+                  "expires": time.time() + hold_timeout if hold_timeout else None}
+        with os.fdopen(fd, "w") as file:
+            json.dump(record, file)
+        return True
+
+    def acquire_lock(
+        self,
+        key: str,
+        holder: str,
+        acquire_timeout: float | None = None,
+        hold_timeout: float | None = None,
+    ) -> bool:
+        deadline = None if acquire_timeout is None else time.monotonic() + acquire_timeout
+        while not self._try(key, holder, hold_timeout):
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(POLL_SECONDS)
+        return True
+
+    async def aacquire_lock(
+        self,
+        key: str,
+        holder: str,
+        acquire_timeout: float | None = None,
+        hold_timeout: float | None = None,
+    ) -> bool:
+        deadline = None if acquire_timeout is None else time.monotonic() + acquire_timeout
+        while not self._try(key, holder, hold_timeout):
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(POLL_SECONDS)
+        return True
+
+    def release_lock(self, key: str, holder: str) -> None:
+        if self.is_lock_holder(key, holder):
+            self._path(key).unlink(missing_ok=True)
+
+    def is_locked(self, key: str) -> bool:
+        info = self._read(key)
+        return info is not None and not self._stale(info)
+
+    def is_lock_holder(self, key: str, holder: str) -> bool:
+        info = self._read(key)
+        return info is not None and info.get("holder") == holder
+
+    def wait_for_lock(self, key: str, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.is_locked(key):
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(POLL_SECONDS)
+        return True
+
+    async def await_for_lock(self, key: str, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.is_locked(key):
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(POLL_SECONDS)
+        return True
+
+
+LOCKS = LocalLockManager()
