@@ -52,26 +52,29 @@ def known_window(model_id: str) -> int | None:
 
 
 async def props_window(base_url: str) -> int | None:
-    """llama.cpp's per-slot context (`GET {server root}/props`), cached per server; None when
-    the server is not llama.cpp, is down, or is slow (a short timeout: this is advice, not a
-    call the task depends on)."""
+    """llama.cpp's per-slot context (`GET {server root}/props`), cached per server once it
+    answers; None when the server is not llama.cpp, is down, or is slow (a short timeout: this
+    is advice, not a call the task depends on)."""
     root = re.sub(r"/v1/?$", "", base_url.rstrip("/"))
     if root in _props_cache:
         return _props_cache[root]
     import httpx
 
-    window: int | None = None
     try:
         async with httpx.AsyncClient(timeout=PROPS_TIMEOUT_SECONDS) as client:
             response = await client.get(f"{root}/props")
+    except httpx.HTTPError:
+        return None  # down or slow: ask again next time
+    window: int | None = None
+    try:
         if response.status_code == 200:
             props = response.json()
             settings = props.get("default_generation_settings") or {}
             value = settings.get("n_ctx") or props.get("n_ctx")
             window = int(value) if value else None
-    except (httpx.HTTPError, ValueError, TypeError, AttributeError):
+    except (ValueError, TypeError, AttributeError):
         window = None
-    _props_cache[root] = window
+    _props_cache[root] = window  # it answered: llama.cpp or not, that will not change
     return window
 
 
