@@ -144,7 +144,7 @@ class RunView:
     # -- progress --------------------------------------------------------------------------
 
     def _on_event(self, event: TaskEvent) -> None:
-        if self not in _views.get():  # another run's event
+        if self not in _views.get() or event.kind == "retrying":  # another run's; no count
             return
         self._totals[event.workflow] = event.total
         if event.kind == "finished":

@@ -58,6 +58,24 @@ async def _with_dependencies(
     return filled, inferred.usage
 
 
+async def _synthesise(
+    objective: str, context: dict[str, Any], tasks: list[TaskResult], config: ObjectiveConfig
+) -> tuple[str, Usage, str | None]:
+    """The synthesiser's answer; if it fails, the final tasks' results as they are (with the
+    reason), so finished work is never lost for want of a last call."""
+    try:
+        synthesis = await synthesise_answer.with_options(
+            **role_task_options(config, "synthesise answer")
+        )(objective, context, tasks, config)
+        return synthesis.answer, synthesis.usage, None
+    except PromptDagError as exc:
+        done = [t for t in tasks if t.status == "completed"]
+        needed = {dep for t in done for dep in t.depends_on}
+        finals = [t for t in done if t.name not in needed] or done
+        answer = "\n\n".join(f"## {t.name}\n{t.result or ''}" for t in finals)
+        return answer, Usage(), f"synthesis failed ({exc}): the answer is the final results"
+
+
 @flow(
     name="plan-execute-reflect",
     flow_run_name=_flow_run_name,
@@ -109,26 +127,30 @@ async def plan_execute_reflect(
             if not any(t.status == "completed" for t in outcome.tasks):
                 stop, error = "failed", f"round {round_no}: every task failed"
                 break
-            reflected = await reflect_on_results.with_options(
-                **role_task_options(config, f"reflect (round {round_no})")
-            )(objective, all_tasks, results, round_no, config)
+            try:
+                reflected = await reflect_on_results.with_options(
+                    **role_task_options(config, f"reflect (round {round_no})")
+                )(objective, all_tasks, results, round_no, config)
+            except PromptDagError as exc:  # the work done still gets its answer
+                stop, error = "reflection_failed", f"round {round_no}: reflection failed: {exc}"
+                break
             usage = usage + reflected.usage
             current.reflection = reflected.reflection
             if reflected.reflection.complete or not reflected.reflection.follow_up_tasks:
                 stop = "complete"
                 break
             tasks = reflected.reflection.follow_up_tasks
-        final = None
-        if stop != "failed":
-            synthesis = await synthesise_answer.with_options(
-                **role_task_options(config, "synthesise answer")
-            )(objective, context, all_tasks, config)
-            usage = usage + synthesis.usage
-            final = synthesis.answer
     except PromptDagError as exc:
-        stop, error, final = "failed", str(exc), None
+        stop, error = "failed", str(exc)
         if not rounds:
             error = f"planning failed: {exc}"
+    final = None
+    try:
+        if any(t.status == "completed" for t in all_tasks):  # some work done: always an answer
+            final, synthesis_usage, problem = await _synthesise(objective, context, all_tasks,
+                                                                config)
+            usage = usage + synthesis_usage
+            error = "; ".join(filter(None, [error, problem])) or None
     finally:
         view.close()
     result = ObjectiveResult(

@@ -13,16 +13,18 @@ from typing import Literal
 
 @dataclass(frozen=True)
 class TaskEvent:
-    """A workflow task started or ended."""
+    """A workflow task started, is being retried (`error` says why, `attempt` is the next
+    one), or ended."""
 
     workflow: str
     task: str
-    kind: Literal["started", "finished"]
+    kind: Literal["started", "retrying", "finished"]
     status: str | None
     finished_count: int
     total: int
     duration_seconds: float | None = None
     error: str | None = None
+    attempt: int | None = None
 
 
 Listener = Callable[[TaskEvent], None]

@@ -16,7 +16,7 @@ from promptdag.results import WorkflowResult
 from promptdag.spec import FailureMode, ModelRef, WorkflowSpec, parse_spec
 from promptdag.validation import validate_spec
 
-StopReason = Literal["complete", "depth_reached", "failed"]
+StopReason = Literal["complete", "depth_reached", "reflection_failed", "failed"]
 
 
 class PlannedTask(BaseModel):
@@ -160,3 +160,30 @@ def check_plan(
     spec = plan_to_spec(tasks, "plan", config, earlier)
     validate_spec(spec)
     return spec
+
+
+def unique_names(tasks: list[PlannedTask], taken: set[str] | dict[str, str]) -> list[PlannedTask]:
+    """Planned tasks with every name unique: a name already used (by an earlier round, or
+    earlier in the same list) gets a number, `Energy Efficiency (2)`, instead of failing the
+    objective. Dependencies follow: within the list, a reused name means the task of this
+    list that carried it (the planner's own task), else the earlier round's."""
+    used = set(taken)
+    renamed: dict[str, str] = {}
+    out: list[PlannedTask] = []
+    for task in tasks:
+        name = task.name
+        if name in used:
+            number = 2
+            while f"{name} ({number})" in used:
+                number += 1
+            name = f"{name} ({number})"
+        used.add(name)
+        renamed.setdefault(task.name, name)
+        out.append(task if name == task.name else task.model_copy(update={"name": name}))
+    return [
+        t if t.depends_on is None
+        else t.model_copy(update={"depends_on": [
+            d if renamed.get(d, d) == t.name else renamed.get(d, d) for d in t.depends_on
+        ]})
+        for t in out
+    ]

@@ -55,32 +55,89 @@ def render_task_prompt(
     upstream: Mapping[str, str],
     references: set[str] | None = None,
     outputs: Mapping[str, Any] | None = None,
+    max_chars: int | None = None,
 ) -> str:
     """The prompt a model sees: placeholders filled, unreferenced upstream results appended.
 
     Args:
         template: the task's prompt as written in the spec.
         context: the task's own `context` values (`{{ key }}` resolves here first).
-        upstream: results of the task's dependencies, by task name.
+        upstream: results of the task's dependencies, by task name (a dependency that was
+            skipped is absent, or empty: it contributes nothing).
         references: the task names the template references (computed if not given).
         outputs: structured results of dependencies, for `{{ Task.field }}`.
+        max_chars: the room the model's context window leaves for the prompt. When the prompt
+            would be longer, upstream results are shortened to fit, each with a visible marker:
+            appended ones first, explicitly referenced ones only if that is not enough. The
+            template and context are never cut (a prompt too long by itself is the server's
+            to refuse).
     """
     refs = set(placeholders(template)) if references is None else references
+    texts = dict(upstream)
 
-    def lookup(name: str) -> str:
-        if name in context:
-            return as_text(context[name])
-        if name in upstream:
-            return upstream[name]
-        found = split_reference(name, set(outputs or {}))
-        if found is not None and outputs is not None:
-            return as_text(field_value(outputs[found[0]], found[1]))
-        # Validation rejects unknown names before a run; keep the text if one slips through.
-        return "{{ " + name + " }}"
+    def render_with(texts: Mapping[str, str]) -> str:
+        def lookup(name: str) -> str:
+            if name in context:
+                return as_text(context[name])
+            if name in texts:
+                return texts[name]
+            found = split_reference(name, set(outputs or {}))
+            if found is not None and outputs is not None:
+                return as_text(field_value(outputs[found[0]], found[1]))
+            # Validation rejects unknown names before a run; keep the text if one slips through.
+            return "{{ " + name + " }}"
 
-    prompt = render(template, lookup)
-    extra = [name for name in upstream if name not in refs]
-    if extra:
-        sections = "\n\n".join(f"### {name}\n{upstream[name]}" for name in extra)
-        prompt = f"{prompt}\n\n## Results of earlier tasks\n\n{sections}"
+        prompt = render(template, lookup)
+        extra = [name for name in texts if name not in refs and texts[name]]
+        if extra:
+            sections = "\n\n".join(f"### {name}\n{texts[name]}" for name in extra)
+            prompt = f"{prompt}\n\n## Results of earlier tasks\n\n{sections}"
+        return prompt
+
+    prompt = render_with(texts)
+    if max_chars is None or len(prompt) <= max_chars:
+        return prompt
+    appended = [name for name in texts if name not in refs and texts[name]]
+    referenced = [name for name in texts if name in refs and texts[name]]
+    for group in (appended, referenced):
+        excess = len(prompt) - max_chars
+        if excess <= 0 or not group:
+            break
+        # a referenced result may appear more than once in the template
+        uses = [match.group(1) for match in PLACEHOLDER.finditer(template)]
+        weight = {name: max(1, uses.count(name)) for name in group}
+        texts.update(shorten(texts, group, excess, weight))
+        prompt = render_with(texts)
     return prompt
+
+
+CUT_MARKER = "\n[... {cut} characters of {name!r} cut to fit the model's context window]"
+
+
+def shorten(
+    texts: Mapping[str, str], names: list[str], excess: int, weight: Mapping[str, int]
+) -> dict[str, str]:
+    """Cut `excess` characters (plus markers) from the named texts, longest first: every text
+    is capped at one length, the largest that removes enough (water-filling), so short results
+    stay whole and long ones share the cut."""
+    lengths = {name: len(texts[name]) for name in names}
+    marker = {name: len(CUT_MARKER.format(cut=10**9, name=name)) for name in names}
+
+    def removed(cap: int) -> int:
+        return sum(
+            weight[name] * (lengths[name] - cap - marker[name])
+            for name in names if lengths[name] > cap
+        )
+
+    low, high = 0, max(lengths.values())
+    while low < high:  # the largest cap that removes at least `excess`
+        middle = (low + high + 1) // 2
+        if removed(middle) >= excess:
+            low = middle
+        else:
+            high = middle - 1
+    cap = low
+    return {
+        name: texts[name][:cap] + CUT_MARKER.format(cut=lengths[name] - cap, name=name)
+        for name in names if lengths[name] > cap
+    }

@@ -10,7 +10,7 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
 from promptdag.llm.base import Usage
-from promptdag.objective import ObjectiveConfig, Plan, check_plan
+from promptdag.objective import ObjectiveConfig, Plan, check_plan, unique_names
 from tasks.role_call import ask_structured
 
 PLANNER_SYSTEM = (
@@ -53,7 +53,7 @@ async def plan_objective(
             "breadth": config.breadth,
         },
         Plan,
-        check=lambda p: check_plan(p.tasks, config, {}),
+        check=lambda p: check_plan(unique_names(p.tasks, set()), config, {}),
         system=PLANNER_SYSTEM,
     )
-    return PlannerOutput(plan=plan, usage=usage)
+    return PlannerOutput(plan=Plan(tasks=unique_names(plan.tasks, set())), usage=usage)

@@ -8,8 +8,9 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
 from promptdag.llm.base import Usage
-from promptdag.objective import ObjectiveConfig, Reflection, check_plan
+from promptdag.objective import ObjectiveConfig, Reflection, check_plan, unique_names
 from promptdag.results import TaskResult
+from promptdag.template import shorten
 from tasks.role_call import ask_structured
 
 REFLECTOR_SYSTEM = (
@@ -24,13 +25,31 @@ class ReflectorOutput(BaseModel):
     usage: Usage
 
 
-def reflector_prompt(objective: str, tasks: list[TaskResult], round_no: int, depth: int) -> str:
-    lines = [f"Objective: {objective}", f"Round {round_no} of at most {depth}.", "", "Tasks:"]
-    for t in tasks:
-        outcome = t.result if t.status == "completed" else f"{t.status.upper()}: {t.error}"
-        lines.append(f"- {t.name} [{t.status}]: {(outcome or '')[:2000]}")
-    lines.append("\nIs the objective answered? Answer as JSON.")
-    return "\n".join(lines)
+def reflector_prompt(
+    objective: str, tasks: list[TaskResult], round_no: int, depth: int,
+    max_chars: int | None = None,
+) -> str:
+    """Every task with its outcome (at most 2,000 characters each, fewer when the model's
+    context leaves only `max_chars` for the prompt)."""
+    head = [f"Objective: {objective}", f"Round {round_no} of at most {depth}.", "", "Tasks:"]
+    tail = "\nIs the objective answered? Answer as JSON."
+    texts = {
+        t.name: ((t.result if t.status == "completed" else f"{t.status.upper()}: {t.error}")
+                 or "")[:2000]
+        for t in tasks
+    }
+    status = {t.name: t.status for t in tasks}
+
+    def build(texts: dict[str, str]) -> str:
+        lines = [f"- {name} [{status[name]}]: {text}" for name, text in texts.items()]
+        return "\n".join([*head, *lines, tail])
+
+    prompt = build(texts)
+    if max_chars is not None and len(prompt) > max_chars:
+        names = [name for name, text in texts.items() if text]
+        texts.update(shorten(texts, names, len(prompt) - max_chars, dict.fromkeys(names, 1)))
+        prompt = build(texts)
+    return prompt
 
 
 @task(name="reflect_on_results", cache_policy=NO_CACHE, persist_result=False)
@@ -45,7 +64,7 @@ async def reflect_on_results(
     reflection, usage = await ask_structured(
         config.role_model("reflector"),
         config.model_options,
-        reflector_prompt(objective, tasks, round_no, config.depth),
+        lambda room: reflector_prompt(objective, tasks, round_no, config.depth, room),
         {
             "role": "reflector",
             "objective": objective,
@@ -56,8 +75,12 @@ async def reflect_on_results(
         },
         Reflection,
         check=lambda r: (
-            check_plan(r.follow_up_tasks, config, earlier) if r.follow_up_tasks else None
+            check_plan(unique_names(r.follow_up_tasks, earlier), config, earlier)
+            if r.follow_up_tasks else None
         ),
         system=REFLECTOR_SYSTEM,
     )
-    return ReflectorOutput(reflection=reflection, usage=usage)
+    follow_up = unique_names(reflection.follow_up_tasks, earlier)
+    return ReflectorOutput(
+        reflection=reflection.model_copy(update={"follow_up_tasks": follow_up}), usage=usage
+    )

@@ -1,5 +1,6 @@
-"""What the planner, reflector, synthesiser and dependency analyser share: one model call with
-Prefect's retries and timeout, declared once as data."""
+"""What the planner, reflector, synthesiser and dependency analyser share: the workflow tasks'
+model-call path (tasks/model_call.py: provider limits, HTTP timeout below the task timeout,
+errors) and their retry and timeout policy, declared once as data."""
 
 from __future__ import annotations
 
@@ -8,13 +9,15 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from promptdag.llm.base import CompletionRequest, Usage
-from promptdag.llm.registry import get_model
+from promptdag.llm.base import Usage
 from promptdag.llm.structured import complete_structured
 from promptdag.objective import ObjectiveConfig
+from tasks.model_call import ModelCall
 from tasks.run_prompt import retry_options
 
 T = TypeVar("T", bound=BaseModel)
+Prompt = str | Callable[[int | None], str]
+"""A role's prompt, or a function of the characters the model's context leaves for it."""
 
 
 def role_task_options(config: ObjectiveConfig, run_name: str) -> dict[str, Any]:
@@ -26,26 +29,40 @@ def role_task_options(config: ObjectiveConfig, run_name: str) -> dict[str, Any]:
     }
 
 
+async def _prompt(call: ModelCall, prompt: Prompt, system: str | None) -> str:
+    return prompt if isinstance(prompt, str) else prompt(await call.prompt_budget(system))
+
+
 async def ask_structured(
     model: str,
     options: dict[str, Any],
-    prompt: str,
+    prompt: Prompt,
     metadata: dict[str, Any],
     output_type: type[T],
     check: Callable[[T], object] | None = None,
     system: str | None = None,
 ) -> tuple[T, Usage]:
-    request = CompletionRequest(prompt=prompt, system=system, options=options, metadata=metadata)
-    return await complete_structured(get_model(model, options), request, output_type, check)
+    call = ModelCall(model, options, str(metadata.get("role", "role")))
+
+    async def ask() -> tuple[T, Usage]:
+        request = call.request(await _prompt(call, prompt, system), metadata, system)
+        return await complete_structured(call.model, request, output_type, check)
+
+    return await call.run(ask())
 
 
 async def ask_text(
     model: str,
     options: dict[str, Any],
-    prompt: str,
+    prompt: Prompt,
     metadata: dict[str, Any],
     system: str | None = None,
 ) -> tuple[str, Usage]:
-    request = CompletionRequest(prompt=prompt, system=system, options=options, metadata=metadata)
-    completion = await get_model(model, options).complete(request)
-    return completion.text, completion.usage
+    call = ModelCall(model, options, str(metadata.get("role", "role")))
+
+    async def ask() -> tuple[str, Usage]:
+        request = call.request(await _prompt(call, prompt, system), metadata, system)
+        completion = await call.model.complete(request)
+        return completion.text, completion.usage
+
+    return await call.run(ask())

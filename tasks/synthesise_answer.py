@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from promptdag.llm.base import Usage
 from promptdag.objective import ObjectiveConfig
 from promptdag.results import TaskResult
+from promptdag.template import shorten
 from tasks.role_call import ask_text
 
 SYNTHESISER_SYSTEM = (
@@ -25,17 +26,32 @@ class SynthesiserOutput(BaseModel):
     usage: Usage
 
 
-def synthesiser_prompt(objective: str, context: dict[str, Any], tasks: list[TaskResult]) -> str:
-    parts = [f"Objective: {objective}"]
+def synthesiser_prompt(
+    objective: str,
+    context: dict[str, Any],
+    tasks: list[TaskResult],
+    max_chars: int | None = None,
+) -> str:
+    """Every result under its task's name; long results shortened evenly when the model's
+    context leaves `max_chars` for the prompt."""
+    head = [f"Objective: {objective}"]
     if context:
-        parts.append(f"Context (JSON): {json.dumps(context, ensure_ascii=False, default=str)}")
-    parts.append("Results:")
-    for t in tasks:
-        if t.status == "completed":
-            parts.append(f"### {t.name}\n{t.result}")
-        else:
-            parts.append(f"### {t.name}\n({t.status}: {t.error})")
-    return "\n\n".join(parts)
+        head.append(f"Context (JSON): {json.dumps(context, ensure_ascii=False, default=str)}")
+    head.append("Results:")
+    texts = {
+        t.name: (t.result or "") if t.status == "completed" else f"({t.status}: {t.error})"
+        for t in tasks
+    }
+
+    def build(texts: dict[str, str]) -> str:
+        return "\n\n".join([*head, *(f"### {name}\n{text}" for name, text in texts.items())])
+
+    prompt = build(texts)
+    if max_chars is not None and len(prompt) > max_chars:
+        names = [name for name, text in texts.items() if text]
+        texts.update(shorten(texts, names, len(prompt) - max_chars, dict.fromkeys(names, 1)))
+        prompt = build(texts)
+    return prompt
 
 
 @task(name="synthesise_answer", cache_policy=NO_CACHE, persist_result=False)
@@ -45,7 +61,7 @@ async def synthesise_answer(
     answer, usage = await ask_text(
         config.role_model("synthesiser"),
         config.model_options,
-        synthesiser_prompt(objective, context, tasks),
+        lambda room: synthesiser_prompt(objective, context, tasks, room),
         {"role": "synthesiser", "objective": objective},
         system=SYNTHESISER_SYSTEM,
     )
