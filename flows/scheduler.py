@@ -169,6 +169,8 @@ class ReadySetScheduler:
             saved_usage=output.usage if output.reused else None,
             saved_calls=1 if output.reused else 0,
             warning=output.warning,
+            finish_reason=output.finish_reason,
+            truncated=output.finish_reason == "length",
             fallback_errors=output.fallback_errors,
         )
 
@@ -228,8 +230,8 @@ class ReadySetScheduler:
                 self._live[child] += live
                 if self._waiting[child] == 0 and child not in self.results:
                     skipped = self._become_ready(child)
-                    if skipped:
-                        pending.append((child, f"[skipped: {skipped}]", False, None))
+                    if skipped:  # a join after branches gets nothing from it, no placeholder
+                        pending.append((child, "", False, None))
 
     def _become_ready(self, name: str) -> str | None:
         """Queue a task whose inputs are all settled, or skip it; return why it was skipped."""

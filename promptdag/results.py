@@ -46,6 +46,12 @@ class TaskResult(BaseModel):
         None, description="Why a skipped task did not run: a branch not taken, or a failure."
     )
     usage: Usage = Field(default_factory=Usage)
+    finish_reason: str | None = Field(
+        None, description="Why the model stopped: stop, length (the token limit), ..."
+    )
+    truncated: bool = Field(
+        False, description="The answer was cut at the token limit (finish_reason: length)."
+    )
     output: dict[str, Any] | None = Field(
         None, description="The structured result, for tasks with an output_schema."
     )
@@ -62,6 +68,8 @@ class Summary(BaseModel):
     cancelled_count: int = 0
     success_rate: float
     reused_count: int = Field(0, description="Tasks whose result was reused, not asked again.")
+    retried_count: int = Field(0, description="Calls that were retries (attempts after a first).")
+    truncated_count: int = Field(0, description="Answers cut at the token limit.")
     unsaved_count: int = Field(
         0, description="Completed tasks whose result could not be saved (see their warning)."
     )
@@ -119,6 +127,8 @@ def summarise(tasks: list[TaskResult]) -> Summary:
         cancelled_count=count["cancelled"],
         success_rate=round(count["completed"] / total, 4) if total else 1.0,
         reused_count=sum(t.reused for t in tasks),
+        retried_count=sum(max(0, t.attempts - 1 - len(t.fallback_errors)) for t in tasks),
+        truncated_count=sum(t.truncated for t in tasks),
         unsaved_count=sum(t.warning is not None and t.status == "completed" for t in tasks),
     )
 

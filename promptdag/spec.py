@@ -109,6 +109,11 @@ class WorkflowConfig(_Strict):
     model_options: dict[str, Any] = Field(
         default_factory=dict, description="Provider options for every task."
     )
+    fail_on_truncation: bool = Field(
+        False,
+        description="An answer cut at the token limit (finish_reason: length) fails its task "
+        "instead of completing marked `truncated`.",
+    )
     reuse_results: bool = Field(
         True,
         description="Resume: a run of this spec, when the latest run of it did not complete, "
@@ -165,6 +170,9 @@ class TaskSpec(_Strict):
     )
     model: ModelRef | None = None
     model_options: dict[str, Any] = Field(default_factory=dict)
+    fail_on_truncation: bool | None = Field(
+        None, description="An answer cut at the token limit fails the task (default: config's)."
+    )
     when: str | None = Field(
         None,
         description="Run only if this condition on upstream results holds, e.g. "

@@ -17,35 +17,31 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from prefect import Task, task
 from prefect.client.schemas.objects import TaskRun
 from prefect.context import TaskRunContext
 from prefect.logging import get_run_logger
-from prefect.runtime import task_run as current_task_run
 from prefect.states import State
 from prefect.tasks import exponential_backoff
 from pydantic import BaseModel, Field
 
 from promptdag.errors import PermanentProviderError, ProviderError, RetryableProviderError
-from promptdag.llm.base import CompletionRequest, Usage
+from promptdag.events import TaskEvent, emit
+from promptdag.llm.base import Usage
 from promptdag.llm.options import options_for
-from promptdag.llm.registry import get_model
 from promptdag.llm.structured import complete_schema
 from promptdag.schemas import resolve_schema
+from promptdag.settings import get_settings
 from promptdag.spec import TaskSpec, WorkflowConfig, WorkflowSpec
 from promptdag.template import render_task_prompt
 from promptdag.validation import task_models, task_options
+from tasks.model_call import ModelCall
 from tasks.prompt_cache import PROMPT_CACHE, SHARED_PROMPT_CACHE
-from tasks.provider_limits import provider_slot
 from tasks.result_persistence import note_unsaved, unsaved_reason
-
-HTTP_TIMEOUT_SHARE = 0.9  # of the time left in the attempt
-OWN_TIMEOUT_SLACK = 1.05  # see enforce_timeout
-T = TypeVar("T")
 
 
 class PromptJob(BaseModel):
@@ -62,6 +58,9 @@ class PromptJob(BaseModel):
         None, description="JSON schema of a structured result (the task's output_schema)."
     )
     fallback_index: int = Field(0, description="Position of models[0] in the task's chain.")
+    fail_on_truncation: bool = Field(
+        False, description="An answer cut at the token limit fails the task instead."
+    )
 
     @property
     def run_name(self) -> str:
@@ -85,6 +84,9 @@ class PromptJob(BaseModel):
             output_schema=resolve_schema(task_spec.output_schema)
             if task_spec.output_schema
             else None,
+            fail_on_truncation=task_spec.fail_on_truncation
+            if task_spec.fail_on_truncation is not None
+            else spec.config.fail_on_truncation,
         )
 
 
@@ -102,6 +104,7 @@ class PromptOutput(BaseModel):
     )
     reused: bool = Field(False, description="Read back from an earlier run: no model call.")
     warning: str | None = Field(None, description="e.g. the result could not be saved.")
+    finish_reason: str | None = Field(None, description="Why the model stopped (length: cut).")
 
 
 async def should_retry(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) -> bool:
@@ -115,12 +118,23 @@ async def should_retry(task: Task[Any, Any], task_run: TaskRun, state: State[Any
     backoff applies on top. Nothing waits when no retry is left.
     """
     exc = state.data
+    retry = isinstance(exc, TimeoutError) or (isinstance(exc, ProviderError) and exc.retryable)
+    if retry and isinstance(exc, BaseException):
+        _announce_retry(task_run, exc)
     if isinstance(exc, RetryableProviderError):
         await wait_for_retry_after(exc)
-        return True
-    if isinstance(exc, ProviderError):
-        return exc.retryable
-    return isinstance(exc, TimeoutError)
+    return retry
+
+
+def _announce_retry(task_run: TaskRun, exc: BaseException) -> None:
+    """Tell progress listeners (the CLI) that a task is retried, and why."""
+    context = TaskRunContext.get()
+    job = context.parameters.get("job") if context and context.parameters else None
+    if not isinstance(job, PromptJob):
+        return
+    why = describe_failure(exc, context.task.timeout_seconds if context else None)
+    emit(TaskEvent(job.workflow, job.name, "retrying", None, 0, 0, error=why,
+                   attempt=(task_run.run_count or 1) + 1))
 
 
 async def wait_for_retry_after(exc: RetryableProviderError) -> float:
@@ -142,32 +156,6 @@ def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
         return logging.getLogger("promptdag")
 
 
-async def enforce_timeout(call: Coroutine[Any, Any, T]) -> T:
-    """Our own copy of the task timeout, a little looser than Prefect's.
-
-    Locally Prefect's timeout fires first and nothing changes. Where Prefect does not enforce
-    `timeout_seconds` (task runs on a Dask cluster, PrefectHQ/prefect#13004) this one still stops
-    a hanging call, as a retryable failure.
-    """
-    context = TaskRunContext.get()
-    limit = context.task.timeout_seconds if context else None
-    if not limit:
-        return await call
-    try:
-        return await asyncio.wait_for(call, timeout=limit * OWN_TIMEOUT_SLACK)
-    except asyncio.TimeoutError:
-        raise RetryableProviderError(f"timed out after {limit:g} s") from None
-
-
-def http_timeout(started: float) -> float | None:
-    """90% of what is left of this attempt's task timeout (None outside a timed task)."""
-    context = TaskRunContext.get()
-    limit = context.task.timeout_seconds if context else None
-    if not limit:
-        return None
-    return max(0.05, HTTP_TIMEOUT_SHARE * (limit - (time.monotonic() - started)))
-
-
 @task(
     name="run_prompt",
     task_run_name=lambda parameters: prompt_run_name(parameters),  # type: ignore[arg-type]
@@ -180,53 +168,38 @@ async def run_prompt(
 ) -> PromptOutput:
     """Render the job's prompt with its upstream results and ask its (first) model.
 
-    `outputs` holds the structured results of upstream tasks, for `{{ Task.field }}`.
+    `outputs` holds the structured results of upstream tasks, for `{{ Task.field }}`. The
+    prompt is fitted to the model's context window: appended upstream results are shortened
+    first (with a visible marker), explicitly referenced ones last.
     """
-    started = time.monotonic()
-    attempt = current_task_run.run_count or 1
-    prompt = render_task_prompt(
-        job.template, job.context, upstream, set(job.references), outputs or {}
-    )
     model_name = job.models[0]
-    options = options_for(model_name, job.options)
+    call = ModelCall(model_name, options_for(model_name, job.options), job.name)
 
-    async def ask() -> tuple[str, Usage, dict[str, Any] | None]:
-        model = get_model(model_name, options)
-        async with provider_slot(model_name):
-            request = CompletionRequest(
-                prompt=prompt,
-                options=options,
-                attempt=attempt,
-                task_name=job.name,
-                timeout_seconds=http_timeout(started),
-                metadata={"role": "task", "task": job.name},
+    async def ask() -> PromptOutput:
+        prompt = render_task_prompt(
+            job.template, job.context, upstream, set(job.references), outputs or {},
+            max_chars=await call.prompt_budget(),
+        )
+        request = call.request(prompt, {"role": "task", "task": job.name})
+        if job.output_schema is None:
+            completion = await call.model.complete(request)
+            text, usage, structured = completion.text, completion.usage, None
+            finish_reason = completion.finish_reason
+        else:
+            structured, usage = await complete_schema(call.model, request, job.output_schema)
+            text, finish_reason = json.dumps(structured, ensure_ascii=False), "stop"
+        if finish_reason == "length" and job.fail_on_truncation:
+            raise PermanentProviderError(
+                f"{model_name}: the answer was cut at the token limit (max_tokens "
+                f"{call.options.get('max_tokens') or get_settings().default_max_tokens}); raise "
+                "max_tokens in model_options, or set fail_on_truncation: false to keep it"
             )
-            if job.output_schema is None:
-                completion = await model.complete(request)
-                return completion.text, completion.usage, None
-            structured, usage = await complete_schema(model, request, job.output_schema)
-            return json.dumps(structured, ensure_ascii=False), usage, structured
+        return PromptOutput(
+            text=text, output=structured, model=model_name, prompt=prompt,
+            attempts=call.attempt, usage=usage, finish_reason=finish_reason,
+        )
 
-    try:
-        text, usage, structured = await enforce_timeout(ask())
-    except ProviderError as exc:
-        exc.attempts = attempt
-        raise
-    except TimeoutError:
-        raise  # Prefect's timeout, or waiting for a provider slot: retryable
-    except Exception as exc:
-        # An unexpected failure is a bug or a misconfiguration: never worth a retry.
-        error = PermanentProviderError(f"{type(exc).__name__}: {exc}")
-        error.attempts = attempt
-        raise error from exc
-    return PromptOutput(
-        text=text,
-        output=structured,
-        model=model_name,
-        prompt=prompt,
-        attempts=attempt,
-        usage=usage,
-    )
+    return await call.run(ask())
 
 
 run_prompt.on_rollback(note_unsaved)  # type: ignore[arg-type]  # Prefect awaits async hooks
