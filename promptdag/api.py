@@ -116,9 +116,12 @@ async def arun(
     return WorkflowResult.model_validate(result)
 
 
-def run(spec: WorkflowSpec | dict[str, Any] | str | Path) -> WorkflowResult:
+def run(
+    spec: WorkflowSpec | dict[str, Any] | str | Path,
+    on_resume: Callable[[str], None] | None = None,
+) -> WorkflowResult:
     """Synchronous `arun`, for scripts and notebooks without an event loop."""
-    return asyncio.run(arun(spec))
+    return asyncio.run(arun(spec, on_resume))
 
 
 def as_objective_request(

@@ -47,10 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     reuse.add_argument(
         "--resume",
         action="store_true",
-        help="reuse results of tasks finished by earlier runs (the default)",
+        help="if the latest run of this spec did not complete, resume it (the default)",
     )
     reuse.add_argument(
-        "--fresh", action="store_true", help="ignore results of earlier runs, call every model"
+        "--fresh", action="store_true",
+        help="start a new run even if the latest did not complete; call every model",
     )
     run.add_argument(
         "--infer-deps",
@@ -73,6 +74,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     graph = sub.add_parser("graph", help="print the DAG as a Mermaid diagram")
     graph.add_argument("spec")
+
+    retry = sub.add_parser(
+        "retry", help="retry a run that did not complete, reusing its finished tasks"
+    )
+    retry.add_argument("run_id", help="the flow run id (as `run` and `submit` print it)")
+    retry.add_argument("--json", action="store_true", help="print only the result JSON")
+    retry.add_argument("--wait", action="store_true",
+                       help="a deployment run: wait for the worker and print the result")
+    retry.add_argument("--verbose", action="store_true", help="show Prefect's own logs")
     cli_remote.add_commands(sub)  # submit, status, result, server: runs on a Prefect server
     return parser
 
@@ -86,6 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _graph(args)
         if args.command == "objective":
             return _objective(args)
+        if args.command == "retry":
+            return _retry(args)
         if args.command in cli_remote.COMMANDS:
             return cli_remote.run_command(args)
         return _run(args)
@@ -185,8 +197,78 @@ def _run(args: argparse.Namespace) -> int:
     from promptdag.api import run  # Prefect starts here, only for valid input
 
     banner = f"Running {spec.name!r}: {len(spec.tasks)} tasks, breadth {spec.config.breadth}"
-    return _execute(banner, lambda: run(spec),
+    return _execute(banner, lambda: run(spec, on_resume=_say),
                     lambda result: render_summary(result, Path(args.spec).name), args.json)
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _retry(args: argparse.Namespace) -> int:
+    """Prefect's flow-run retry (flows/resume.py): a deployment run goes back to Scheduled for a
+    worker; a local run runs again here, as the same flow run, reusing its finished tasks."""
+    import asyncio
+
+    _quiet_prefect(args.verbose)
+    _use_local_server(quiet=args.json)
+    from flows.plan_execute_reflect import plan_execute_reflect
+    from flows.resume import retry
+    from flows.run_workflow import run_workflow
+
+    flows: dict[str, Any] = {"run-workflow": lambda: run_workflow,
+                             "plan-execute-reflect": lambda: plan_execute_reflect}
+
+    def started(previous: str) -> None:
+        _say(f"retrying run {args.run_id} ({previous.lower()}) here, reusing its finished tasks")
+
+    def call() -> Any:
+        retried = asyncio.run(retry(args.run_id, flows, on_start=started))
+        if retried.deployment:
+            return retried
+        assert retried.state is not None
+        data = asyncio.run(retried.state.aresult(raise_on_failure=False))
+        if isinstance(data, BaseException):
+            raise data
+        return (ObjectiveResult if isinstance(data, dict) and "objective" in data
+                else WorkflowResult).model_validate(data)
+
+    unsubscribe = subscribe(_ProgressPrinter()) if not args.json else (lambda: None)
+    try:
+        outcome = call()
+    finally:
+        unsubscribe()
+    if isinstance(outcome, (WorkflowResult, ObjectiveResult)):
+        return _finish(outcome, args.json)
+    if not args.wait:
+        print(f"run {outcome.flow_run_id} ({outcome.previous_state.lower()}) is scheduled "
+              f"again: a worker of its deployment will run it, reusing its finished tasks; "
+              f"follow it with `promptdag status {outcome.flow_run_id}`", file=sys.stderr)
+        print(outcome.flow_run_id)
+        return EXIT_OK
+    from promptdag import client
+
+    return _finish(client.wait_for_result(outcome.flow_run_id), args.json)
+
+
+def _finish(result: WorkflowResult | ObjectiveResult, as_json: bool) -> int:
+    if as_json:
+        print(result.model_dump_json(indent=2))
+    elif isinstance(result, ObjectiveResult):
+        print(render_objective_summary(result))
+    else:
+        print(render_summary(result))
+    return exit_code(result)
+
+
+def exit_code(result: WorkflowResult | ObjectiveResult) -> int:
+    """0 only when the run completed and nothing was lost: a result that could not be saved
+    (full or read-only storage) makes the run exit 1 even though its tasks completed."""
+    if result.status != "completed":
+        return EXIT_FAILED
+    if isinstance(result, WorkflowResult) and result.summary.unsaved_count:
+        return EXIT_FAILED
+    return EXIT_OK
 
 
 def _read_mapping(path: str, what: str) -> dict[str, Any]:
@@ -245,7 +327,16 @@ def _execute(banner: str, call: Callable[[], R], render: Callable[[R], str], as_
     finally:
         unsubscribe()
     print(result.model_dump_json(indent=2) if as_json else render(result))
-    return EXIT_OK if result.status == "completed" else EXIT_FAILED
+    if isinstance(result, WorkflowResult) and result.summary.unsaved_count:
+        print(f"promptdag: {_unsaved_line(result)}", file=sys.stderr)
+    return exit_code(result)
+
+
+def _unsaved_line(result: WorkflowResult) -> str:
+    unsaved = [t for t in result.tasks if t.warning and t.status == "completed"]
+    reasons = sorted({(t.warning or "").removeprefix("result not saved: ") for t in unsaved})
+    return (f"{len(unsaved)} of {result.summary.total_tasks} results were not saved "
+            f"({'; '.join(reasons)}): a resume would call their models again")
 
 
 def render_objective_summary(result: ObjectiveResult) -> str:
@@ -277,6 +368,10 @@ class _ProgressPrinter:
     }
 
     def __call__(self, event: TaskEvent) -> None:
+        if event.kind == "retrying":
+            print(f"  retry {event.task} (attempt {event.attempt}): {event.error}",
+                  file=sys.stderr, flush=True)
+            return
         if event.kind != "finished":
             return
         took = f" ({event.duration_seconds:.2f}s)" if event.duration_seconds is not None else ""
@@ -299,6 +394,17 @@ def render_summary(result: WorkflowResult, source: str = "") -> str:
         f"usage: {result.usage.input_tokens} input + {result.usage.output_tokens} output tokens, "
         f"${result.usage.cost_usd:.4f}",
     ]
+    if s.reused_count:
+        saved = result.saved_usage
+        lines.append(
+            f"reused: {s.reused_count} task(s) not asked again, saving "
+            f"{sum(t.saved_calls for t in result.tasks)} call(s), {saved.input_tokens} input + "
+            f"{saved.output_tokens} output tokens, ${saved.cost_usd:.4f}")
+    if s.retried_count or s.truncated_count:
+        lines.append(f"retries: {s.retried_count}; truncated answers: {s.truncated_count}"
+                     + (" (raise max_tokens in model_options)" if s.truncated_count else ""))
+    if s.unsaved_count:
+        lines.append(f"NOT SAVED: {_unsaved_line(result)}")
     if result.flow_run_id:
         lines.append(f"flow run: {result.flow_run_id}")
     width = min(40, max(len(t.name) for t in result.tasks))
@@ -307,7 +413,10 @@ def render_summary(result: WorkflowResult, source: str = "") -> str:
         detail = detail.splitlines()[0] if detail else ""
         if len(detail) > 90:
             detail = detail[:87] + "..."
-        lines.append(f"  {task.status:<9} {task.name[:width]:<{width}}  {detail}")
+        status = "reused" if task.reused else task.status
+        if task.truncated:
+            status, detail = "truncated", f"[cut at the token limit] {detail}"
+        lines.append(f"  {status:<9} {task.name[:width]:<{width}}  {detail}")
     return "\n".join(lines)
 
 
