@@ -103,11 +103,12 @@ def schema_instructions(schema: dict[str, Any]) -> str:
     in a template), plus the enums and descriptions the template cannot show. The repair round
     shows the full schema."""
     plain = inline_refs(schema)
+    shape = skeleton(plain)
+    kind = "object" if isinstance(shape, dict) else "array" if isinstance(shape, list) else "value"
     notes = "".join(f"\n- {path}: {note}" for path, note in _field_notes(plain, ""))
     return (
-        "Reply with only a JSON value (no prose, no code fence) of this shape, with the "
-        f"placeholder values replaced: {json.dumps(skeleton(plain), ensure_ascii=False)}"
-        + (f"\nFields:{notes}" if notes else "")
+        f"Reply with only a JSON {kind} of this shape: {json.dumps(shape, ensure_ascii=False)}"
+        "\nReplace the placeholder values." + (f"\nFields:{notes}" if notes else "")
     )
 
 

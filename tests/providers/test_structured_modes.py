@@ -103,7 +103,10 @@ async def test_a_server_that_takes_no_format_gets_the_schema_in_the_prompt(
     kinds = [seen.body.get("response_format", {}).get("type") for seen in plain_server.requests]
     assert kinds == ["json_schema", "json_object", None]
     assert [seen.status for seen in plain_server.requests] == [400, 400, 200]
-    assert '{"name": "...", "pet": {"kind": "...", "age": 0}}' in plain_server.prompts()[2]
+    assert (
+        'object of this shape: {"name": "...", "pet": {"kind": "...", "age": 0}}'
+        in (plain_server.prompts()[2])
+    )
     assert await ask_person(url) == Person(name="Ann", pet=Pet(kind="dog", age=3))
     assert len(plain_server.requests) == 4  # the second call went straight to prompt mode
     assert "response_format" not in plain_server.requests[3].body
