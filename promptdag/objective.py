@@ -187,3 +187,34 @@ def unique_names(tasks: list[PlannedTask], taken: set[str] | dict[str, str]) -> 
         ]})
         for t in out
     ]
+
+
+NAME_CHARS, PROMPT_CHARS, CRITIQUE_CHARS = 100, 1500, 1500
+
+
+def _bounded_tasks(schema: dict[str, Any], max_tasks: int) -> None:
+    task = schema["$defs"]["PlannedTask"]["properties"]
+    task["name"]["maxLength"] = NAME_CHARS
+    task["prompt"]["maxLength"] = PROMPT_CHARS
+    for option in task["depends_on"].get("anyOf", [task["depends_on"]]):
+        if option.get("type") == "array":
+            option["maxItems"] = max_tasks
+
+
+def plan_schema(max_tasks: int) -> dict[str, Any]:
+    """The planner's schema with bounds: at most `max_tasks` tasks, short names, prompts of
+    bounded length. Servers that constrain decoding by the schema (llama.cpp, vLLM) then stop a
+    small model that would otherwise repeat itself until the token limit."""
+    schema = Plan.model_json_schema()
+    schema["properties"]["tasks"]["maxItems"] = max_tasks
+    _bounded_tasks(schema, max_tasks)
+    return schema
+
+
+def reflection_schema(max_tasks: int) -> dict[str, Any]:
+    """The reflector's schema, bounded like the planner's (see `plan_schema`)."""
+    schema = Reflection.model_json_schema()
+    schema["properties"]["follow_up_tasks"]["maxItems"] = max_tasks
+    schema["properties"]["critique"]["maxLength"] = CRITIQUE_CHARS
+    _bounded_tasks(schema, max_tasks)
+    return schema

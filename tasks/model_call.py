@@ -69,21 +69,36 @@ class ModelCall:
     HTTP timeout is what is left after waiting for a provider slot.
     """
 
-    def __init__(self, model: str, options: dict[str, Any], task_name: str) -> None:
+    def __init__(
+        self,
+        model: str,
+        options: dict[str, Any],
+        task_name: str,
+        min_answer_tokens: int | None = None,
+    ) -> None:
+        """`min_answer_tokens`: room the answer needs whatever the model's `max_tokens` option
+        says (a plan as JSON), at most half the model's context window."""
         self.name = model
         self.options = options
         self.task_name = task_name
         self.started = time.monotonic()
         self.attempt = current_task_run.run_count or 1
         self.model: Model = get_model(model, options)
+        self.min_answer_tokens = min_answer_tokens
+        self.answer_tokens: int | None = None  # set by prompt_budget when raised
 
     async def prompt_budget(self, system: str | None = None) -> int | None:
         """Characters of prompt that fit the model's context window with room for the answer
         (None when the window is unknown: nothing is shortened)."""
         window = await context_window_of(self.model)
+        answer = int(self.options.get("max_tokens") or get_settings().default_max_tokens)
+        if self.min_answer_tokens and answer < self.min_answer_tokens:
+            answer = self.min_answer_tokens
+            if window:
+                answer = min(answer, window // 2)
+            self.answer_tokens = answer
         if not window:
             return None
-        answer = int(self.options.get("max_tokens") or get_settings().default_max_tokens)
         tokens = window - answer - CONTEXT_MARGIN_TOKENS - (estimate_tokens(system) if system
                                                             else 0)
         # estimate_tokens counts about three characters a token: stay on its side of the line
@@ -98,6 +113,7 @@ class ModelCall:
             options=self.options,
             attempt=self.attempt,
             task_name=self.task_name,
+            max_tokens=self.answer_tokens,
             timeout_seconds=http_timeout(self.started),
             metadata=metadata,
         )

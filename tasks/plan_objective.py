@@ -6,11 +6,11 @@ import json
 from typing import Any
 
 from prefect import task
-from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
 from promptdag.llm.base import Usage
-from promptdag.objective import ObjectiveConfig, Plan, check_plan, unique_names
+from promptdag.objective import ObjectiveConfig, Plan, check_plan, plan_schema, unique_names
+from tasks.prompt_cache import ROLE_CACHE
 from tasks.role_call import ask_structured
 
 PLANNER_SYSTEM = (
@@ -36,7 +36,7 @@ def planner_prompt(objective: str, context: dict[str, Any], config: ObjectiveCon
     )
 
 
-@task(name="plan_objective", cache_policy=NO_CACHE, persist_result=False)
+@task(name="plan_objective", cache_policy=ROLE_CACHE, persist_result=True)  # resume
 async def plan_objective(
     objective: str, context: dict[str, Any], config: ObjectiveConfig
 ) -> PlannerOutput:
@@ -55,5 +55,6 @@ async def plan_objective(
         Plan,
         check=lambda p: check_plan(unique_names(p.tasks, set()), config, {}),
         system=PLANNER_SYSTEM,
+        schema=plan_schema(config.max_tasks),
     )
     return PlannerOutput(plan=Plan(tasks=unique_names(plan.tasks, set())), usage=usage)

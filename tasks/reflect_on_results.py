@@ -4,13 +4,19 @@ objective is answered or which follow-up tasks to run next."""
 from __future__ import annotations
 
 from prefect import task
-from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
 from promptdag.llm.base import Usage
-from promptdag.objective import ObjectiveConfig, Reflection, check_plan, unique_names
+from promptdag.objective import (
+    ObjectiveConfig,
+    Reflection,
+    check_plan,
+    reflection_schema,
+    unique_names,
+)
 from promptdag.results import TaskResult
 from promptdag.template import shorten
+from tasks.prompt_cache import ROLE_CACHE
 from tasks.role_call import ask_structured
 
 REFLECTOR_SYSTEM = (
@@ -52,7 +58,7 @@ def reflector_prompt(
     return prompt
 
 
-@task(name="reflect_on_results", cache_policy=NO_CACHE, persist_result=False)
+@task(name="reflect_on_results", cache_policy=ROLE_CACHE, persist_result=True)  # resume
 async def reflect_on_results(
     objective: str,
     tasks: list[TaskResult],
@@ -79,6 +85,7 @@ async def reflect_on_results(
             if r.follow_up_tasks else None
         ),
         system=REFLECTOR_SYSTEM,
+        schema=reflection_schema(config.max_tasks),
     )
     follow_up = unique_names(reflection.follow_up_tasks, earlier)
     return ReflectorOutput(

@@ -29,8 +29,13 @@ def role_task_options(config: ObjectiveConfig, run_name: str) -> dict[str, Any]:
     }
 
 
+STRUCTURED_ANSWER_TOKENS = 2048
+"""Room a plan or a reflection gets even when `max_tokens` is set low for workflow tasks."""
+
+
 async def _prompt(call: ModelCall, prompt: Prompt, system: str | None) -> str:
-    return prompt if isinstance(prompt, str) else prompt(await call.prompt_budget(system))
+    budget = await call.prompt_budget(system)
+    return prompt if isinstance(prompt, str) else prompt(budget)
 
 
 async def ask_structured(
@@ -41,12 +46,14 @@ async def ask_structured(
     output_type: type[T],
     check: Callable[[T], object] | None = None,
     system: str | None = None,
+    schema: dict[str, Any] | None = None,
 ) -> tuple[T, Usage]:
-    call = ModelCall(model, options, str(metadata.get("role", "role")))
+    call = ModelCall(model, options, str(metadata.get("role", "role")),
+                     min_answer_tokens=STRUCTURED_ANSWER_TOKENS)
 
     async def ask() -> tuple[T, Usage]:
         request = call.request(await _prompt(call, prompt, system), metadata, system)
-        return await complete_structured(call.model, request, output_type, check)
+        return await complete_structured(call.model, request, output_type, check, schema)
 
     return await call.run(ask())
 

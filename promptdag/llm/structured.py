@@ -48,17 +48,20 @@ async def complete_structured(
     request: CompletionRequest,
     output_type: type[T],
     check: Callable[[T], object] | None = None,
+    schema: dict[str, Any] | None = None,
 ) -> tuple[T, Usage]:
     """Ask `model` for an instance of `output_type`; one repair attempt on invalid output.
 
     Args:
         check: further validation (a plan's graph, say); raises SpecError or ValueError with a
             message the model can act on. Its failures get the same single repair attempt.
+        schema: the schema to ask with, when tighter than the model's own (bounds that keep a
+            small model's grammar-constrained answer from running on).
     """
     return await complete_with_schema(
         model,
         request,
-        output_type.model_json_schema(),
+        schema or output_type.model_json_schema(),
         output_type.__name__,
         lambda text: _accept(text, output_type, check),
     )
