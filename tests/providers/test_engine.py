@@ -106,8 +106,9 @@ async def test_a_permanent_error_is_one_call_and_a_clear_message(openai_server: 
     result = await arun(workflow(t("Lost", model="openai:gpt-9"), max_retries=3))
     task = result.task("Lost")
     assert task.status == "failed" and task.attempts == 1 and len(openai_server.requests) == 1
-    assert task.error == (
-        "openai:gpt-9: not found (check the model name and base URL) (HTTP 404): "
+    assert task.error == (  # a server of its own (OPENAI_BASE_URL) is named in the error
+        f"openai:gpt-9 at {openai_server.url}/v1: not found (check the model name and base URL) "
+        "(HTTP 404): "
         "The model `gpt-9` does not exist [invalid_request_error, model_not_found]"
     )
 
