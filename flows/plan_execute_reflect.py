@@ -31,6 +31,7 @@ from promptdag.objective import (
 from promptdag.results import TaskResult, WorkflowResult
 from tasks.infer_dependencies import infer_dependencies
 from tasks.plan_objective import plan_objective
+from tasks.prompt_cache import child_scope, current_scope
 from tasks.reflect_on_results import reflect_on_results
 from tasks.role_call import role_task_options
 from tasks.synthesise_answer import synthesise_answer
@@ -87,6 +88,7 @@ async def plan_execute_reflect(
     objective: str,
     context: dict[str, Any] | None = None,
     config: ObjectiveConfig | None = None,
+    resume_scope: str | None = None,
 ) -> State[ObjectiveResult]:
     """Plan a DAG for `objective`, run it, reflect, repeat up to `config.depth` rounds, answer.
 
@@ -94,6 +96,9 @@ async def plan_execute_reflect(
         objective: what the user wants done.
         context: extra inputs for the planner (e.g. `focus_areas`).
         config: breadth, depth, models per role, retries and timeouts.
+        resume_scope: whose finished work this run may reuse (tasks/prompt_cache.py): by
+            default this flow run's own, so a retry reuses its plan, reflections and the
+            finished tasks of its rounds; a resume passes the scope of the run it resumes.
     """
     context = dict(context or {})
     config = ObjectiveConfig.model_validate(config or {})  # a deployment run sends plain JSON
@@ -115,7 +120,10 @@ async def plan_execute_reflect(
             tasks, analysis_usage = await _with_dependencies(tasks, config, round_no)
             usage = usage + analysis_usage
             spec = plan_to_spec(tasks, f"{_flow_run_name()} (round {round_no})", config, results)
-            state = await run_workflow(spec, return_state=True)
+            state = await run_workflow(  # each round resumes with its objective
+                spec, resume_scope=child_scope(current_scope(), f"round {round_no}"),
+                return_state=True,
+            )
             outcome = WorkflowResult.model_validate(await state.aresult(raise_on_failure=False))
             usage = usage + outcome.usage
             all_tasks.extend(outcome.tasks)

@@ -58,8 +58,8 @@ class Resumed:
     total: int
 
     def message(self) -> str:
-        return (f"resuming run {self.flow_run_id} ({self.state_name.lower()}): "
-                f"{self.done}/{self.total} tasks already done")
+        text = f"resuming run {self.flow_run_id} ({self.state_name.lower()})"
+        return f"{text}: {self.done}/{self.total} tasks already done" if self.total else text
 
 
 def scope_of(flow_run: FlowRun) -> str:

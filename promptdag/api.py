@@ -163,14 +163,37 @@ async def arun_objective(
     objective: ObjectiveRequest | dict[str, Any] | str,
     context: dict[str, Any] | None = None,
     config: dict[str, Any] | None = None,
+    fresh: bool = False,
+    on_resume: Callable[[str], None] | None = None,
 ) -> ObjectiveResult:
-    """Plan, execute and reflect on an objective; the result whether it completed or not."""
-    request = as_objective_request(objective, context, config)
-    from flows.plan_execute_reflect import plan_execute_reflect
+    """Plan, execute and reflect on an objective; the result whether it completed or not.
 
-    state = await plan_execute_reflect(
-        request.objective, request.context, request.config, return_state=True
-    )
+    As for `arun`: when the latest run of the same objective (and context) did not complete,
+    this run resumes it, reusing its plan, reflections and finished tasks; `fresh` starts over.
+    """
+    request = as_objective_request(objective, context, config)
+    from prefect.context import FlowRunContext
+
+    from flows.plan_execute_reflect import plan_execute_reflect
+    from flows.resume import fingerprint, run_flow_run, start_run
+    from tasks.result_persistence import check_storage, storage_path
+
+    check_storage()
+    parameters: dict[str, Any] = {"objective": request.objective, "context": request.context,
+                                  "config": request.config}
+    if FlowRunContext.get() is not None:
+        state = await plan_execute_reflect(**parameters, return_state=True)
+    else:
+        print_ = fingerprint({"flow": "plan-execute-reflect", "objective": request.objective,
+                              "context": request.context, "storage": str(storage_path())})
+        flow_run, resumed = await start_run(plan_execute_reflect, parameters, print_, set(),
+                                            resume=not fresh)
+        if resumed is not None:
+            (on_resume or _notice)(resumed.message())
+        state = await run_flow_run(
+            plan_execute_reflect, flow_run,
+            {**parameters, "resume_scope": resumed.scope if resumed else None},
+        )
     result = await state.aresult(raise_on_failure=False)
     if isinstance(result, BaseException):
         raise result
@@ -181,6 +204,8 @@ def run_objective(
     objective: ObjectiveRequest | dict[str, Any] | str,
     context: dict[str, Any] | None = None,
     config: dict[str, Any] | None = None,
+    fresh: bool = False,
+    on_resume: Callable[[str], None] | None = None,
 ) -> ObjectiveResult:
     """Synchronous `arun_objective`."""
-    return asyncio.run(arun_objective(objective, context, config))
+    return asyncio.run(arun_objective(objective, context, config, fresh, on_resume))

@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     objective.add_argument("--depth", type=int, help="max plan/reflect rounds")
     objective.add_argument("--model", help='model for every role ("provider:model")')
     objective.add_argument("--json", action="store_true", help="print only the result JSON")
+    objective.add_argument("--fresh", action="store_true",
+                           help="start a new run even if the latest run of this objective "
+                           "did not complete")
     objective.add_argument("--verbose", action="store_true", help="show Prefect's own logs")
 
     validate = sub.add_parser("validate", help="check a spec and print its stages")
@@ -310,7 +313,8 @@ def _objective(args: argparse.Namespace) -> int:
 
     banner = (f"Objective: {request.objective!r} (breadth {request.config.breadth}, "
               f"depth {request.config.depth})")
-    return _execute(banner, lambda: run_objective(request), render_objective_summary, args.json)
+    return _execute(banner, lambda: run_objective(request, fresh=args.fresh, on_resume=_say),
+                    render_objective_summary, args.json)
 
 
 R = TypeVar("R", WorkflowResult, ObjectiveResult)
@@ -413,7 +417,7 @@ def render_summary(result: WorkflowResult, source: str = "") -> str:
         detail = detail.splitlines()[0] if detail else ""
         if len(detail) > 90:
             detail = detail[:87] + "..."
-        status = "reused" if task.reused else task.status
+        status: str = "reused" if task.reused else task.status
         if task.truncated:
             status, detail = "truncated", f"[cut at the token limit] {detail}"
         lines.append(f"  {status:<9} {task.name[:width]:<{width}}  {detail}")

@@ -6,12 +6,12 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from prefect import task
-from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
 from promptdag.dependencies import DependencyAnalysis, heuristic_dependencies
 from promptdag.errors import ProviderError
 from promptdag.llm.base import Usage
+from tasks.prompt_cache import ROLE_CACHE
 from tasks.role_call import ask_structured
 
 ANALYZER_SYSTEM = (
@@ -46,7 +46,7 @@ def _check(tasks: list[tuple[str, str]]) -> Any:
     return check
 
 
-@task(name="infer_dependencies", cache_policy=NO_CACHE, persist_result=False)
+@task(name="infer_dependencies", cache_policy=ROLE_CACHE, persist_result=True)  # resume
 async def infer_dependencies(
     tasks: list[tuple[str, str]], model: str, options: dict[str, Any]
 ) -> InferredDependencies:

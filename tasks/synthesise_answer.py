@@ -6,13 +6,13 @@ import json
 from typing import Any
 
 from prefect import task
-from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
 from promptdag.llm.base import Usage
 from promptdag.objective import ObjectiveConfig
 from promptdag.results import TaskResult
 from promptdag.template import shorten
+from tasks.prompt_cache import ROLE_CACHE
 from tasks.role_call import ask_text
 
 SYNTHESISER_SYSTEM = (
@@ -54,7 +54,7 @@ def synthesiser_prompt(
     return prompt
 
 
-@task(name="synthesise_answer", cache_policy=NO_CACHE, persist_result=False)
+@task(name="synthesise_answer", cache_policy=ROLE_CACHE, persist_result=True)  # resume
 async def synthesise_answer(
     objective: str, context: dict[str, Any], tasks: list[TaskResult], config: ObjectiveConfig
 ) -> SynthesiserOutput:

@@ -224,3 +224,36 @@ async def test_two_simultaneous_runs_of_one_spec_make_each_call_once(probe):
     assert len(probe.calls) == 30
     assert first.results == second.results
     assert first.summary.reused_count + second.summary.reused_count == 30
+
+
+async def test_an_objective_retry_reuses_its_plan_reflection_and_finished_tasks(probe):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.states import Scheduled
+
+    from flows.plan_execute_reflect import plan_execute_reflect
+    from flows.resume import run_flow_run
+    from promptdag.api import arun_objective
+    from promptdag.objective import ObjectiveResult
+
+    roles = {"planner_model": "simulated", "reflector_model": "simulated",
+             "synthesiser_model": "simulated"}
+    first = await arun_objective("Assess wind power", config={
+        "retry_backoff_seconds": 0, "model": "probe:x", **roles})
+    assert first.status == "completed" and probe.calls
+    async with get_client() as client:  # Prefect's retry of the same flow run
+        await client.set_flow_run_state(first.flow_run_id, Scheduled(), force=True)
+        flow_run = await client.read_flow_run(first.flow_run_id)
+    probe.calls.clear()
+    state = await run_flow_run(plan_execute_reflect, flow_run, dict(flow_run.parameters))
+    again = ObjectiveResult.model_validate(await state.aresult(raise_on_failure=False))
+    assert probe.calls == []  # no task asked again
+    assert again.final_answer == first.final_answer
+    # A finished round is a completed subflow: Prefect's retry takes its result as it is.
+    assert [r.result.results for r in again.rounds if r.result] == [
+        r.result.results for r in first.rounds if r.result]
+    async with get_client() as client:
+        runs = await client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id])))
+    cached = {t.name for t in runs if t.state_name == "Cached"}
+    assert {"plan (round 1)", "reflect (round 1)", "synthesise answer"} <= cached
