@@ -198,7 +198,9 @@ def _run(args: argparse.Namespace) -> int:
     _quiet_prefect(args.verbose)
     _use_local_server(quiet=args.json)
     from promptdag.api import run  # Prefect starts here, only for valid input
+    from tasks.result_persistence import check_storage
 
+    check_storage()  # full or read-only: one line, exit 2, before the banner
     banner = f"Running {spec.name!r}: {len(spec.tasks)} tasks, breadth {spec.config.breadth}"
     return _execute(banner, lambda: run(spec, on_resume=_say),
                     lambda result: render_summary(result, Path(args.spec).name), args.json)

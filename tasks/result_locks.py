@@ -25,6 +25,7 @@ from pathlib import Path
 from prefect.locking.protocol import LockManager
 
 POLL_SECONDS = 0.05
+EMPTY_LOCK_SECONDS = 10
 
 
 def lock_directory() -> Path:
@@ -65,7 +66,12 @@ class LocalLockManager(LockManager):
             return {}  # being written: treat as held
         return data if isinstance(data, dict) else {}
 
-    def _stale(self, info: dict[str, object]) -> bool:
+    def _stale(self, info: dict[str, object], key: str) -> bool:
+        if not info:  # empty: its writer died between creating and writing it, or is writing
+            try:
+                return time.time() - self._path(key).stat().st_mtime > EMPTY_LOCK_SECONDS
+            except FileNotFoundError:
+                return True
         expires = info.get("expires")
         if isinstance(expires, (int, float)) and expires < time.time():
             return True
@@ -80,7 +86,7 @@ class LocalLockManager(LockManager):
         if info is not None:
             if info.get("holder") == holder:
                 return True
-            if not self._stale(info):
+            if not self._stale(info, key):
                 return False
             path.unlink(missing_ok=True)
         try:
@@ -89,8 +95,11 @@ class LocalLockManager(LockManager):
             return False
         record = {"holder": holder, "pid": os.getpid(), "host": socket.gethostname(),
                   "expires": time.time() + hold_timeout if hold_timeout else None}
-        with os.fdopen(fd, "w") as file:
-            json.dump(record, file)
+        try:
+            with os.fdopen(fd, "w") as file:
+                json.dump(record, file)
+        except OSError:  # a full disk: go on without the lock rather than fail the task
+            path.unlink(missing_ok=True)
         return True
 
     def acquire_lock(
@@ -127,7 +136,7 @@ class LocalLockManager(LockManager):
 
     def is_locked(self, key: str) -> bool:
         info = self._read(key)
-        return info is not None and not self._stale(info)
+        return info is not None and not self._stale(info, key)
 
     def is_lock_holder(self, key: str, holder: str) -> bool:
         info = self._read(key)

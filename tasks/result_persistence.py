@@ -77,7 +77,7 @@ def check_storage(path: Path | None = None) -> None:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise ConfigError(f"result storage {folder} is full ({describe(exc)}): {hint}"
                               ) from None
-        raise ConfigError(f"result storage {folder} is not writable ({describe(exc)}): {hint}"
-                          ) from None
+        raise ConfigError(f"result storage {folder} is not writable ({describe(exc)}): make "
+                          "it writable or point PREFECT_LOCAL_STORAGE_PATH elsewhere") from None
     if free < MIN_FREE_BYTES:
         raise ConfigError(f"result storage {folder} is full ({free} bytes free): {hint}")
