@@ -5,8 +5,11 @@ recording provider registered through the public registry."""
 from __future__ import annotations
 
 import asyncio
+import atexit
 import hashlib
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -18,6 +21,11 @@ import pytest
 # Offline machine: no telemetry attempts from the temporary Prefect server.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+# One temporary PREFECT_HOME for the whole session, subprocesses included, set before Prefect is
+# imported: no test writes into the user's real ~/.prefect (specs, results, profiles, servers).
+os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="promptdag-tests-prefect-home-")
+os.environ.pop("PREFECT_API_URL", None)  # the user's server is not the tests'
+os.environ.pop("PREFECT_PROFILES_PATH", None)
 
 from promptdag.errors import PermanentProviderError
 from promptdag.llm.base import Completion, CompletionRequest, Usage
@@ -86,6 +94,7 @@ class ProbeModel:
 
 
 register_provider("probe", ProbeModel)
+atexit.register(shutil.rmtree, os.environ["PREFECT_HOME"], True)
 
 
 @pytest.fixture
