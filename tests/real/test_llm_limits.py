@@ -25,16 +25,18 @@ async def test_the_context_window_is_read_from_the_server(llama_server: LlamaSer
     assert await context_window_of(model) == n_ctx
 
 
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
 async def test_a_prompt_longer_than_the_context_is_a_clear_permanent_error(
-    llama_server: LlamaServer,
+    llama_server: LlamaServer, provider: str
 ):
     prompt = "word " * 2100
     assert estimate_tokens(prompt) > 2048  # the estimate is conservative: it would have warned
-    model = get_model("openai:smollm2", llama_server.options(max_tokens=8))
+    url = llama_server.base_url if provider == "openai" else llama_server.root
+    model = get_model(f"{provider}:smollm2", {"base_url": url, "max_tokens": 8})
     with pytest.raises(PermanentProviderError) as caught:
         await model.complete(CompletionRequest(prompt=prompt))
     message = str(caught.value)
-    assert message.startswith(f"openai:smollm2 at {llama_server.base_url}: context overflow: ")
+    assert message.startswith(f"{provider}:smollm2 at {url}: context overflow: ")
     assert "the request has 2131 tokens, the model's context is 2048 tokens" in message
 
 
