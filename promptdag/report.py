@@ -42,6 +42,12 @@ def workflow_report(result: WorkflowResult) -> str:
         f"{s.skipped_count} skipped, {s.cancelled_count} cancelled) in "
         f"{result.elapsed_seconds:.2f} s; {_usage(result.usage)}.",
     ]
+    if s.reused_count:
+        lines += ["", f"{s.reused_count} task(s) reused (no model call), saving "
+                  f"{_usage(result.saved_usage)}."]
+    if s.unsaved_count:
+        lines += ["", f"**{s.unsaved_count} result(s) could not be saved**: a resume would "
+                  "call their models again (see the task table's errors and the logs)."]
     answers = [t for t in final_tasks(result) if t.result]
     if answers:
         lines += ["", "## Results"]
@@ -88,15 +94,19 @@ def task_rows(tasks: list[TaskResult], round_no: int | None = None) -> list[dict
         row.update(
             task=task.name,
             status=task.status,
+            reused=task.reused,  # taken from this run's earlier attempt or the cache: no call
             attempts=task.attempts,
             duration_s=round(task.duration_seconds, 3) if task.duration_seconds is not None
             else None,
             input_tokens=task.usage.input_tokens,
             output_tokens=task.usage.output_tokens,
             cost_usd=round(task.usage.cost_usd, 6),
+            saved_tokens=(task.saved_usage.input_tokens + task.saved_usage.output_tokens
+                          if task.saved_usage else 0),
+            saved_usd=round(task.saved_usage.cost_usd, 6) if task.saved_usage else 0.0,
             model=task.model,
             depends_on=", ".join(task.depends_on),
-            error=_clip(task.error, 200) if task.error else None,
+            error=_clip(task.error or task.warning or "", 200) or None,
         )
         rows.append(row)
     return rows

@@ -50,9 +50,9 @@ def test_the_workflow_report_leads_with_outcome_then_answers_then_failures():
 def test_task_rows_carry_status_attempts_duration_tokens_and_cost():
     rows = task_rows(workflow().tasks)
     assert rows[0] == {
-        "task": "Gather", "status": "completed", "attempts": 2, "duration_s": 1.235,
-        "input_tokens": 10, "output_tokens": 5, "cost_usd": 0.01, "model": None,
-        "depends_on": "", "error": None,
+        "task": "Gather", "status": "completed", "reused": False, "attempts": 2,
+        "duration_s": 1.235, "input_tokens": 10, "output_tokens": 5, "cost_usd": 0.01,
+        "saved_tokens": 0, "saved_usd": 0.0, "model": None, "depends_on": "", "error": None,
     }
     assert rows[1]["depends_on"] == "Gather" and len(rows[1]["error"]) <= 200
 
