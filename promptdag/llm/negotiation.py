@@ -25,7 +25,7 @@ from typing import Any
 from promptdag.errors import ProviderError
 from promptdag.llm.base import Completion, Usage
 
-_REJECTION_WORDS = ("response_format", "json_schema", "json_object", "tool")
+_REJECTION_WORDS = ("response_format", "json_schema", "json schema", "json_object", "tool")
 _lock = threading.Lock()
 _working: dict[tuple[str, str, str], str] = {}
 

@@ -16,7 +16,13 @@ from promptdag.llm.negotiation import extract_json, inline_refs, known_mode, sch
 from promptdag.llm.options import check_options
 from promptdag.llm.registry import get_model
 from promptdag.llm.structured import complete_schema, complete_structured
-from tests.providers.servers import ANTHROPIC_KEY, AnthropicServer, OpenAIServer, Reply
+from tests.providers.servers import (
+    ANTHROPIC_KEY,
+    AnthropicServer,
+    OpenAIServer,
+    Reply,
+    anthropic_error,
+)
 
 
 class Pet(BaseModel):
@@ -179,6 +185,23 @@ async def test_an_anthropic_server_that_ignores_the_forced_tool_gets_the_prompt(
         Person,
     )
     assert len(server.requests) == 3 and "tools" not in server.requests[2].body
+
+
+async def test_an_anthropic_server_that_refuses_tools_gets_the_prompt(
+    anthropic_server: AnthropicServer,
+):
+    anthropic_server.script(
+        anthropic_error(
+            400, "invalid_request_error", "tool_choice: forced tools are not supported"
+        ),
+        Reply(content=ANN),
+    )
+    person, _ = await complete_structured(
+        get_model("anthropic:claude-local"), CompletionRequest(prompt="Describe Ann"), Person
+    )
+    assert person.pet.age == 3
+    first, second = anthropic_server.requests
+    assert first.status == 400 and "tools" not in second.body
 
 
 def test_the_first_json_value_is_taken_from_fenced_or_prose_answers():
