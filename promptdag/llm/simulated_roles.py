@@ -103,8 +103,9 @@ def _digest(text: str) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
 
 
-def example_for_schema(schema: dict[str, Any], seed: str, root: dict[str, Any] | None = None
-                       ) -> Any:
+def example_for_schema(
+    schema: dict[str, Any], seed: str, root: dict[str, Any] | None = None
+) -> Any:
     """A deterministic value satisfying a JSON schema (the common subset): enums pick a member
     from a hash of the prompt, strings echo it, numbers lie in their bounds."""
     root = root or schema
@@ -138,8 +139,9 @@ def example_for_schema(schema: dict[str, Any], seed: str, root: dict[str, Any] |
     return f"simulated {seed.split('/')[-1]} {_digest(seed) % 10_000:04d}"
 
 
-def task_output(meta: dict[str, Any], schema: dict[str, Any], options: dict[str, Any],
-                prompt: str) -> str:
+def task_output(
+    meta: dict[str, Any], schema: dict[str, Any], options: dict[str, Any], prompt: str
+) -> str:
     """A workflow task's structured result: `outputs[task name]` when given, else an example."""
     fixed = (options.get("outputs") or {}).get(meta.get("task"))
     if fixed is not None:
