@@ -35,6 +35,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="promptdag", description="Run DAGs of LLM prompts on Prefect.")
+    parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = sub.add_parser("run", help="run a workflow spec")
@@ -78,6 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     graph = sub.add_parser("graph", help="print the DAG as a Mermaid diagram")
     graph.add_argument("spec")
 
+    schema = sub.add_parser("schema", help="print the JSON Schema of a spec file (for editors)")
+    schema.add_argument("--reference", action="store_true",
+                        help="print the field reference as Markdown instead")
+
     retry = sub.add_parser(
         "retry", help="retry a run that did not complete, reusing its finished tasks"
     )
@@ -97,6 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _validate(args)
         if args.command == "graph":
             return _graph(args)
+        if args.command == "schema":
+            return _schema(args)
         if args.command == "objective":
             return _objective(args)
         if args.command == "retry":
@@ -110,6 +117,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("promptdag: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `promptdag status RUN | head -1`: the reader left, end quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush is silent too
+        return EXIT_OK
     except Exception as exc:  # a bug, not bad input: one line, traceback on request
         if os.environ.get("PROMPTDAG_DEBUG"):
             raise
@@ -137,7 +148,45 @@ def _load(
     return spec, validate_spec(spec, check_keys=check_keys)
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    def of(package: str) -> str:
+        try:
+            return version(package)
+        except PackageNotFoundError:
+            return "not installed"
+
+    return f"promptdag {of('promptdag')} (prefect {of('prefect')}, Python {sys.version.split()[0]})"
+
+
+def _schema(args: argparse.Namespace) -> int:
+    import json
+
+    from promptdag.reference import spec_reference, spec_schema
+
+    print(spec_reference() if args.reference else json.dumps(spec_schema(), indent=2))
+    return EXIT_OK
+
+
+def _objective_request(path: str) -> bool:
+    """True for a file that is an objective request body (`objective`, no `tasks`)."""
+    try:
+        data = _read_mapping(path, "file")
+    except SpecError:
+        return False
+    return "objective" in data and "tasks" not in data
+
+
 def _validate(args: argparse.Namespace) -> int:
+    if _objective_request(args.spec):  # a plan-execute body, not a spec: check it as one
+        from promptdag.api import as_objective_request
+
+        request = as_objective_request(_read_mapping(args.spec, "request"))
+        print(f"{args.spec}: a valid objective request (breadth {request.config.breadth}, "
+              f"depth {request.config.depth}); run it with: "
+              f"promptdag objective --request {args.spec}")
+        return EXIT_OK
     spec, graph = _load(args.spec)
     path, _ = graph.critical_path()
     print(

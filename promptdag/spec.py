@@ -77,7 +77,9 @@ def parse_duration(value: Any) -> float | None:
     return seconds
 
 
-CacheExpiration = Annotated[float | None, BeforeValidator(parse_duration)]
+CacheExpiration = Annotated[
+    float | None, BeforeValidator(parse_duration, json_schema_input_type=float | str | None)
+]
 
 
 class _Strict(BaseModel):
@@ -153,23 +155,29 @@ class TaskSpec(_Strict):
     prompt: str = Field(
         "", description="The prompt; `{{ Task Name }}` inserts that result (none for a workflow)."
     )
-    description: str | None = None
+    description: str | None = Field(None, description="What the task is for (not sent on).")
     task_type: TaskType = Field(TaskType.SEQUENTIAL, description="Staging when implied.")
     priority: Priority = Field(Priority.NORMAL, description="Order among ready tasks.")
     depends_on: list[str] | None = Field(
         None, description="Explicit dependencies; omitted means implied by stages."
     )
     context: dict[str, Any] = Field(default_factory=dict, description="Extra prompt inputs.")
-    max_retries: int | None = Field(None, ge=0, le=20)
-    timeout_seconds: float | None = Field(None, gt=0, le=86_400)
+    max_retries: int | None = Field(None, ge=0, le=20, description="Retries (default: config's).")
+    timeout_seconds: float | None = Field(
+        None, gt=0, le=86_400, description="Timeout of each attempt (default: config's)."
+    )
     cache: bool | None = Field(
         None, description="Answer identical requests once across runs (default: the config's)."
     )
     cache_expiration: CacheExpiration = Field(
         None, description="How long this task's cached answers last (default: the config's)."
     )
-    model: ModelRef | None = None
-    model_options: dict[str, Any] = Field(default_factory=dict)
+    model: ModelRef | None = Field(
+        None, description='"provider:model", or a list tried in order (default: config\'s).'
+    )
+    model_options: dict[str, Any] = Field(
+        default_factory=dict, description="Provider options, over the config's key by key."
+    )
     fail_on_truncation: bool | None = Field(
         None, description="An answer cut at the token limit fails the task (default: config's)."
     )
@@ -213,8 +221,10 @@ class WorkflowSpec(_Strict):
     """A named DAG of prompt tasks and the config to run it with."""
 
     name: str = Field(..., min_length=1, max_length=200, description="Workflow name.")
-    description: str | None = None
-    config: WorkflowConfig = Field(default_factory=WorkflowConfig)
+    description: str | None = Field(None, description="What the workflow is for (shown in the UI).")
+    config: WorkflowConfig = Field(
+        default_factory=WorkflowConfig, description="How the workflow runs (see `config`)."
+    )
     tasks: list[TaskSpec] = Field(..., min_length=1, description="The prompt tasks.")
 
     def task(self, name: str) -> TaskSpec:
@@ -247,7 +257,7 @@ def describe_validation_error(exc: ValidationError, data: Any) -> str:
     first = errors[0]
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
-        message = "unknown field (check the spelling; see the spec reference in the README)"
+        message = "unknown field (check the spelling; every field: promptdag schema --reference)"
     elif first["type"] == "missing":
         message = "required field is missing"
     more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
