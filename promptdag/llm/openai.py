@@ -138,7 +138,9 @@ class OpenAIModel:
         if schema is not None and mode == "json_schema":
             body["response_format"] = response_format(schema, strict=opts.strict_schema)
         elif schema is not None and mode == "json_object":
-            body["response_format"] = {"type": "json_object", "schema": inline_refs(schema)}
+            body["response_format"] = {"type": "json_object"}
+            if self.base_url:  # llama.cpp and vLLM hold JSON mode to a schema; OpenAI has none
+                body["response_format"]["schema"] = inline_refs(schema)
         if opts.extra_body:
             body["extra_body"] = opts.extra_body
         return body
