@@ -160,3 +160,20 @@ async def test_a_dead_server_has_no_known_context_window():
 def test_token_estimates_are_conservative():
     assert estimate_tokens("") == 1
     assert estimate_tokens("word " * 300) == 501  # ~300 real tokens
+
+
+async def test_a_timeout_names_the_server(openai_server: OpenAIServer):
+    openai_server.script(Reply(content="late", delay=0.6))
+    with pytest.raises(RetryableProviderError) as caught:
+        await ask("openai:local", timeout_seconds=0.2)
+    assert str(caught.value) == (
+        f"openai:local at {openai_server.url}/v1: no answer within the HTTP timeout (0.2 s)"
+    )
+
+
+def test_an_endpoint_is_shown_without_credentials_or_query():
+    from promptdag.llm.transport import endpoint_of
+
+    assert endpoint_of("https://u:p@example.com/v1/?key=abc") == "https://example.com:443/v1"
+    assert endpoint_of("http://[::1]:8000/v1") == "http://[::1]:8000/v1"
+    assert endpoint_of(None) is None
