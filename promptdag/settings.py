@@ -73,6 +73,35 @@ class Settings(BaseSettings):
         description='Per-provider limits across flow runs, e.g. {"openai": {"max_in_flight": 8, '
         '"requests_per_second": 5}}. Off by default; needs a Prefect server.',
     )
+    # Input bounds (promptdag/limits.py): `validate` and `run` enforce them alike.
+    max_spec_bytes: int = Field(
+        8_000_000,
+        ge=1,
+        description="Largest spec file (and sub-workflow, --context-file or --request file) "
+        "read, in bytes; also the largest spec once its YAML aliases are expanded and its "
+        "sub-workflows inlined, as JSON.",
+    )
+    max_spec_values: int = Field(
+        250_000,
+        ge=1,
+        description="Most values (mappings, lists, keys and scalars) in a spec file once its "
+        "YAML aliases are expanded; bounds the memory of reading it.",
+    )
+    max_spec_depth: int = Field(
+        100,
+        ge=2,
+        le=200,
+        description="Deepest nesting of mappings and lists in a spec (Prefect cannot serialise "
+        "values nested much deeper than 250).",
+    )
+    max_prompt_chars: int = Field(
+        1_000_000, ge=1, description="Longest prompt of a task, in characters."
+    )
+    max_context_bytes: int = Field(
+        1_000_000,
+        ge=1,
+        description="Largest `context` of a task (or of an objective), as JSON, in bytes.",
+    )
 
 
 _cache: dict[tuple[tuple[str, str], ...], Settings] = {}

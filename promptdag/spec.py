@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from promptdag.errors import SpecError
+from promptdag.limits import load_yaml, measure, read_text
 
 FailureMode = Literal["fail_fast", "skip_dependents", "continue"]
 
@@ -276,6 +277,7 @@ def parse_spec(
         return data
     if not isinstance(data, dict):
         raise SpecError(f"{source}: expected a mapping with 'name' and 'tasks' at the top level")
+    measure(data, source)  # bounded before pydantic walks it (shared values count each time)
     data = _inline_workflows(data, base or Path.cwd(), stack)
     try:
         spec = WorkflowSpec.model_validate(data)
@@ -291,14 +293,7 @@ def parse_spec(
 def load_spec(path: str | Path) -> WorkflowSpec:
     """Read a spec file (`.yaml`, `.yml` or `.json`; other names are tried as YAML)."""
     file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError(f"{file}: no such file") from None
-    except IsADirectoryError:
-        raise SpecError(f"{file}: is a directory, expected a spec file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"{file}: cannot read: {exc}") from None
+    text = read_text(file)  # a regular file of bounded size, or SpecError
     return parse_spec(_parse_text(text, file), str(file), file.parent, (file.resolve(),))
 
 
@@ -323,11 +318,9 @@ def _inline_workflows(data: dict[str, Any], base: Path, stack: tuple[Path, ...])
                 chain = " -> ".join(p.name for p in (*stack, path))
                 raise SpecError(f"{who}: sub-workflow cycle across files: {chain}")
             try:
-                text = path.read_text(encoding="utf-8")
-            except FileNotFoundError:
-                raise SpecError(f"{who}: no such file ({path})") from None
-            except (OSError, UnicodeDecodeError) as exc:
-                raise SpecError(f"{who}: cannot read: {exc}") from None
+                text = read_text(path, "sub-workflow")
+            except SpecError as exc:
+                raise SpecError(f"{who}: {exc}") from None
             sub = _parse_text(text, path)
             if isinstance(sub, dict):
                 sub = _inline_workflows(sub, path.parent, (*stack, path))
@@ -339,6 +332,12 @@ def _inline_workflows(data: dict[str, Any], base: Path, stack: tuple[Path, ...])
 
 
 def _parse_text(text: str, file: Path) -> Any:
+    data = _parse_unbounded(text, file)
+    measure(data, str(file))
+    return data
+
+
+def _parse_unbounded(text: str, file: Path) -> Any:
     if file.suffix.lower() == ".json":
         try:
             return json.loads(text)
@@ -349,7 +348,7 @@ def _parse_text(text: str, file: Path) -> Any:
         except RecursionError:
             raise SpecError(f"{file}: invalid JSON: nested too deeply") from None
     try:
-        return yaml.safe_load(text)
+        return load_yaml(text, str(file))  # aliases, values and depth bounded while parsing
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -7,6 +7,7 @@ from typing import Any
 
 from promptdag.errors import SpecError
 from promptdag.graph import WorkflowGraph, build_graph
+from promptdag.limits import check_spec
 from promptdag.llm.keys import check_key
 from promptdag.llm.options import OPTION_MODELS, check_options, parse_options
 from promptdag.llm.pricing import load_prices
@@ -32,7 +33,10 @@ def validate_spec(spec: WorkflowSpec, *, check_keys: bool = True) -> WorkflowGra
 
     With `check_keys` (a run, not `promptdag validate`), also raise ConfigError when a real
     model has no API key or the prices file is unreadable: one line before anything starts.
+    Input bounds (depth, size, prompt and context sizes: promptdag/limits.py) are checked
+    here, so `validate` and `run` accept exactly the same specs.
     """
+    check_spec(spec)
     graph = build_graph(spec)
     real = False
     for task in spec.tasks:
