@@ -92,8 +92,12 @@ def start_server(
     port: int | None = DEFAULT_PORT,
     home: Path | None = None,
     timeout: float = 60.0,
+    env: dict[str, str] | None = None,
 ) -> ServerInfo:
     """Start `prefect server start` in a new session and return once `/api/health` answers.
+
+    `env` adds to the server's environment, e.g. `PREFECT_API_DATABASE_CONNECTION_URL` for a
+    server on PostgreSQL (this process's own settings stay as they are).
 
     Raises:
         ConfigError: a server is already recorded for this PREFECT_HOME, the port is taken,
@@ -115,7 +119,7 @@ def start_server(
         process = subprocess.Popen(
             [sys.executable, "-m", "prefect", "server", "start", "--host", host,
              "--port", str(port)],
-            env=server_env(host, port, home),
+            env={**server_env(host, port, home), **(env or {})},
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
