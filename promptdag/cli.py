@@ -23,6 +23,7 @@ from promptdag.objective import ObjectiveResult
 from promptdag.results import WorkflowResult
 from promptdag.settings import get_settings
 from promptdag.spec import WorkflowSpec, load_spec, parse_spec
+from promptdag.terminal import safe
 from promptdag.validation import validate_spec
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -112,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cli_remote.run_command(args)
         return _run(args)
     except PromptDagError as exc:
-        print(f"promptdag: error: {exc}", file=sys.stderr)
+        print(f"promptdag: error: {safe(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("promptdag: interrupted", file=sys.stderr)
@@ -122,9 +123,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush is silent too
         return EXIT_OK
     except Exception as exc:  # a bug, not bad input: one line, traceback on request
+        from promptdag.environment import environment_problem
+
+        if (problem := environment_problem(exc)) is not None:  # the machine's, not a bug
+            print(f"promptdag: error: {safe(problem)}", file=sys.stderr)
+            return EXIT_BAD_INPUT
         if os.environ.get("PROMPTDAG_DEBUG"):
             raise
-        print(f"promptdag: internal error: {type(exc).__name__}: {exc} "
+        print(f"promptdag: internal error: {type(exc).__name__}: {safe(exc)} "
               "(set PROMPTDAG_DEBUG=1 for the traceback)", file=sys.stderr)
         return EXIT_INTERNAL
 
@@ -190,18 +196,18 @@ def _validate(args: argparse.Namespace) -> int:
     spec, graph = _load(args.spec)
     path, _ = graph.critical_path()
     print(
-        f"{args.spec}: valid: {len(graph.names)} tasks, {len(graph.levels())} stages, "
+        f"{safe(args.spec)}: valid: {len(graph.names)} tasks, {len(graph.levels())} stages, "
         f"breadth {spec.config.breadth}"
     )
     for i, level in enumerate(graph.levels(), 1):
-        print(f"  stage {i}: {', '.join(level)}")
-    print(f"  critical path ({len(path)} tasks): {' -> '.join(path)}")
+        print(f"  stage {i}: {', '.join(map(safe, level))}")
+    print(f"  critical path ({len(path)} tasks): {' -> '.join(map(safe, path))}")
     return EXIT_OK
 
 
 def _graph(args: argparse.Namespace) -> int:
     _, graph = _load(args.spec)
-    print(graph.mermaid())
+    print(safe(graph.mermaid(), multiline=True))
     return EXIT_OK
 
 
@@ -220,6 +226,16 @@ def _quiet_prefect(verbose: bool) -> None:
 
 
 def _use_local_server(quiet: bool) -> None:
+    """Point Prefect at the local server if one is running, then check the environment: an
+    API that does not answer or a PREFECT_HOME that cannot be written is one line and exit 2
+    here, before Prefect starts (promptdag/environment.py)."""
+    from promptdag.environment import check_environment
+
+    _find_local_server(quiet)
+    check_environment()
+
+
+def _find_local_server(quiet: bool) -> None:
     """Fast start: with no PREFECT_API_URL set, use the server `promptdag server start` left
     running (about 2 s to the first task instead of 5-15 s for Prefect's ephemeral API), so
     the run also shows in its UI."""
@@ -256,7 +272,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    print(safe(message), file=sys.stderr, flush=True)
 
 
 def _retry(args: argparse.Namespace) -> int:
@@ -326,22 +342,28 @@ def exit_code(result: WorkflowResult | ObjectiveResult) -> int:
 
 
 def _read_mapping(path: str, what: str) -> dict[str, Any]:
-    """A JSON or YAML file holding a mapping; SpecError (exit 2) otherwise."""
+    """A JSON or YAML file holding a mapping; SpecError (exit 2) otherwise. Bounded like a
+    spec (promptdag/limits.py): a regular file, sizes, YAML aliases and depth; a context (as
+    a file or in a request) at most PROMPTDAG_MAX_CONTEXT_BYTES."""
     import json
 
     import yaml
 
+    from promptdag.limits import check_context, load_yaml, measure, read_text
+
     file = Path(path)
+    text = read_text(file, what)
     try:
-        text = file.read_text(encoding="utf-8")
-        data = json.loads(text) if file.suffix.lower() == ".json" else yaml.safe_load(text)
-    except FileNotFoundError:
-        raise SpecError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
+        data = json.loads(text) if file.suffix.lower() == ".json" else load_yaml(text, path)
+    except (RecursionError, ValueError, yaml.YAMLError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise SpecError(f"{path}: cannot read {what}: {first}") from None
     if not isinstance(data, dict):
         raise SpecError(f"{path}: {what} must be a mapping")
+    measure(data, path)
+    context = data if what == "context" else data.get("context")
+    if what in ("context", "request") and context is not None:
+        check_context(context, path)
     return data
 
 
@@ -383,7 +405,7 @@ def _execute(banner: str, call: Callable[[], R], render: Callable[[R], str], as_
         unsubscribe()
     print(result.model_dump_json(indent=2) if as_json else render(result))
     if isinstance(result, WorkflowResult) and result.summary.unsaved_count:
-        print(f"promptdag: {_unsaved_line(result)}", file=sys.stderr)
+        print(f"promptdag: {safe(_unsaved_line(result))}", file=sys.stderr)
     return exit_code(result)
 
 
@@ -404,11 +426,11 @@ def render_objective_summary(result: ObjectiveResult) -> str:
     for r in result.rounds:
         done = r.result.summary.completed_count if r.result else 0
         lines.append(f"  round {r.round}: {len(r.plan.tasks)} tasks, {done} completed"
-                     + (f"; reflection: {r.reflection.critique}" if r.reflection else ""))
+                     + (f"; reflection: {safe(r.reflection.critique)}" if r.reflection else ""))
     if result.error:
-        lines.append(f"error: {result.error}")
+        lines.append(f"error: {safe(result.error)}")
     if result.final_answer:
-        lines += ["", result.final_answer]
+        lines += ["", safe(result.final_answer, multiline=True)]
     return "\n".join(lines)
 
 
@@ -424,16 +446,16 @@ class _ProgressPrinter:
 
     def __call__(self, event: TaskEvent) -> None:
         if event.kind == "retrying":
-            print(f"  retry {event.task} (attempt {event.attempt}): {event.error}",
+            print(f"  retry {safe(event.task)} (attempt {event.attempt}): {safe(event.error)}",
                   file=sys.stderr, flush=True)
             return
         if event.kind != "finished":
             return
         took = f" ({event.duration_seconds:.2f}s)" if event.duration_seconds is not None else ""
-        why = f": {event.error}" if event.error and event.status == "failed" else ""
+        why = f": {safe(event.error)}" if event.error and event.status == "failed" else ""
         print(
             f"  [{event.finished_count}/{event.total}] {self.marks.get(event.status or '', '?')}"
-            f" {event.task}{took}{why}",
+            f" {safe(event.task)}{took}{why}",
             file=sys.stderr,
             flush=True,
         )
@@ -443,7 +465,7 @@ def render_summary(result: WorkflowResult, source: str = "") -> str:
     """The human-readable end of a run: status, counts, usage, each task's outcome."""
     s = result.summary
     lines = [
-        f"{result.name}: {result.status.upper()} in {result.elapsed_seconds:.2f}s "
+        f"{safe(result.name)}: {result.status.upper()} in {result.elapsed_seconds:.2f}s "
         f"({s.completed_count}/{s.total_tasks} completed, {s.failed_count} failed, "
         f"{s.skipped_count} skipped, {s.cancelled_count} cancelled)",
         f"usage: {result.usage.input_tokens} input + {result.usage.output_tokens} output tokens, "
@@ -459,10 +481,11 @@ def render_summary(result: WorkflowResult, source: str = "") -> str:
         lines.append(f"retries: {s.retried_count}; truncated answers: {s.truncated_count}"
                      + (" (raise max_tokens in model_options)" if s.truncated_count else ""))
     if s.unsaved_count:
-        lines.append(f"NOT SAVED: {_unsaved_line(result)}")
+        lines.append(f"NOT SAVED: {safe(_unsaved_line(result))}")
     if result.flow_run_id:
         lines.append(f"flow run: {result.flow_run_id}")
-    width = min(40, max(len(t.name) for t in result.tasks))
+    names = {t.name: safe(t.name) for t in result.tasks}  # escaped: as wide as printed
+    width = min(40, max(len(name) for name in names.values()))
     for task in result.tasks:
         detail = task.error if task.status != "completed" else (task.result or "")
         detail = detail.splitlines()[0] if detail else ""
@@ -471,7 +494,7 @@ def render_summary(result: WorkflowResult, source: str = "") -> str:
         status: str = "reused" if task.reused else task.status
         if task.truncated:
             status, detail = "truncated", f"[cut at the token limit] {detail}"
-        lines.append(f"  {status:<9} {task.name[:width]:<{width}}  {detail}")
+        lines.append(f"  {status:<9} {names[task.name][:width]:<{width}}  {safe(detail)}")
     return "\n".join(lines)
 
 

@@ -14,6 +14,7 @@ import sys
 from typing import Any
 
 from promptdag.errors import SpecError
+from promptdag.terminal import safe
 
 COMMANDS = ("submit", "status", "result", "server")
 EXIT_OK, EXIT_FAILED = 0, 1
@@ -106,11 +107,11 @@ def _status(args: argparse.Namespace) -> int:
         return EXIT_OK
     depth = f", round {status.current_depth}/{status.max_depth}" if status.max_depth else ""
     failed = f", {status.tasks_failed} failed" if status.tasks_failed else ""
-    print(f"{status.name}: {status.state_name.lower()}: {status.tasks_completed}/"
+    print(f"{safe(status.name)}: {status.state_name.lower()}: {status.tasks_completed}/"
           f"{status.tasks_total} tasks finished ({status.progress:.0%}{failed}{depth}), "
           f"{status.elapsed_seconds:.1f} s")
     if status.message and status.finished:
-        print(f"  {status.message}")
+        print(f"  {safe(status.message)}")
     if status.url:
         print(f"  {status.url}")
     return EXIT_OK
