@@ -12,10 +12,13 @@ from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State
 
 from flows.artifacts import RunView, workflow_tag
+from flows.resume import remember
 from flows.runners import task_placement
 from flows.scheduler import ReadySetScheduler
+from promptdag.batch import Batch, expand, read_rows, row_result
 from promptdag.llm.base import Usage
 from promptdag.results import (
+    RowResult,
     TaskResult,
     WorkflowResult,
     saved_usage,
@@ -48,7 +51,10 @@ def _flow_run_name() -> str:
     result_serializer="json",
 )
 async def run_workflow(
-    spec: WorkflowSpec | str, resume_scope: str | None = None
+    spec: WorkflowSpec | str,
+    resume_scope: str | None = None,
+    data: list[dict[str, Any]] | str | None = None,
+    row_offset: int = 0,
 ) -> State[WorkflowResult]:
     """Run a workflow spec: every task as soon as its dependencies allow, `breadth` at a time.
 
@@ -62,11 +68,18 @@ async def run_workflow(
         resume_scope: whose finished tasks this run may reuse (tasks/prompt_cache.py): by
             default this flow run's own (so a retry of it resumes it and a new run starts
             afresh); a resume passes the scope of the run it resumes, a parent flow its own.
+        data: a batch: rows (mappings of field -> value), or the path of a .jsonl/.csv file;
+            the workflow runs once per row, all rows in one DAG (see promptdag/batch.py).
+        row_offset: the index of the first row (a shard of a larger batch).
     """
     if isinstance(spec, str):
         spec = load_spec(spec)
     elif not isinstance(spec, WorkflowSpec):  # a deployment run's parameters are plain JSON
         spec = parse_spec(spec, source="flow parameter 'spec'")
+    batch = None
+    if data is not None:
+        batch = expand(spec, read_rows(data) if isinstance(data, str) else data, row_offset)
+        spec = batch.spec
     graph = validate_spec(spec)
     started, clock = datetime.now(timezone.utc), time.perf_counter()
     extra_usage = Usage()
@@ -90,7 +103,9 @@ async def run_workflow(
         summary=summarise(tasks),
         usage=total_usage(tasks) + extra_usage,
         saved_usage=saved_usage(tasks),
+        rows=_rows(batch, tasks) if batch else None,
     )
+    remember(flow_run.id, result)  # the caller's copy if the API goes away (flows/resume.py)
     await view.publish_workflow(result, graph)
     if result.status == "completed":
         return Completed(data=result, message=f"{len(tasks)} tasks completed")
@@ -112,6 +127,11 @@ async def _infer_dependencies(spec: WorkflowSpec) -> tuple[WorkflowSpec, Usage]:
         for t in spec.tasks
     ]
     return spec.model_copy(update={"tasks": tasks}), inferred.usage
+
+
+def _rows(batch: Batch, tasks: list[TaskResult]) -> list[RowResult]:
+    by_name = {t.name: t for t in tasks}
+    return [row_result(row, by_name) for row in batch.rows]
 
 
 def _without_intermediate(task: TaskResult, keep: bool) -> TaskResult:

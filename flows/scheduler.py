@@ -209,6 +209,7 @@ class ReadySetScheduler:
                 len(self.graph.names),
                 result.duration_seconds,
                 result.error,
+                result=result,
             )
         )
 

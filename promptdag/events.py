@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from promptdag.results import TaskResult
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,7 @@ class TaskEvent:
     duration_seconds: float | None = None
     error: str | None = None
     attempt: int | None = None
+    result: TaskResult | None = None  # a finished task's whole result (batch rows, --output)
 
 
 Listener = Callable[[TaskEvent], None]

@@ -75,6 +75,22 @@ class Summary(BaseModel):
     )
 
 
+class RowResult(BaseModel):
+    """One row of a batch run (`--data`): one line of the `--output` JSONL."""
+
+    id: str = Field(..., description="The row's `id` field, else its index.")
+    index: int = Field(..., description="The row's position in the data (0-based).")
+    status: Literal["completed", "failed"]
+    results: dict[str, str | None] = Field(
+        default_factory=dict, description="Results of the row's final tasks, by task name."
+    )
+    outputs: dict[str, Any] = Field(
+        default_factory=dict, description="Structured results of final tasks that have one."
+    )
+    usage: Usage = Field(default_factory=Usage)
+    error: str | None = None
+
+
 class WorkflowResult(BaseModel):
     """The result JSON of DESIGN.md: what `promptdag run --json` prints and the flow returns."""
 
@@ -89,6 +105,13 @@ class WorkflowResult(BaseModel):
     usage: Usage = Field(default_factory=Usage)
     saved_usage: Usage = Field(
         default_factory=Usage, description="What reused tasks did not spend again."
+    )
+    warning: str | None = Field(
+        None, description="Something went wrong around the run, e.g. the Prefect API went "
+        "away before the run could record its end (this result then comes from memory)."
+    )
+    rows: list[RowResult] | None = Field(
+        None, description="A batch run (--data): each row's outcome, in data order."
     )
 
     def task(self, name: str) -> TaskResult:
