@@ -63,7 +63,8 @@ def child_env(info: ServerInfo) -> dict[str, str]:
     env = server_env(info.host, info.port, Path(info.home))
     env.update(
         PREFECT_API_URL=info.api_url,
-        PWD=str(ROOT),  # prefect.yaml's pull step reads it at deploy time
+        # Stale, as after a script's chdir: prefect.yaml must not depend on it (issue 17)
+        PWD="/nonexistent/stale-pwd",
         PREFECT_WORKER_QUERY_SECONDS="1",  # defaults are 10 s: faster pick-up, same code path
         PREFECT_WORKER_PREFETCH_SECONDS="2",
         PREFECT_RUNNER_POLL_FREQUENCY="1",

@@ -67,6 +67,18 @@ async def test_deploy_registers_every_declaration_on_the_process_pool(deployed: 
     assert by_name["objective"].parameter_openapi_schema["properties"]["objective"]["description"]
 
 
+async def test_runs_start_in_the_checkout_whatever_pwd_said_at_deploy_time(deployed: Server):
+    # conftest deploys with a stale PWD; the runs below complete because this holds
+    from deployments.steps import ROOT
+
+    assert deployed.env["PWD"] != str(ROOT)
+    async with get_client() as c:
+        deployments = await c.read_deployments()
+    for deployment in deployments:
+        assert deployment.pull_steps == [{"prefect.deployments.steps.set_working_directory": {
+            "directory": str(ROOT)}}], deployment.name
+
+
 async def test_a_workflow_triggered_by_deployment_name_completes_with_artifacts(deployed: Server):
     started = time.monotonic()
     run_id = await client.asubmit_workflow(SPEC)  # run_deployment("run-workflow/workflow")

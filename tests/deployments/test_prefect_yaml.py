@@ -72,3 +72,18 @@ def test_serve_builds_the_same_deployments_as_declared():
 def test_serve_names_an_unknown_deployment():
     with pytest.raises(ValueError, match="no deployment named 'nope'.*known: objective"):
         runner_deployments(["nope"])
+
+
+def test_the_working_directory_of_runs_does_not_come_from_pwd():
+    """A stale $PWD at deploy time (a script that changed directory) once gave every run a
+    wrong working directory; the build step finds the checkout from the code instead."""
+    from deployments.steps import checkout_directory
+
+    raw = yaml.safe_load(PREFECT_YAML.read_text())
+    assert "$PWD" not in yaml.safe_dump(raw)
+    (pull,) = raw["pull"]
+    assert pull["prefect.deployments.steps.set_working_directory"]["directory"] == (
+        "{{ checkout.directory }}")
+    assert raw["build"] == [{"deployments.steps.checkout_directory": {"id": "checkout"}}]
+    assert checkout_directory() == {"directory": str(ROOT)}
+    assert (ROOT / "prefect.yaml").is_file()

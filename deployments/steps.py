@@ -1,0 +1,18 @@
+"""Deployment steps of prefect.yaml that Prefect does not ship."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def checkout_directory() -> dict[str, str]:
+    """`prefect deploy` build step: the directory deployment runs start in.
+
+    It is this checkout (prefect.yaml's directory, where the flows' entrypoints are), found
+    from where this code is, not from `$PWD`: a script that changes directory without updating
+    PWD deployed runs that all crashed at once. Use its output in a pull step as
+    `{{ checkout.directory }}` (with `id: checkout`).
+    """
+    return {"directory": str(ROOT)}
