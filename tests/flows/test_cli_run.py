@@ -64,3 +64,16 @@ def test_a_failed_workflow_exits_1_with_a_readable_summary(prefect_api: str, tmp
     assert done.returncode == 1
     assert "failing: FAILED" in done.stdout
     assert "[1/2] FAILED Broken" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_retries_show_as_they_happen_and_are_counted(prefect_api: str, tmp_path: Path):
+    spec = tmp_path / "flaky.json"
+    spec.write_text(json.dumps({
+        "name": "flaky",
+        "config": {"retry_backoff_seconds": 0, "model_options": {"fail_first": 1}},
+        "tasks": [{"name": "Wobbly", "prompt": "Try twice"}],
+    }))
+    done = promptdag(prefect_api, tmp_path, "run", str(spec))
+    assert done.returncode == 0, done.stderr
+    assert "retry Wobbly (attempt 2): simulated transient failure" in done.stderr
+    assert "retries: 1;" in done.stdout

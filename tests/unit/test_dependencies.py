@@ -26,3 +26,15 @@ def test_names_match_whole_words_only():
 def test_keyword_analysis_makes_synthesis_depend_on_everything_before():
     tasks = [("A", "Research A"), ("B", "Research B"), ("Report", "Summarize all")]
     assert keyword_dependencies(tasks) == {"A": [], "B": [], "Report": ["A", "B"]}
+
+
+def test_names_already_used_are_numbered_not_fatal():
+    from promptdag.objective import PlannedTask, unique_names
+
+    tasks = [PlannedTask(name="Energy", prompt="a", depends_on=[]),
+             PlannedTask(name="Energy", prompt="b", depends_on=["Energy"]),
+             PlannedTask(name="Costs", prompt="c", depends_on=["Energy"])]
+    renamed = unique_names(tasks, {"Costs": "earlier result"})
+    assert [t.name for t in renamed] == ["Energy", "Energy (2)", "Costs (2)"]
+    # a reused name means the list's own task, except for the task that took it over
+    assert renamed[1].depends_on == ["Energy"] and renamed[2].depends_on == ["Energy"]
