@@ -1,7 +1,10 @@
 """The `promptdag` subcommands that talk to a Prefect server: submit, status, result, server.
 
 `submit` prints the run id alone on stdout (so `RUN=$(promptdag submit spec.yaml)` works) and
-where to watch it on stderr; `status` and `result` take that id. Exit codes as for `run`:
+where to watch it on stderr; `status` and `result` take that id. With `--data ROWS --shards N`
+it submits a batch as N runs and prints their ids, one a line (`RUNS=$(promptdag submit ...)`);
+`promptdag result $RUNS --output rows.jsonl` waits for all of them and writes their rows as one
+JSONL in row order. Exit codes as for `run`:
 0 completed (or, for `status`, found), 1 the run failed, 2 bad input or an environment to fix
 (no server, unknown deployment, unknown run: one line saying what to do).
 """
@@ -31,6 +34,11 @@ def add_commands(sub: Any) -> None:
     submit.add_argument("--model", help='use this model ("provider:model")')
     submit.add_argument("--deployment", help="deployment name, flow/deployment (default: "
                         "run-workflow/workflow, or plan-execute-reflect/objective)")
+    submit.add_argument("--data", help="a batch: the workflow once per row of this .jsonl or "
+                        ".csv file, as --shards runs")
+    submit.add_argument("--shards", type=int, help="with --data: split the rows into this many "
+                        "runs, for as many workers (default 1)")
+    submit.add_argument("--limit", type=int, help="with --data: only the first N rows (a trial)")
     submit.add_argument("--wait", action="store_true", help="wait and print the result")
     submit.add_argument("--json", action="store_true", help="print JSON on stdout")
 
@@ -38,8 +46,11 @@ def add_commands(sub: Any) -> None:
     status.add_argument("run_id")
     status.add_argument("--json", action="store_true", help="print the status JSON")
 
-    result = sub.add_parser("result", help="the result of a submitted run (waits for it)")
-    result.add_argument("run_id")
+    result = sub.add_parser("result", help="the result of a submitted run (waits for it); of "
+                            "a batch's runs, their rows as one JSONL")
+    result.add_argument("run_id", nargs="+", help="a run id; several: the shards of a batch")
+    result.add_argument("--output", help="batch runs: write their rows here, one JSON line "
+                        "per row in row order (default with several runs: stdout)")
     result.add_argument("--json", action="store_true", help="print only the result JSON")
     result.add_argument("--no-wait", action="store_true", help="fail at once if not finished")
     result.add_argument("--timeout", type=float, help="give up waiting after this many seconds")
@@ -69,6 +80,10 @@ def _submit(args: argparse.Namespace) -> int:
 
     if bool(args.spec) == bool(args.objective):
         raise SpecError("give a spec file or --objective \"...\" (one of them)")
+    if not args.data and (args.shards is not None or args.limit is not None):
+        raise SpecError("--shards and --limit go with --data ROWS_FILE")
+    if args.data:
+        return _submit_batch(args)
     if args.objective:
         from promptdag.cli import _read_mapping
 
@@ -98,6 +113,50 @@ def _submit(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _submit_batch(args: argparse.Namespace) -> int:
+    """A spec over --data as --shards runs: their ids on stdout, one a line."""
+    from promptdag import client
+    from promptdag.cli import _load
+
+    if args.objective or args.context_file or args.depth is not None:
+        raise SpecError("--data goes with a spec file, not --objective")
+    if args.limit is not None and args.limit < 1:
+        raise SpecError("--limit must be at least 1")
+    from promptdag.batch import read_rows
+
+    rows = read_rows(args.data, args.limit)
+    spec, _ = _load(args.spec, args.model, args.breadth, rows=rows)
+    batch = client.submit_batch(spec, rows, shards=args.shards or 1,
+                                deployment=args.deployment or client.WORKFLOW_DEPLOYMENT)
+    ids = [str(r) for r in batch.run_ids]
+    if args.wait:
+        print(f"submitted {batch.rows} rows as {len(ids)} runs (tag {batch.tag}); waiting",
+              file=sys.stderr)
+        return _print_rows(client.wait_for_rows(ids), None)
+    if args.json:
+        print(json.dumps({"tag": batch.tag, "rows": batch.rows, "run_ids": ids}))
+    else:
+        print("\n".join(ids))
+        print(f"{batch.rows} rows in {len(ids)} runs, tagged {batch.tag}\n"
+              f"gather: promptdag result {' '.join(ids)} --output rows.jsonl", file=sys.stderr)
+    return EXIT_OK
+
+
+def _print_rows(rows: list[Any], output: str | None) -> int:
+    """Rows as JSONL (to `output`, else stdout), the totals on stderr; exit 1 if any failed."""
+    from promptdag import client
+    from promptdag.batch_output import rows_line
+
+    if output:
+        client.write_rows(rows, output)
+    else:
+        for row in rows:
+            print(row.model_dump_json())
+    where = f" -> {output}" if output else ""
+    print(f"{rows_line(rows)}{where}", file=sys.stderr)
+    return EXIT_OK if all(r.status == "completed" for r in rows) else EXIT_FAILED
+
+
 def _status(args: argparse.Namespace) -> int:
     from promptdag import client
 
@@ -120,10 +179,17 @@ def _status(args: argparse.Namespace) -> int:
 def _result(args: argparse.Namespace) -> int:
     from promptdag import client
 
+    if len(args.run_id) > 1 or args.output:  # a batch's runs: their rows, gathered
+        if args.json:
+            raise SpecError("--json is for one run; a batch's rows are JSON lines already")
+        if args.no_wait:
+            for run_id in args.run_id:
+                client.get_result(run_id)  # says which one has not finished
+        return _print_rows(client.wait_for_rows(args.run_id, timeout=args.timeout), args.output)
     if args.no_wait:
-        result = client.get_result(args.run_id)
+        result = client.get_result(args.run_id[0])
     else:
-        result = client.wait_for_result(args.run_id, timeout=args.timeout)
+        result = client.wait_for_result(args.run_id[0], timeout=args.timeout)
     return _print_result(result, args.json)
 
 

@@ -9,6 +9,11 @@ The seed API (000) mapped onto Prefect's, with no HTTP server of our own:
   artifact as `{status, progress, tasks_completed, tasks_total, elapsed_seconds}`;
 - `GET /workflows/{id}` -> `get_result(run_id)`: the persisted flow result.
 
+A batch (a workflow over rows of data) goes out as shards: `submit_batch(spec, rows, shards=N)`
+makes N runs of the deployment, each with its contiguous part of the rows, tagged with one
+batch tag; any number of workers share them. `wait_for_rows(run_ids)` waits for every shard and
+gathers their rows into one list in data order (`write_rows` makes it one JSONL file).
+
 A worker (`prefect worker start --pool promptdag-process`) or `python -m deployments.serve`
 runs what is submitted; the flows persist their results, so any process on the machine can
 fetch them later. Every function has an `a`-prefixed async twin; the plain ones are for
@@ -20,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,7 +36,7 @@ from pydantic import BaseModel, Field
 
 from promptdag.errors import ConfigError, PromptDagError, SpecError
 from promptdag.objective import ObjectiveRequest, ObjectiveResult
-from promptdag.results import WorkflowResult
+from promptdag.results import RowResult, WorkflowResult
 from promptdag.spec import WorkflowSpec
 
 if TYPE_CHECKING:
@@ -148,6 +153,62 @@ async def _submit(
     return flow_run.id
 
 
+class SubmittedBatch(BaseModel):
+    """The shards of one batch submission."""
+
+    tag: str = Field(..., description="The tag every shard carries (batch:<hex>).")
+    run_ids: list[UUID] = Field(..., description="One flow run per shard, in row order.")
+    rows: int = Field(..., description="Rows submitted, over all shards.")
+
+
+async def asubmit_batch(
+    spec: WorkflowSpec | dict[str, Any] | str | Path,
+    data: list[dict[str, Any]] | str | Path,
+    shards: int = 1,
+    limit: int | None = None,
+    deployment: str = WORKFLOW_DEPLOYMENT,
+    tags: list[str] | None = None,
+) -> SubmittedBatch:
+    """The workflow over `data` (rows, or a .jsonl/.csv path) as `shards` runs of `deployment`.
+
+    Each run gets a contiguous part of the rows inline (`data`) and the index of its first row
+    (`row_offset`), so row ids and indexes are those of the whole batch, and carries the
+    batch's tag and `shard:<i>/<n>`. Every row's instance of the workflow is validated here
+    first, so bad data submits nothing. A shard whose rows exceed Prefect's parameter limit
+    travels as the path of a stored copy, which only workers on this machine can read.
+
+    Raises:
+        SpecError: the spec or a row is invalid (nothing was submitted).
+        ConfigError: no server, an unreachable server or an unknown deployment.
+    """
+    from promptdag.api import as_data_parameter, as_parameter, as_spec
+    from promptdag.batch import expand, read_rows
+    from promptdag.shards import new_batch_tag, split_rows
+    from promptdag.validation import validate_spec
+
+    workflow = as_spec(spec)
+    rows = read_rows(data, limit) if isinstance(data, (str, Path)) else list(data)[:limit]
+    parts = split_rows(rows, shards)
+    # every row's instance of the workflow (row fields fill its placeholders), ids unique
+    # over the whole batch, not only within a shard
+    validate_spec(expand(workflow, rows).spec)
+    stored = as_parameter(workflow)
+    spec_parameter = (stored if isinstance(stored, str)
+                      else workflow.model_dump(mode="json", exclude_unset=True))
+    tag = new_batch_tag()
+    run_ids = []
+    for part in parts:
+        name = f"{workflow.name} [shard {part.number}/{len(parts)}]"
+        parameters = {"spec": spec_parameter, "data": as_data_parameter(part.rows),
+                      "row_offset": part.offset}
+        run_ids.append(await _submit(
+            deployment, parameters, name,
+            ["promptdag", f"workflow:{workflow.name}", tag, f"shard:{part.number}/{len(parts)}",
+             *(tags or [])],
+        ))
+    return SubmittedBatch(tag=tag, run_ids=run_ids, rows=len(rows))
+
+
 # -- status and result ---------------------------------------------------------------------
 
 
@@ -212,6 +273,39 @@ async def await_result(
         await asyncio.sleep(poll_seconds)
 
 
+async def await_rows(
+    run_ids: Sequence[str | UUID], timeout: float | None = None, poll_seconds: float = 1.0
+) -> list[RowResult]:
+    """Wait for every run of a batch (its shards), then their rows as one list by row index.
+
+    Raises:
+        ConfigError: a run did not finish in `timeout` seconds, ended without a result, or
+            is not a batch run (it has no rows).
+        SpecError: two runs report the same row (runs of different batches).
+    """
+    from promptdag.shards import gather_rows
+
+    unique = list(dict.fromkeys(str(r) for r in run_ids))
+    results = await asyncio.gather(*(await_result(r, timeout, poll_seconds) for r in unique))
+    parts = []
+    for run_id, result in zip(unique, results, strict=True):
+        rows = result.rows if isinstance(result, WorkflowResult) else None
+        if rows is None:
+            raise ConfigError(f"run {run_id} is not a batch run (it has no rows): submit "
+                              "with --data, or read it with `promptdag result RUN_ID`")
+        parts.append(rows)
+    return gather_rows(parts)
+
+
+def write_rows(rows: list[RowResult], path: str | Path) -> Path:
+    """One JSON line per row (the lines `promptdag run --data --output` writes)."""
+    out = Path(path)
+    with out.open("w", encoding="utf-8") as file:
+        for row in rows:
+            file.write(row.model_dump_json() + "\n")
+    return out
+
+
 def submit_workflow(
     spec: WorkflowSpec | dict[str, Any] | str | Path,
     deployment: str = WORKFLOW_DEPLOYMENT,
@@ -230,6 +324,25 @@ def submit_objective(
 ) -> UUID:
     """Synchronous `asubmit_objective`."""
     return asyncio.run(asubmit_objective(objective, context, config, deployment, tags))
+
+
+def submit_batch(
+    spec: WorkflowSpec | dict[str, Any] | str | Path,
+    data: list[dict[str, Any]] | str | Path,
+    shards: int = 1,
+    limit: int | None = None,
+    deployment: str = WORKFLOW_DEPLOYMENT,
+    tags: list[str] | None = None,
+) -> SubmittedBatch:
+    """Synchronous `asubmit_batch`."""
+    return asyncio.run(asubmit_batch(spec, data, shards, limit, deployment, tags))
+
+
+def wait_for_rows(
+    run_ids: Sequence[str | UUID], timeout: float | None = None, poll_seconds: float = 1.0
+) -> list[RowResult]:
+    """Synchronous `await_rows`."""
+    return asyncio.run(await_rows(run_ids, timeout, poll_seconds))
 
 
 def get_status(run_id: str | UUID) -> RunStatus:
@@ -388,15 +501,21 @@ __all__ = [
     "WORKFLOW_DEPLOYMENT",
     "PromptDagError",
     "RunStatus",
+    "SubmittedBatch",
     "aget_result",
     "aget_status",
+    "asubmit_batch",
     "asubmit_objective",
     "asubmit_workflow",
     "await_result",
+    "await_rows",
     "get_result",
     "get_status",
+    "submit_batch",
     "submit_objective",
     "submit_workflow",
     "ui_url",
     "wait_for_result",
+    "wait_for_rows",
+    "write_rows",
 ]

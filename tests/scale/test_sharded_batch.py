@@ -1,0 +1,107 @@
+"""A sharded batch on the README's "At scale" set-up: a Prefect server on PostgreSQL, prefect.yaml
+deployed, two process workers on one pool.
+
+`promptdag submit SPEC --data rows.jsonl --shards 2` makes two runs of `run-workflow/workflow`;
+each worker takes one (they run one flow run at a time), both run at once, and
+`promptdag result RUN RUN --output rows.jsonl` gathers every row, in row order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
+from prefect.client.schemas.objects import FlowRun
+
+from tests.scale.conftest import Cluster
+
+pytestmark = pytest.mark.deployments
+
+ROWS = 40
+SPEC = {
+    "name": "Ticket Triage",
+    "config": {"breadth": 16, "model": "simulated", "model_options": {"latency_s": 0.2},
+               "retry_backoff_seconds": 0},
+    "tasks": [
+        {"name": "Summarise", "prompt": "Summarise this ticket: {{ ticket }}"},
+        {"name": "Classify", "prompt": "Classify the issue in {{ Summarise }}"},
+        {"name": "Reply", "prompt": "Draft a reply to {{ customer }} about {{ Classify }}"},
+    ],
+}
+
+
+def write_inputs(folder: Path) -> tuple[Path, Path]:
+    spec, rows = folder / "triage.json", folder / "tickets.jsonl"
+    spec.write_text(json.dumps(SPEC))
+    rows.write_text("".join(
+        json.dumps({"id": f"T-{i:03d}", "customer": f"customer {i}",
+                    "ticket": f"order {i} arrived damaged"}) + "\n"
+        for i in range(ROWS)
+    ))
+    return spec, rows
+
+
+async def shard_runs(tag: str) -> list[FlowRun]:
+    async with get_client() as client:
+        return await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[tag]))
+        )
+
+
+def shards_run_by(cluster: Cluster) -> dict[str, list[str]]:
+    """Worker -> the flow runs (by the name they were created with) it started a process for.
+
+    A worker also logs "submitting" for a run another worker has just taken (it loses the
+    race to mark it Pending); "submitted to infrastructure" only follows a won race.
+    """
+    found = re.compile(r"Flow run '([^']+)' submitted to infrastructure")
+    return {name: found.findall(log.read_text(errors="replace"))
+            for name, log in cluster.worker_logs.items()}
+
+
+def test_sharded_batch_runs_on_both_workers_and_gathers_every_row(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    spec, rows = write_inputs(tmp_path)
+    server = cluster.server
+
+    submitted = server.promptdag("submit", str(spec), "--data", str(rows), "--shards", "2")
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+    run_ids = submitted.stdout.split()
+    assert len(run_ids) == 2, submitted.stdout
+    tag = next(word for word in submitted.stderr.split() if word.startswith("batch:"))
+
+    output = tmp_path / "rows.jsonl"
+    gathered = server.promptdag("result", *run_ids, "--output", str(output), "--timeout", "90",
+                                timeout=120)
+    assert gathered.returncode == 0, gathered.stdout + gathered.stderr
+    assert f"rows: {ROWS} completed, 0 failed of {ROWS}" in gathered.stderr
+
+    lines: list[dict[str, Any]] = [json.loads(line) for line in output.read_text().splitlines()]
+    assert len(lines) == ROWS
+    assert [line["index"] for line in lines] == list(range(ROWS))
+    assert [line["id"] for line in lines] == [f"T-{i:03d}" for i in range(ROWS)]
+    assert all(line["status"] == "completed" and line["error"] is None for line in lines)
+    assert all(line["results"]["Reply"] for line in lines)  # the row's final task
+    assert all(line["usage"]["output_tokens"] > 0 for line in lines)
+    # rows differ: each row's fields reached its prompts
+    assert len({line["results"]["Reply"] for line in lines}) == ROWS
+
+    runs = asyncio.run(shard_runs(tag))
+    assert sorted(str(r.id) for r in runs) == sorted(run_ids)
+    assert all(r.state_type and r.state_type.value == "COMPLETED" for r in runs)
+    assert sorted(r.parameters["row_offset"] for r in runs) == [0, ROWS // 2]
+    # Each worker took one shard, and the two ran at the same time.
+    ran = shards_run_by(cluster)
+    assert sorted(ran.values()) == [["Ticket Triage [shard 1/2]"], ["Ticket Triage [shard 2/2]"]], (
+        ran
+    )
+    first, second = sorted(runs, key=lambda r: r.start_time or 0)
+    assert first.start_time and first.end_time and second.start_time
+    assert second.start_time < first.end_time, "the shards ran one after the other"
