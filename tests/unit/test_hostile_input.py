@@ -4,17 +4,22 @@ SpecError (exit 2 from the CLI) or a valid spec whose graph is correct."""
 from __future__ import annotations
 
 import json
+import os
 import string
+import time
 from pathlib import Path
 
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from promptdag import SpecError, parse_spec, validate_spec
 from promptdag.cli import main
+from promptdag.limits import read_text
 from promptdag.spec import load_spec
 from promptdag.template import render_task_prompt
+from promptdag.terminal import safe
 
 SETTINGS = settings(
     max_examples=150,
@@ -161,3 +166,144 @@ def test_the_cli_answers_bad_specs_with_one_line_and_exit_2(tmp_path: Path, caps
     if code == 2:
         assert out.out == "" and len(out.err.strip().splitlines()) == 1
         assert "Traceback" not in out.err
+
+
+# Issue 17: the classes of hostile input beyond what the generators above produce (aliases,
+# special files, depth, size, control characters), so they stay fixed.
+
+
+BOUNDED = settings(SETTINGS, max_examples=60)
+
+
+def anchors(fan_out: int, levels: int) -> tuple[str, int]:
+    """YAML lines of nested anchors (each level aliases the one before `fan_out` times) and the
+    number of values they expand to."""
+    lines = ["a0: &a0 [" + ", ".join(["x"] * fan_out) + "]"]
+    size = total = 1 + fan_out
+    for i in range(1, levels):
+        lines.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * fan_out) + "]")
+        size = 1 + fan_out * size
+        total += size
+    return "\n".join(lines), total + 2 * levels  # + a key per level
+
+
+@BOUNDED
+@given(st.integers(1, 8), st.integers(1, 12), st.sampled_from(["context", "model_options"]))
+def test_yaml_aliases_expand_within_the_bound_or_are_refused_at_once(
+    tmp_path: Path, monkeypatch, fan_out: int, levels: int, where: str
+):
+    monkeypatch.setenv("PROMPTDAG_MAX_SPEC_VALUES", "20000")
+    body, expanded = anchors(fan_out, levels)
+    text = ("name: w\ntasks:\n  - name: t\n    prompt: p\n    " + where + ":\n"
+            + "\n".join("      " + line for line in body.splitlines()) + "\n")
+    path = tmp_path / "spec.yaml"
+    path.write_text(text)
+    started = time.monotonic()
+    for load in (lambda: load_spec(path),  # from a file: counted while parsing
+                 lambda: parse_spec(yaml.safe_load(text))):  # shared dicts from an API caller
+        try:
+            validate_spec(load())
+            assert expanded < 20_000
+        except SpecError as exc:
+            assert expanded > 19_900 and "PROMPTDAG_MAX_SPEC_VALUES" in str(exc), str(exc)
+    assert time.monotonic() - started < 5  # never the expansion's time (8^12 values)
+
+
+def special_files(tmp_path: Path) -> dict[str, Path]:
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)
+    link = tmp_path / "link.yaml"
+    link.symlink_to(fifo)
+    found = {"fifo": fifo, "symlink to a fifo": link, "directory": tmp_path}
+    found.update({dev: Path(dev) for dev in ("/dev/zero", "/dev/null", "/dev/urandom")
+                  if Path(dev).exists()})
+    return found
+
+
+def test_special_files_are_refused_without_reading_them(tmp_path: Path, capsys):
+    for kind, path in special_files(tmp_path).items():
+        with pytest.raises(SpecError, match="expected a spec file"):
+            load_spec(path)
+        for args in (["validate", str(path)], ["objective", "x", "--context-file", str(path)],
+                     ["objective", "--request", str(path)]):
+            assert main(args) == 2, (kind, args)
+            err = capsys.readouterr().err
+            assert len(err.strip().splitlines()) == 1 and "is a" in err, (kind, err)
+
+
+@BOUNDED
+@given(st.integers(1, 260), st.sampled_from([".json", ".yaml"]), st.booleans())
+def test_depth_is_bounded_alike_for_every_reader(tmp_path: Path, depth: int, suffix: str,
+                                                 as_list: bool):
+    value: object = "leaf"
+    for _ in range(depth):
+        value = [value] if as_list else {"k": value}
+    data = {"name": "w", "tasks": [{"name": "t", "prompt": "p", "context": {"c": value}}]}
+    path = tmp_path / f"deep{suffix}"
+    path.write_text(json.dumps(data))  # JSON is YAML too
+    total = 4 + depth  # spec, tasks, the task, its context, then `depth` more
+    for load in (lambda: load_spec(path), lambda: parse_spec(data)):
+        try:
+            spec = load()
+            validate_spec(spec)
+        except SpecError as exc:
+            assert total > 100 and "PROMPTDAG_MAX_SPEC_DEPTH" in str(exc), str(exc)
+            continue
+        assert total <= 100
+        json.loads(spec.model_dump_json())  # what a run sends to Prefect serialises
+
+
+@BOUNDED
+@given(st.integers(0, 2_500), st.integers(0, 2_500), st.integers(0, 2_500))
+def test_file_prompt_and_context_sizes_are_bounded(tmp_path: Path, monkeypatch, file_bytes: int,
+                                                   prompt: int, context: int):
+    monkeypatch.setenv("PROMPTDAG_MAX_SPEC_BYTES", "2000")
+    monkeypatch.setenv("PROMPTDAG_MAX_PROMPT_CHARS", "1000")
+    monkeypatch.setenv("PROMPTDAG_MAX_CONTEXT_BYTES", "1000")
+    path = tmp_path / "blob.txt"
+    path.write_bytes(b"x" * file_bytes)
+    try:
+        assert read_text(path) == "x" * file_bytes and file_bytes <= 2000
+    except SpecError as exc:
+        assert file_bytes > 2000 and "PROMPTDAG_MAX_SPEC_BYTES" in str(exc)
+    data = {"name": "w", "tasks": [{"name": "t", "prompt": "p" * max(prompt, 1),
+                                    "context": {"c": "c" * context}}]}
+    try:
+        validate_spec(parse_spec(data))
+        assert prompt <= 1000 and context <= 1000
+    except SpecError as exc:
+        assert "PROMPTDAG_MAX_" in str(exc) and (prompt > 1000 or context > 990), str(exc)
+
+
+DANGEROUS = {*range(0x20), 0x7F, *range(0x80, 0xA0), 0x061C, 0x200E, 0x200F,
+             *range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x2028, 0x2029}
+hostile_text = st.text(
+    alphabet=st.sampled_from([chr(c) for c in sorted(DANGEROUS)]) | st.characters(), max_size=40
+)
+
+
+@SETTINGS
+@given(hostile_text)
+def test_safe_text_has_no_terminal_controls_and_keeps_the_rest(text: str):
+    for multiline in (False, True):
+        shown = safe(text, multiline)
+        kept = {0x0A, 0x09} if multiline else set()
+        assert not {ord(c) for c in shown} & (DANGEROUS - kept)
+        if not any(ord(c) in DANGEROUS for c in text):
+            assert shown == text
+    assert "\n" not in safe(text) and safe("a\nb", multiline=True) == "a\nb"
+
+
+@SETTINGS
+@given(st.lists(hostile_text.map(lambda s: f"t{s}".strip()), min_size=1, max_size=4,
+                unique=True))
+def test_the_cli_prints_hostile_names_escaped(tmp_path: Path, capsys, task_names: list[str]):
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps({"name": "w", "tasks": [
+        {"name": name, "prompt": "x", "depends_on": [task_names[0], "ghost\x1b[2J"][:1 + i % 2]}
+        for i, name in enumerate(task_names)]}))
+    main(["validate", str(path)])
+    main(["graph", str(path)])
+    out = capsys.readouterr()
+    for stream in (out.out, out.err):
+        assert not {ord(c) for c in stream} & (DANGEROUS - {0x0A})
