@@ -143,6 +143,11 @@ def as_objective_request(
         data["context"] = context
     if config is not None:
         data["config"] = {**data.get("config", {}), **config}
+    from promptdag.limits import check_context, measure
+
+    measure(data, "objective")  # depth and size bounded before pydantic walks it
+    if data.get("context") is not None:
+        check_context(data["context"], "objective")
     try:
         request = ObjectiveRequest.model_validate(data)
     except ValidationError as exc:
