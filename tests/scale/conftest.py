@@ -12,6 +12,7 @@ why. Every server and worker runs in its own process group and is stopped by gro
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -35,6 +36,9 @@ from tests.deployments.conftest import (
 DATABASE = "prefect"
 ROLE = "prefect"
 WORKERS = ("scale-worker-1", "scale-worker-2")
+# Calls to the simulated model in flight at once, over every worker: a Prefect global
+# concurrency limit in the server (tasks/provider_limits.py), so it binds both workers' runs.
+SIMULATED_IN_FLIGHT = 4
 NO_POSTGRES = ("PostgreSQL not found (no initdb/pg_ctl on PATH or in /usr/lib/postgresql/*/bin):"
                " install Debian's `postgresql` package (.ci/run does, as root)")
 
@@ -162,7 +166,9 @@ def start_worker(server: Server, name: str, log: Path) -> subprocess.Popen[bytes
 
     At INFO, a worker logs the id of each flow run it submits: the test reads that.
     """
-    env = {**server.env, "PREFECT_LOGGING_LEVEL": "INFO"}
+    env = {**server.env, "PREFECT_LOGGING_LEVEL": "INFO",
+           "PROMPTDAG_PROVIDER_LIMITS": json.dumps(
+               {"simulated": {"max_in_flight": SIMULATED_IN_FLIGHT}})}
     with log.open("ab") as out:
         return subprocess.Popen(
             [*PREFECT, "worker", "start", "--pool", WORK_POOL, "--name", name, "--limit", "1"],

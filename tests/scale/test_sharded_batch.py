@@ -19,14 +19,17 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 from prefect.client.schemas.objects import FlowRun
 
-from tests.scale.conftest import Cluster
+from promptdag.results import WorkflowResult
+from tests.deployments.conftest import Server
+from tests.scale.conftest import SIMULATED_IN_FLIGHT, Cluster
 
 pytestmark = pytest.mark.deployments
 
 ROWS = 40
+LATENCY = 0.2
 SPEC = {
     "name": "Ticket Triage",
-    "config": {"breadth": 16, "model": "simulated", "model_options": {"latency_s": 0.2},
+    "config": {"breadth": 16, "model": "simulated", "model_options": {"latency_s": LATENCY},
                "retry_backoff_seconds": 0},
     "tasks": [
         {"name": "Summarise", "prompt": "Summarise this ticket: {{ ticket }}"},
@@ -52,6 +55,21 @@ async def shard_runs(tag: str) -> list[FlowRun]:
         return await client.read_flow_runs(
             flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[tag]))
         )
+
+
+async def global_limit(name: str) -> Any:
+    async with get_client() as client:
+        return await client.read_global_concurrency_limit_by_name(name)
+
+
+def shard_results(server: Server, run_ids: list[str]) -> list[WorkflowResult]:
+    """Each shard's whole result (its tasks' times), read as a user would."""
+    results = []
+    for run_id in run_ids:
+        done = server.promptdag("result", run_id, "--json", "--no-wait")
+        assert done.returncode == 0, done.stdout + done.stderr
+        results.append(WorkflowResult.model_validate_json(done.stdout))
+    return results
 
 
 def shards_run_by(cluster: Cluster) -> dict[str, list[str]]:
@@ -105,3 +123,13 @@ def test_sharded_batch_runs_on_both_workers_and_gathers_every_row(
     first, second = sorted(runs, key=lambda r: r.start_time or 0)
     assert first.start_time and first.end_time and second.start_time
     assert second.start_time < first.end_time, "the shards ran one after the other"
+
+    # The provider limit held across both workers: one limit object in the server, and the
+    # calls of both shards together took at least calls x latency / limit.
+    limit = asyncio.run(global_limit("promptdag:simulated"))
+    assert limit.limit == SIMULATED_IN_FLIGHT
+    tasks = [t for result in shard_results(server, run_ids) for t in result.tasks]
+    assert len(tasks) == ROWS * 3
+    span = (max(t.finished_at for t in tasks if t.finished_at)
+            - min(t.started_at for t in tasks if t.started_at)).total_seconds()
+    assert span >= len(tasks) * LATENCY / SIMULATED_IN_FLIGHT, span
