@@ -1,0 +1,58 @@
+"""How a batch is cut into shards and put back together (pure: promptdag/shards.py), and the
+command line's answers to misuse (no server needed: they fail before any call)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from promptdag.errors import SpecError
+from promptdag.results import RowResult
+from promptdag.shards import gather_rows, new_batch_tag, split_rows
+
+
+def rows(n: int) -> list[dict[str, int]]:
+    return [{"n": i} for i in range(n)]
+
+
+@pytest.mark.parametrize(("count", "shards", "sizes"), [
+    (40, 2, [20, 20]), (10, 3, [4, 3, 3]), (2, 5, [1, 1]), (7, 1, [7]),
+])
+def test_shards_are_contiguous_and_balanced(count: int, shards: int, sizes: list[int]) -> None:
+    parts = split_rows(rows(count), shards)
+    assert [len(p.rows) for p in parts] == sizes
+    assert [p.number for p in parts] == list(range(1, len(sizes) + 1))
+    # each shard's offset is the data index of its first row: indexes stay the batch's
+    assert [r for p in parts for r in p.rows] == rows(count)
+    assert all(p.rows[0]["n"] == p.offset for p in parts)
+
+
+def test_no_shards_or_no_rows_is_bad_input() -> None:
+    with pytest.raises(SpecError, match="--shards must be at least 1"):
+        split_rows(rows(3), 0)
+    with pytest.raises(SpecError, match="at least one row"):
+        split_rows([], 2)
+
+
+def test_gathered_rows_are_in_row_order_and_overlaps_are_refused() -> None:
+    def row(i: int) -> RowResult:
+        return RowResult(id=f"r{i}", index=i, status="completed")
+
+    assert [r.index for r in gather_rows([[row(2), row(3)], [row(0), row(1)]])] == [0, 1, 2, 3]
+    with pytest.raises(SpecError, match="two runs report row 1"):
+        gather_rows([[row(0), row(1)], [row(1)]])
+    assert new_batch_tag() != new_batch_tag() and new_batch_tag().startswith("batch:")
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["submit", "examples/seed_api_request.json", "--shards", "2"], "--shards and --limit go "
+     "with --data"),
+    (["submit", "--objective", "x", "--data", "rows.jsonl"], "--data goes with a spec file"),
+])
+def test_submit_misuse_is_one_line_and_exit_2(args: list[str], message: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "promptdag.cli", *args], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr and "Traceback" not in done.stderr
