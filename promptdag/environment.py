@@ -117,9 +117,11 @@ def environment_problem(exc: BaseException) -> str | None:
             where = f"PREFECT_API_URL={url}" if url else "Prefect's local API"
             return f"the Prefect API ({where}) cannot be reached: {_START_A_SERVER}"
         if "ephemeral Prefect API server" in text:
-            return (f"Prefect's temporary local API server did not start: PREFECT_HOME "
-                    f"({prefect_home()}) must be writable with free space; or start a server "
-                    "(promptdag server start) and set PREFECT_API_URL")
+            return (f"Prefect's temporary local API server did not start: check that "
+                    f"PREFECT_HOME ({prefect_home()}) is writable with free space and that "
+                    "Prefect's database settings (PREFECT_API_DATABASE_CONNECTION_URL) point "
+                    "somewhere usable; or start a server (promptdag server start) and set "
+                    "PREFECT_API_URL")
         if isinstance(error, OSError) and error.errno in _WRITE_ERRNOS:
             where = f" {error.filename}" if error.filename else ""
             return (f"cannot write{where} ({_reason(error)}): "

@@ -284,3 +284,22 @@ def test_environment_failures_after_prefect_starts_are_told_apart_from_bugs(
                                  OSError(errno.EBADF, "Bad file descriptor")])
 def test_real_bugs_stay_internal_errors(bug: BaseException):
     assert environment_problem(bug) is None
+
+
+def test_a_server_that_will_not_start_is_exit_2_with_what_to_do(tmp_path: Path):
+    """Prefect's temporary API cannot open its database: Prefect gives up after its start-up
+    timeout (3 s here), and that is the environment's doing, not a bug."""
+    spec = tmp_path / "ok.json"
+    spec.write_text(json.dumps({"name": "w", "tasks": [{"name": "t", "prompt": "p"}]}))
+    done = promptdag("run", str(spec), env={
+        "PREFECT_API_URL": None,
+        "PREFECT_HOME": str(tmp_path / "home"),
+        "PREFECT_API_DATABASE_CONNECTION_URL": "sqlite+aiosqlite:////proc/nope/prefect.db",
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "3",
+    }, timeout=120)
+    assert done.code == 2 and "Traceback" not in done.stderr, done.stderr
+    last = done.stderr.strip().splitlines()[-1]  # after the "Running ..." banner
+    assert "temporary local API server did not start" in last
+    assert "PREFECT_API_DATABASE_CONNECTION_URL" in last and "promptdag server start" in last
+    assert done.seconds < 60 and done.peak_rss_mb < 400  # Prefect itself is loaded here
+    print(f"\n{done.seconds:.1f} s, peak RSS {done.peak_rss_mb:.0f} MB: {last}")
