@@ -20,7 +20,7 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 from prefect.client.schemas.objects import FlowRun
 
 from promptdag.results import WorkflowResult
-from tests.deployments.conftest import Server
+from tests.deployments.conftest import ROOT, Server
 from tests.scale.conftest import SIMULATED_IN_FLIGHT, Cluster
 
 pytestmark = pytest.mark.deployments
@@ -133,3 +133,20 @@ def test_sharded_batch_runs_on_both_workers_and_gathers_every_row(
     span = (max(t.finished_at for t in tasks if t.finished_at)
             - min(t.started_at for t in tasks if t.started_at)).total_seconds()
     assert span >= len(tasks) * LATENCY / SIMULATED_IN_FLIGHT, span
+
+
+def test_the_readme_recipe_as_written(cluster: Cluster, tmp_path: Path) -> None:
+    """README "At scale", step 4, with its example files: every ticket gets a reply line."""
+    server = cluster.server
+    submitted = server.promptdag("submit", "examples/support_triage.yaml", "--data",
+                                 "examples/data/tickets.jsonl", "--shards", "2")
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+    output = tmp_path / "replies.jsonl"
+    gathered = server.promptdag("result", *submitted.stdout.split(), "--output", str(output),
+                                "--timeout", "90", timeout=120)
+    assert gathered.returncode == 0, gathered.stdout + gathered.stderr
+    expected = [json.loads(line)["id"] for line in
+                (ROOT / "examples/data/tickets.jsonl").read_text().splitlines() if line.strip()]
+    lines = [json.loads(line) for line in output.read_text().splitlines()]
+    assert [line["id"] for line in lines] == expected
+    assert all(line["status"] == "completed" and line["results"]["Check tone"] for line in lines)
