@@ -124,8 +124,9 @@ def environment_problem(exc: BaseException) -> str | None:
                     "PREFECT_API_URL")
         if isinstance(error, OSError) and error.errno in _WRITE_ERRNOS:
             where = f" {error.filename}" if error.filename else ""
-            return (f"cannot write{where} ({_reason(error)}): "
-                    f"{_fix_home('PREFECT_HOME')}; results go to PREFECT_LOCAL_STORAGE_PATH")
+            return (f"cannot write{where} ({_reason(error)}): free some space or fix the "
+                    "permissions there, or point PREFECT_HOME (and PREFECT_LOCAL_STORAGE_PATH, "
+                    "where results go) at a writable directory")
         lowered = text.lower()
         if "operationalerror" in kind.lower() and any(
             s in lowered for s in ("readonly database", "disk is full", "unable to open database")

@@ -259,6 +259,12 @@ def test_a_read_only_or_full_prefect_home_is_exit_2_with_what_to_do(
         assert_bounded_exit_2(promptdag("run", str(spec), env={**env, "PREFECT_HOME": str(home)}),
                               f"PREFECT_HOME {home} cannot be written", reason,
                               "export PREFECT_HOME=")
+    # `server start` writes its log and state there: Prefect warns on import, then one line
+    done = promptdag("server", "start", "--port", "9", env={
+        **env, "PREFECT_HOME": str(read_only / "home")})
+    assert done.code == 2 and "Traceback" not in done.stderr, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("promptdag: error: cannot write") and "read-only file system" in last
 
 
 @pytest.mark.parametrize("error, expected", [
