@@ -189,7 +189,7 @@ def _validate(args: argparse.Namespace) -> int:
         from promptdag.api import as_objective_request
 
         request = as_objective_request(_read_mapping(args.spec, "request"))
-        print(f"{args.spec}: a valid objective request (breadth {request.config.breadth}, "
+        print(f"{safe(args.spec)}: a valid objective request (breadth {request.config.breadth}, "
               f"depth {request.config.depth}); run it with: "
               f"promptdag objective --request {args.spec}")
         return EXIT_OK
