@@ -111,6 +111,10 @@ def test_sharded_batch_runs_on_both_workers_and_gathers_every_row(
     # rows differ: each row's fields reached its prompts
     assert len({line["results"]["Reply"] for line in lines}) == ROWS
 
+    # the server keeps them in PostgreSQL
+    stored = cluster.postgres.psql("select count(*) from flow_run where "
+                                   f"id in ('{run_ids[0]}', '{run_ids[1]}')")
+    assert stored == "2"
     runs = asyncio.run(shard_runs(tag))
     assert sorted(str(r.id) for r in runs) == sorted(run_ids)
     assert all(r.state_type and r.state_type.value == "COMPLETED" for r in runs)
