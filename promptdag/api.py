@@ -53,6 +53,26 @@ def as_parameter(spec: WorkflowSpec) -> WorkflowSpec | str:
     return str(path)
 
 
+def as_data_parameter(rows: list[dict[str, Any]]) -> list[dict[str, Any]] | str:
+    """A batch's rows, or for many rows the path of a stored JSONL copy (Prefect's 512 KB
+    parameter limit; content-addressed, as large specs are)."""
+    import json
+
+    lines = "".join(json.dumps(row, ensure_ascii=False, default=str) + "\n" for row in rows)
+    if len(lines.encode()) <= MAX_INLINE_SPEC_BYTES:
+        return rows
+    import hashlib
+
+    from prefect.settings import PREFECT_HOME
+
+    folder = Path(PREFECT_HOME.value()) / "promptdag" / "data"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"rows-{hashlib.sha256(lines.encode()).hexdigest()[:16]}.jsonl"
+    if not path.exists():
+        path.write_text(lines, encoding="utf-8")
+    return str(path)
+
+
 def spec_fingerprint(spec: WorkflowSpec) -> str:
     """Names "the same work" across runs: the workflow's name, in this result storage.
 
@@ -74,21 +94,36 @@ def _notice(message: str) -> None:
 
 async def arun(
     spec: WorkflowSpec | dict[str, Any] | str | Path,
-    on_resume: Callable[[str], None] | None = None,
+    on_notice: Callable[[str], None] | None = None,
+    data: list[dict[str, Any]] | str | Path | None = None,
 ) -> WorkflowResult:
     """Validate, then run the spec as a Prefect flow; the result whether it completed or not.
 
     A new run calls the models afresh, except when the latest run of the same spec did not
     complete: then it resumes that run, reusing its finished tasks, and says so through
-    `on_resume` (default: a warning on the `promptdag` logger). `config.reuse_results: false`
+    `on_notice` (default: a warning on the `promptdag` logger). If the Prefect API goes away
+    before the run could record its end, the result comes from memory, with a `warning`. `config.reuse_results: false`
     (`--fresh`) starts over instead.
+
+    `data` makes it a batch: the workflow once per row (mappings, or a .jsonl/.csv path), all
+    rows in one run (promptdag/batch.py); the result's `rows` holds each row's outcome.
     """
     workflow = as_spec(spec)
-    validate_spec(workflow)  # bad input fails here, before Prefect starts
+    rows = None
+    names = {t.name for t in workflow.tasks}
+    if data is None:
+        validate_spec(workflow)  # bad input fails here, before Prefect starts
+    else:  # a batch: its prompts use the rows' fields, so every row's instance is checked
+        from promptdag.batch import expand, read_rows
+
+        rows = read_rows(data) if isinstance(data, (str, Path)) else list(data)
+        expanded = expand(workflow, rows).spec
+        validate_spec(expanded)
+        names = {t.name for t in expanded.tasks}
     from prefect.context import FlowRunContext
     from prefect.settings import PREFECT_API_URL
 
-    from flows.resume import run_flow_run, start_run
+    from flows.resume import run_to_end, start_run
     from flows.run_workflow import run_workflow
     from flows.runners import check_runner
     from tasks.result_persistence import check_storage
@@ -97,20 +132,26 @@ async def arun(
     check_storage()  # a full or read-only result storage: one clear line, before any call
 
     parameter = as_parameter(workflow)
+    batch = {"data": as_data_parameter(rows)} if rows is not None else {}
     if FlowRunContext.get() is not None:  # called from a flow: a subflow of it, in its scope
-        state = await run_workflow(parameter, return_state=True)
+        state = await run_workflow(parameter, return_state=True, **batch)
+        result = await state.aresult(raise_on_failure=False)
     else:
         flow_run, resumed = await start_run(
-            run_workflow, {"spec": parameter}, spec_fingerprint(workflow),
-            {t.name for t in workflow.tasks}, resume=workflow.config.reuse_results,
+            run_workflow, {"spec": parameter, **batch}, spec_fingerprint(workflow),
+            names, resume=workflow.config.reuse_results,
         )
         if resumed is not None:
-            (on_resume or _notice)(resumed.message())
-        state = await run_flow_run(
+            (on_notice or _notice)(resumed.message())
+        outcome = await run_to_end(
             run_workflow, flow_run,
-            {"spec": parameter, "resume_scope": resumed.scope if resumed else None},
+            {"spec": parameter, "resume_scope": resumed.scope if resumed else None, **batch},
         )
-    result = await state.aresult(raise_on_failure=False)
+        result = await outcome.value()
+        if outcome.lost_api:
+            (on_notice or _notice)(outcome.lost_api)
+            return WorkflowResult.model_validate(result).model_copy(
+                update={"warning": outcome.lost_api})
     if isinstance(result, BaseException):
         raise result
     return WorkflowResult.model_validate(result)
@@ -118,10 +159,11 @@ async def arun(
 
 def run(
     spec: WorkflowSpec | dict[str, Any] | str | Path,
-    on_resume: Callable[[str], None] | None = None,
+    on_notice: Callable[[str], None] | None = None,
+    data: list[dict[str, Any]] | str | Path | None = None,
 ) -> WorkflowResult:
     """Synchronous `arun`, for scripts and notebooks without an event loop."""
-    return asyncio.run(arun(spec, on_resume))
+    return asyncio.run(arun(spec, on_notice, data))
 
 
 def as_objective_request(
@@ -169,7 +211,7 @@ async def arun_objective(
     context: dict[str, Any] | None = None,
     config: dict[str, Any] | None = None,
     fresh: bool = False,
-    on_resume: Callable[[str], None] | None = None,
+    on_notice: Callable[[str], None] | None = None,
 ) -> ObjectiveResult:
     """Plan, execute and reflect on an objective; the result whether it completed or not.
 
@@ -180,7 +222,7 @@ async def arun_objective(
     from prefect.context import FlowRunContext
 
     from flows.plan_execute_reflect import plan_execute_reflect
-    from flows.resume import fingerprint, run_flow_run, start_run
+    from flows.resume import fingerprint, run_to_end, start_run
     from tasks.result_persistence import check_storage, storage_path
 
     check_storage()
@@ -188,18 +230,21 @@ async def arun_objective(
                                   "config": request.config}
     if FlowRunContext.get() is not None:
         state = await plan_execute_reflect(**parameters, return_state=True)
+        result = await state.aresult(raise_on_failure=False)
     else:
         print_ = fingerprint({"flow": "plan-execute-reflect", "objective": request.objective,
                               "context": request.context, "storage": str(storage_path())})
         flow_run, resumed = await start_run(plan_execute_reflect, parameters, print_, set(),
                                             resume=not fresh)
         if resumed is not None:
-            (on_resume or _notice)(resumed.message())
-        state = await run_flow_run(
+            (on_notice or _notice)(resumed.message())
+        outcome = await run_to_end(
             plan_execute_reflect, flow_run,
             {**parameters, "resume_scope": resumed.scope if resumed else None},
         )
-    result = await state.aresult(raise_on_failure=False)
+        result = await outcome.value()
+        if outcome.lost_api:
+            (on_notice or _notice)(outcome.lost_api)
     if isinstance(result, BaseException):
         raise result
     return ObjectiveResult.model_validate(result)
@@ -210,7 +255,7 @@ def run_objective(
     context: dict[str, Any] | None = None,
     config: dict[str, Any] | None = None,
     fresh: bool = False,
-    on_resume: Callable[[str], None] | None = None,
+    on_notice: Callable[[str], None] | None = None,
 ) -> ObjectiveResult:
     """Synchronous `arun_objective`."""
-    return asyncio.run(arun_objective(objective, context, config, fresh, on_resume))
+    return asyncio.run(arun_objective(objective, context, config, fresh, on_notice))

@@ -55,6 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--fresh", action="store_true",
         help="start a new run even if the latest did not complete; call every model",
     )
+    run.add_argument("--data", help="run the workflow once per row of this .jsonl or .csv file "
+                     "(row fields are {{ field }} in every prompt)")
+    run.add_argument("--output", help="with --data: write one JSON line per row as rows finish")
+    run.add_argument("--limit", type=int, help="with --data: only the first N rows (a trial)")
     run.add_argument(
         "--infer-deps",
         action="store_true",
@@ -141,8 +145,10 @@ def _load(
     breadth: int | None = None,
     infer_deps: bool = False,
     check_keys: bool = False,
+    rows: list[dict[str, Any]] | None = None,
 ) -> tuple[WorkflowSpec, WorkflowGraph]:
-    """Load and validate a spec; a run (`check_keys`) also needs every real model's key."""
+    """Load and validate a spec; a run (`check_keys`) also needs every real model's key.
+    With `rows` (a batch), what is validated is every row's instance of it."""
     spec = load_spec(path)
     if infer_deps:
         config = spec.config.model_copy(update={"infer_dependencies": True})
@@ -151,6 +157,10 @@ def _load(
     if model is not None or breadth is not None:  # values the file never had: check them again
         spec = parse_spec(spec.model_dump(exclude_unset=True),
                           source=f"{path} (with command-line options)")
+    if rows is not None:
+        from promptdag.batch import expand
+
+        return spec, validate_spec(expand(spec, rows).spec, check_keys=check_keys)
     return spec, validate_spec(spec, check_keys=check_keys)
 
 
@@ -255,7 +265,14 @@ def _find_local_server(quiet: bool) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    spec, _ = _load(args.spec, args.model, args.breadth, args.infer_deps, check_keys=True)
+    _check_batch_args(args)
+    rows = None
+    if args.data:
+        from promptdag.batch import read_rows
+
+        rows = read_rows(args.data, args.limit)
+    spec, _ = _load(args.spec, args.model, args.breadth, args.infer_deps, check_keys=True,
+                    rows=rows)
     if args.fresh:
         spec = spec.model_copy(
             update={"config": spec.config.model_copy(update={"reuse_results": False})}
@@ -266,9 +283,47 @@ def _run(args: argparse.Namespace) -> int:
     from tasks.result_persistence import check_storage
 
     check_storage()  # full or read-only: one line, exit 2, before the banner
+    if rows is not None:
+        return _run_batch(args, spec, rows)
     banner = f"Running {spec.name!r}: {len(spec.tasks)} tasks, breadth {spec.config.breadth}"
-    return _execute(banner, lambda: run(spec, on_resume=_say),
+    return _execute(banner, lambda: run(spec, on_notice=_say),
                     lambda result: render_summary(result, Path(args.spec).name), args.json)
+
+
+def _check_batch_args(args: argparse.Namespace) -> None:
+    if not args.data and (args.output or args.limit is not None):
+        raise SpecError("--output and --limit go with --data ROWS_FILE")
+    if args.limit is not None and args.limit < 1:
+        raise SpecError("--limit must be at least 1")
+
+
+def _run_batch(args: argparse.Namespace, spec: WorkflowSpec, rows: list[dict[str, Any]]) -> int:
+    """One run of the workflow over every row (promptdag/batch.py); rows reported, and written
+    to --output, as they finish."""
+    from promptdag.api import run
+    from promptdag.batch import expand
+    from promptdag.batch_output import RowWriter, rows_line
+
+    batch = expand(spec, rows)
+    writer = RowWriter(batch, Path(args.output) if args.output else None, progress=not args.json)
+    unsubscribe = subscribe(writer)
+    if not args.json:
+        print(f"Running {spec.name!r} over {len(rows)} rows: {len(batch.spec.tasks)} tasks, "
+              f"breadth {spec.config.breadth}", file=sys.stderr)
+    try:
+        result = run(spec, on_notice=_say, data=rows)
+    finally:
+        unsubscribe()
+    writer.finish(result)
+    if args.json:
+        print(result.model_dump_json(indent=2))
+    else:
+        lines = [render_summary(result, Path(args.spec).name, tasks=False),
+                 rows_line(result.rows or [])]
+        if args.output:
+            lines.append(f"rows written to {args.output}")
+        print("\n".join(lines))
+    return exit_code(result)
 
 
 def _say(message: str) -> None:
@@ -336,8 +391,8 @@ def exit_code(result: WorkflowResult | ObjectiveResult) -> int:
     (full or read-only storage) makes the run exit 1 even though its tasks completed."""
     if result.status != "completed":
         return EXIT_FAILED
-    if isinstance(result, WorkflowResult) and result.summary.unsaved_count:
-        return EXIT_FAILED
+    if isinstance(result, WorkflowResult) and (result.summary.unsaved_count or result.warning):
+        return EXIT_FAILED  # unsaved results, or a result from memory the server never got
     return EXIT_OK
 
 
@@ -386,7 +441,7 @@ def _objective(args: argparse.Namespace) -> int:
 
     banner = (f"Objective: {request.objective!r} (breadth {request.config.breadth}, "
               f"depth {request.config.depth})")
-    return _execute(banner, lambda: run_objective(request, fresh=args.fresh, on_resume=_say),
+    return _execute(banner, lambda: run_objective(request, fresh=args.fresh, on_notice=_say),
                     render_objective_summary, args.json)
 
 
@@ -406,7 +461,19 @@ def _execute(banner: str, call: Callable[[], R], render: Callable[[R], str], as_
     print(result.model_dump_json(indent=2) if as_json else render(result))
     if isinstance(result, WorkflowResult) and result.summary.unsaved_count:
         print(f"promptdag: {safe(_unsaved_line(result))}", file=sys.stderr)
+    _exit_now_if_the_api_is_gone(exit_code(result))
     return exit_code(result)
+
+
+def _exit_now_if_the_api_is_gone(code: int) -> None:
+    """The result is printed; Prefect's log and event workers would spend minutes retrying a
+    server that is gone at interpreter exit (measured: 437 s). Exit without them."""
+    from flows import resume
+
+    if resume.API_LOST:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 def _unsaved_line(result: WorkflowResult) -> str:
@@ -461,8 +528,9 @@ class _ProgressPrinter:
         )
 
 
-def render_summary(result: WorkflowResult, source: str = "") -> str:
-    """The human-readable end of a run: status, counts, usage, each task's outcome."""
+def render_summary(result: WorkflowResult, source: str = "", tasks: bool = True) -> str:
+    """The human-readable end of a run: status, counts, usage, each task's outcome (unless
+    `tasks` is false: a batch reports rows instead)."""
     s = result.summary
     lines = [
         f"{safe(result.name)}: {result.status.upper()} in {result.elapsed_seconds:.2f}s "
@@ -484,6 +552,8 @@ def render_summary(result: WorkflowResult, source: str = "") -> str:
         lines.append(f"NOT SAVED: {safe(_unsaved_line(result))}")
     if result.flow_run_id:
         lines.append(f"flow run: {result.flow_run_id}")
+    if not tasks:
+        return "\n".join(lines)
     names = {t.name: safe(t.name) for t in result.tasks}  # escaped: as wide as printed
     width = min(40, max(len(name) for name in names.values()))
     for task in result.tasks:

@@ -48,7 +48,7 @@ async def test_a_rerun_after_a_failure_resumes_it_and_runs_only_the_missing_work
     fixed = failing_c()
     fixed["tasks"][2]["model_options"] = {}
     notices: list[str] = []
-    second = await arun(fixed, on_resume=notices.append)
+    second = await arun(fixed, on_notice=notices.append)
     assert [c.task for c in probe.calls] == ["C"]
     assert second.status == "completed"
     assert notices == [f"resuming run {first.flow_run_id} (failed): 3/4 tasks already done"]

@@ -1,0 +1,62 @@
+"""A batch: the workflow once per row, all rows in one run, one ready set, one breadth."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from promptdag.api import arun
+from tests.flows.test_cli_run import EXAMPLES, promptdag
+
+
+def pipeline(**config) -> dict:
+    return {
+        "name": "pipeline",
+        "config": {"breadth": 4, "retry_backoff_seconds": 0, **config},
+        "tasks": [
+            {"name": "Read", "prompt": "Read {{ doc }}", "model": "probe:x"},
+            {"name": "Summarise", "prompt": "Summarise {{ Read }}", "model": "probe:x"},
+            {"name": "Title", "prompt": "Title for {{ Summarise }} ({{ doc }})",
+             "model": "probe:x"},
+        ],
+    }
+
+
+ROWS = [{"id": f"d{i}", "doc": f"document {i}"} for i in range(6)]
+
+
+async def test_every_row_runs_in_one_run_with_no_barrier_between_rows(probe):
+    spec = pipeline(model_options={"latency_s": 0.05})
+    result = await arun(spec, data=ROWS)
+    assert result.status == "completed" and len(result.tasks) == 18
+    assert [(r.id, r.status) for r in result.rows or []] == [(f"d{i}", "completed")
+                                                             for i in range(6)]
+    assert set(result.rows[0].results) == {"Title"}
+    assert "document 3" in (result.task("[d3] Read").prompt or "")
+    # later rows' first tasks start before an earlier row's last one ends: no barrier
+    assert probe.call("[d3] Read").start < probe.call("[d0] Title").end
+    assert probe.max_overlap() <= 4  # one breadth for the whole batch
+
+
+async def test_a_failed_row_never_stops_the_others(probe):
+    spec = pipeline()
+    spec["config"]["model_options"] = {"fail_tasks": ["[d2] Summarise"]}
+    result = await arun(spec, data=ROWS)
+    status = {r.id: r.status for r in result.rows or []}
+    assert status.pop("d2") == "failed" and set(status.values()) == {"completed"}
+    assert result.task("[d2] Title").status == "skipped"
+    assert "[d2] Summarise" in (result.rows[2].error or "")
+
+
+def test_the_cli_writes_one_json_line_per_row(prefect_api: str, tmp_path: Path):
+    output = tmp_path / "rows.jsonl"
+    done = promptdag(prefect_api, tmp_path, "run", str(EXAMPLES / "support_triage.yaml"),
+                     "--data", str(EXAMPLES / "data" / "tickets.jsonl"), "--limit", "5",
+                     "--output", str(output))
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in output.read_text().splitlines()]
+    assert sorted(line["id"] for line in lines) == [f"T-{100 + i}" for i in range(5)]
+    assert all(line["status"] == "completed" and line["results"]["Check tone"]
+               for line in lines)
+    assert "[5/5 rows] ok" in done.stderr
+    assert "rows: 5 completed, 0 failed of 5" in done.stdout
