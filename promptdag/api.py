@@ -102,8 +102,8 @@ async def arun(
     A new run calls the models afresh, except when the latest run of the same spec did not
     complete: then it resumes that run, reusing its finished tasks, and says so through
     `on_notice` (default: a warning on the `promptdag` logger). If the Prefect API goes away
-    before the run could record its end, the result comes from memory, with a `warning`. `config.reuse_results: false`
-    (`--fresh`) starts over instead.
+    before the run could record its end, the result comes from memory, with a `warning`.
+    `config.reuse_results: false` (`--fresh`) starts over instead.
 
     `data` makes it a batch: the workflow once per row (mappings, or a .jsonl/.csv path), all
     rows in one run (promptdag/batch.py); the result's `rows` holds each row's outcome.

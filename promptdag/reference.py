@@ -16,6 +16,7 @@ from pydantic.fields import FieldInfo
 
 from promptdag.spec import TaskSpec, WorkflowConfig, WorkflowSpec
 
+
 def spec_schema() -> dict[str, Any]:
     """The JSON Schema of a workflow spec file (YAML or JSON)."""
     schema = WorkflowSpec.model_json_schema()
