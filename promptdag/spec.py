@@ -333,7 +333,8 @@ def _inline_workflows(data: dict[str, Any], base: Path, stack: tuple[Path, ...])
 
 def _parse_text(text: str, file: Path) -> Any:
     data = _parse_unbounded(text, file)
-    measure(data, str(file))
+    if file.suffix.lower() == ".json":  # YAML was bounded while it was parsed
+        measure(data, str(file))
     return data
 
 
