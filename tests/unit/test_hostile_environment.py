@@ -342,3 +342,27 @@ def test_the_largest_yaml_the_limits_accept_is_read_in_bounded_memory(tmp_path: 
     print(f"\naccepted: {done.seconds:.2f} s, peak RSS {done.peak_rss_mb:.0f} MB")
     spec.write_text(spec.read_text().replace("[1,", "[" + "1," * 200, 1))
     assert_bounded_exit_2(promptdag("validate", str(spec)), "PROMPTDAG_MAX_SPEC_VALUES")
+
+
+def test_a_prefect_home_without_permission_is_exit_2_with_what_to_do(tmp_path: Path):
+    """No permission to write PREFECT_HOME: mode 555 for a normal user; as root (which file
+    modes do not stop) an immutable directory (chattr +i)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    spec = tmp_path / "ok.json"
+    spec.write_text(json.dumps({"name": "w", "tasks": [{"name": "t", "prompt": "p"}]}))
+    if os.geteuid() == 0:
+        if subprocess.run(["chattr", "+i", str(home)], capture_output=True).returncode != 0:
+            pytest.skip("chattr +i is not available here")
+        undo = ["chattr", "-i", str(home)]
+        reason = "operation not permitted"
+    else:
+        home.chmod(0o555)
+        undo = ["chmod", "755", str(home)]
+        reason = "permission denied"
+    try:
+        assert_bounded_exit_2(promptdag("run", str(spec), env={
+            "PREFECT_API_URL": None, "PREFECT_HOME": str(home)}),
+            f"PREFECT_HOME {home} cannot be written", reason, "export PREFECT_HOME=")
+    finally:
+        subprocess.run(undo, capture_output=True)
