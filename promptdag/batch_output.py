@@ -39,6 +39,11 @@ class RowWriter:
         if row.id not in self._written and all(r in self._results for r in row.tasks.values()):
             self._write(row_result(row, self._results))
 
+    @property
+    def written(self) -> int:
+        """Rows done so far."""
+        return len(self._written)
+
     def _write(self, result: RowResult) -> None:
         self._written.add(result.id)
         self.failed += result.status != "completed"

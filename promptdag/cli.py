@@ -12,11 +12,11 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, TypeVar
 
 from promptdag import cli_remote
 from promptdag.errors import PromptDagError, SpecError
-from promptdag.events import TaskEvent, subscribe
+from promptdag.events import subscribe
 from promptdag.graph import WorkflowGraph
 from promptdag.inheritance import override
 from promptdag.objective import ObjectiveResult
@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--model", help='use this model for every task ("provider:model")')
     run.add_argument("--breadth", type=int, help="max tasks running at once")
     run.add_argument("--json", action="store_true", help="print only the result JSON on stdout")
+    run.add_argument("--quiet", "-q", action="store_true", help="no progress: only the summary")
     run.add_argument("--verbose", action="store_true", help="show Prefect's own logs")
     reuse = run.add_mutually_exclusive_group()
     reuse.add_argument(
@@ -73,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     objective.add_argument("--depth", type=int, help="max plan/reflect rounds")
     objective.add_argument("--model", help='model for every role ("provider:model")')
     objective.add_argument("--json", action="store_true", help="print only the result JSON")
+    objective.add_argument("--quiet", "-q", action="store_true",
+                           help="no progress: only the summary")
     objective.add_argument("--fresh", action="store_true",
                            help="start a new run even if the latest run of this objective "
                            "did not complete")
@@ -278,7 +281,7 @@ def _run(args: argparse.Namespace) -> int:
             update={"config": spec.config.model_copy(update={"reuse_results": False})}
         )
     _quiet_prefect(args.verbose)
-    _use_local_server(quiet=args.json)
+    _use_local_server(quiet=args.json or args.quiet)
     from promptdag.api import run  # Prefect starts here, only for valid input
     from tasks.result_persistence import check_storage
 
@@ -287,7 +290,8 @@ def _run(args: argparse.Namespace) -> int:
         return _run_batch(args, spec, rows)
     banner = f"Running {spec.name!r}: {len(spec.tasks)} tasks, breadth {spec.config.breadth}"
     return _execute(banner, lambda: run(spec, on_notice=_say),
-                    lambda result: render_summary(result, Path(args.spec).name), args.json)
+                    lambda result: render_summary(result, Path(args.spec).name), args.json,
+                    args.quiet, total=len(spec.tasks))
 
 
 def _check_batch_args(args: argparse.Namespace) -> None:
@@ -303,15 +307,23 @@ def _run_batch(args: argparse.Namespace, spec: WorkflowSpec, rows: list[dict[str
     from promptdag.api import run
     from promptdag.batch import expand
     from promptdag.batch_output import RowWriter, rows_line
+    from promptdag.progress import choose_mode, show_progress
 
     batch = expand(spec, rows)
-    writer = RowWriter(batch, Path(args.output) if args.output else None, progress=not args.json)
+    mode = choose_mode(quiet=args.json or args.quiet)
+    # plain: a line per row; live: the task bar, with the rows so far under it
+    writer = RowWriter(batch, Path(args.output) if args.output else None,
+                       progress=mode == "plain")
     unsubscribe = subscribe(writer)
-    if not args.json:
+    if mode != "quiet":
         print(f"Running {spec.name!r} over {len(rows)} rows: {len(batch.spec.tasks)} tasks, "
               f"breadth {spec.config.breadth}", file=sys.stderr)
     try:
-        result = run(spec, on_notice=_say, data=rows)
+        with show_progress("quiet" if mode == "plain" else mode, title=spec.name,
+                           total=len(batch.spec.tasks),
+                           extra=lambda: f"rows: {writer.written} of {writer.total} done"
+                           + (f", {writer.failed} failed" if writer.failed else "")):
+            result = run(spec, on_notice=_say, data=rows)
     finally:
         unsubscribe()
     writer.finish(result)
@@ -322,7 +334,7 @@ def _run_batch(args: argparse.Namespace, spec: WorkflowSpec, rows: list[dict[str
                  rows_line(result.rows or [])]
         if args.output:
             lines.append(f"rows written to {args.output}")
-        print("\n".join(lines))
+        print(_with_url("\n".join(lines), result))
     return exit_code(result)
 
 
@@ -358,11 +370,10 @@ def _retry(args: argparse.Namespace) -> int:
         return (ObjectiveResult if isinstance(data, dict) and "objective" in data
                 else WorkflowResult).model_validate(data)
 
-    unsubscribe = subscribe(_ProgressPrinter()) if not args.json else (lambda: None)
-    try:
+    from promptdag.progress import choose_mode, show_progress
+
+    with show_progress(choose_mode(quiet=args.json), title=f"retry {args.run_id[:8]}"):
         outcome = call()
-    finally:
-        unsubscribe()
     if isinstance(outcome, (WorkflowResult, ObjectiveResult)):
         return _finish(outcome, args.json)
     if not args.wait:
@@ -380,10 +391,18 @@ def _finish(result: WorkflowResult | ObjectiveResult, as_json: bool) -> int:
     if as_json:
         print(result.model_dump_json(indent=2))
     elif isinstance(result, ObjectiveResult):
-        print(render_objective_summary(result))
+        print(_with_url(render_objective_summary(result), result))
     else:
-        print(render_summary(result))
+        print(_with_url(render_summary(result), result))
     return exit_code(result)
+
+
+def _with_url(summary: str, result: WorkflowResult | ObjectiveResult) -> str:
+    """The summary, ending with the run's page in the Prefect UI when a server is in use."""
+    from promptdag.progress import run_url
+
+    url = run_url(result.flow_run_id)
+    return f"{summary}\nview: {url}" if url else summary
 
 
 def exit_code(result: WorkflowResult | ObjectiveResult) -> int:
@@ -436,29 +455,30 @@ def _objective(args: argparse.Namespace) -> int:
                                    ("model", args.model)) if v is not None}
     request = as_objective_request(data, config=overrides or None)
     _quiet_prefect(args.verbose)
-    _use_local_server(quiet=args.json)
+    _use_local_server(quiet=args.json or args.quiet)
     from promptdag.api import run_objective
 
     banner = (f"Objective: {request.objective!r} (breadth {request.config.breadth}, "
               f"depth {request.config.depth})")
     return _execute(banner, lambda: run_objective(request, fresh=args.fresh, on_notice=_say),
-                    render_objective_summary, args.json)
+                    render_objective_summary, args.json, args.quiet)
 
 
 R = TypeVar("R", WorkflowResult, ObjectiveResult)
 
 
-def _execute(banner: str, call: Callable[[], R], render: Callable[[R], str], as_json: bool
-             ) -> int:
-    """Run with live progress on stderr; print the result JSON (--json) or a summary."""
-    unsubscribe = subscribe(_ProgressPrinter()) if not as_json else (lambda: None)
-    if not as_json:
+def _execute(banner: str, call: Callable[[], R], render: Callable[[R], str], as_json: bool,
+             quiet: bool = False, total: int | None = None) -> int:
+    """Run with live progress on stderr (promptdag/progress.py); print the result JSON (--json)
+    or a summary ending with the run's UI URL."""
+    from promptdag.progress import choose_mode, show_progress
+
+    mode = choose_mode(quiet=as_json or quiet)
+    if mode != "quiet":
         print(banner, file=sys.stderr)
-    try:
+    with show_progress(mode, title=banner.split(":")[0], total=total):
         result = call()
-    finally:
-        unsubscribe()
-    print(result.model_dump_json(indent=2) if as_json else render(result))
+    print(result.model_dump_json(indent=2) if as_json else _with_url(render(result), result))
     if isinstance(result, WorkflowResult) and result.summary.unsaved_count:
         print(f"promptdag: {safe(_unsaved_line(result))}", file=sys.stderr)
     _exit_now_if_the_api_is_gone(exit_code(result))
@@ -499,33 +519,6 @@ def render_objective_summary(result: ObjectiveResult) -> str:
     if result.final_answer:
         lines += ["", safe(result.final_answer, multiline=True)]
     return "\n".join(lines)
-
-
-class _ProgressPrinter:
-    """One stderr line per finished task: live progress for long runs."""
-
-    marks: ClassVar[dict[str, str]] = {
-        "completed": "ok",
-        "failed": "FAILED",
-        "skipped": "skipped",
-        "cancelled": "cancelled",
-    }
-
-    def __call__(self, event: TaskEvent) -> None:
-        if event.kind == "retrying":
-            print(f"  retry {safe(event.task)} (attempt {event.attempt}): {safe(event.error)}",
-                  file=sys.stderr, flush=True)
-            return
-        if event.kind != "finished":
-            return
-        took = f" ({event.duration_seconds:.2f}s)" if event.duration_seconds is not None else ""
-        why = f": {safe(event.error)}" if event.error and event.status == "failed" else ""
-        print(
-            f"  [{event.finished_count}/{event.total}] {self.marks.get(event.status or '', '?')}"
-            f" {safe(event.task)}{took}{why}",
-            file=sys.stderr,
-            flush=True,
-        )
 
 
 def render_summary(result: WorkflowResult, source: str = "", tasks: bool = True) -> str:
