@@ -93,6 +93,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="max concurrent flow runs")
     args = parser.parse_args(argv)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from deployments.crash_detection import HEARTBEAT_SECONDS, ensure_crash_detection
+
+    # As prefect.yaml's job variables: heartbeats the crash detection can rely on.
+    os.environ.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", str(HEARTBEAT_SECONDS))
     os.chdir(ROOT)  # flow runs start from the entrypoints, relative to the repository
     try:
         deployments = runner_deployments(args.names)
@@ -101,6 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from prefect import serve
 
+    ensure_crash_detection()
     serve(*deployments, limit=args.limit)
     return 0
 

@@ -84,6 +84,18 @@ def test_the_working_directory_of_runs_does_not_come_from_pwd():
     (pull,) = raw["pull"]
     assert pull["prefect.deployments.steps.set_working_directory"]["directory"] == (
         "{{ checkout.directory }}")
-    assert raw["build"] == [{"deployments.steps.checkout_directory": {"id": "checkout"}}]
+    assert raw["build"][0] == {"deployments.steps.checkout_directory": {"id": "checkout"}}
     assert checkout_directory() == {"directory": str(ROOT)}
     assert (ROOT / "prefect.yaml").is_file()
+
+
+def test_deployment_runs_send_heartbeats_that_the_crash_detection_expects():
+    from deployments.crash_detection import HEARTBEAT_SECONDS, TAG, WITHIN_SECONDS
+
+    raw = yaml.safe_load(PREFECT_YAML.read_text())
+    assert {"deployments.steps.crash_detection": {"id": "crash_detection"}} in raw["build"]
+    for declaration in DECLARATIONS:
+        env = declaration["work_pool"]["job_variables"]["env"]
+        assert int(env["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"]) == HEARTBEAT_SECONDS
+        assert TAG in declaration["tags"]  # the automation watches runs with this tag
+    assert WITHIN_SECONDS > 2 * HEARTBEAT_SECONDS
