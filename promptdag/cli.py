@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from promptdag import cli_remote
+from promptdag import cli_remote, cli_runs
 from promptdag.errors import PromptDagError, SpecError
 from promptdag.events import subscribe
 from promptdag.graph import WorkflowGraph
@@ -100,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a deployment run: wait for the worker and print the result")
     retry.add_argument("--verbose", action="store_true", help="show Prefect's own logs")
     cli_remote.add_commands(sub)  # submit, status, result, server: runs on a Prefect server
+    cli_runs.add_commands(sub)  # runs, logs, cancel, watch: any run, through Prefect's API
     return parser
 
 
@@ -118,6 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _retry(args)
         if args.command in cli_remote.COMMANDS:
             return cli_remote.run_command(args)
+        if args.command in cli_runs.COMMANDS:
+            return cli_runs.run_command(args)
         return _run(args)
     except PromptDagError as exc:
         print(f"promptdag: error: {safe(exc)}", file=sys.stderr)
@@ -476,8 +479,23 @@ def _execute(banner: str, call: Callable[[], R], render: Callable[[R], str], as_
     mode = choose_mode(quiet=as_json or quiet)
     if mode != "quiet":
         print(banner, file=sys.stderr)
-    with show_progress(mode, title=banner.split(":")[0], total=total):
-        result = call()
+    from prefect.exceptions import TerminationSignal
+
+    from promptdag.runs import honour_cancellation
+
+    try:
+        with show_progress(mode, title=banner.split(":")[0], total=total), \
+                honour_cancellation():
+            result = call()
+    except TerminationSignal:
+        from prefect._internal import control_listener
+
+        if control_listener.get_intent() != "cancel":  # a plain SIGTERM: let it end us
+            raise
+        # `promptdag cancel` or the UI's Cancel (promptdag/runs.py): Prefect ended the run
+        print("promptdag: the run was cancelled (promptdag cancel, or Cancel in the UI)",
+              file=sys.stderr)
+        return EXIT_FAILED
     print(result.model_dump_json(indent=2) if as_json else _with_url(render(result), result))
     if isinstance(result, WorkflowResult) and result.summary.unsaved_count:
         print(f"promptdag: {safe(_unsaved_line(result))}", file=sys.stderr)

@@ -1,0 +1,133 @@
+"""`promptdag runs | logs | cancel | watch`: find and steer runs through Prefect's API
+(promptdag/runs.py). Any run of promptdag's flows: run here, submitted, or started from the UI.
+
+Exit codes: 0 found / done (`watch`: the run completed), 1 `watch` saw the run fail or be
+cancelled, 2 no server, an unknown run, or nothing to cancel (one line saying what to do).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from promptdag.terminal import safe
+
+COMMANDS = ("runs", "logs", "cancel", "watch")
+EXIT_OK, EXIT_FAILED = 0, 1
+
+
+def add_commands(sub: Any) -> None:
+    """Add the run-steering subcommands to the `promptdag` parser's subparsers."""
+    runs = sub.add_parser("runs", help="recent runs: workflow, state, tasks, duration, tokens, "
+                          "cost, id")
+    runs.add_argument("--limit", "-n", type=int, default=20, help="how many (default 20)")
+    runs.add_argument("--name", help="only runs whose name contains this text")
+    runs.add_argument("--json", action="store_true", help="print them as a JSON list")
+
+    logs = sub.add_parser("logs", help="a run's log lines (its tasks' and rounds' too)")
+    logs.add_argument("run_id")
+    logs.add_argument("--tail", "-n", type=int, help="only the last N lines")
+    logs.add_argument("--json", action="store_true", help="one JSON object a line")
+
+    cancel = sub.add_parser("cancel", help="stop a run (local or submitted)")
+    cancel.add_argument("run_id")
+    cancel.add_argument("--timeout", type=float, default=30.0,
+                        help="seconds to wait for it to stop (default 30)")
+
+    watch = sub.add_parser("watch", help="live progress of any run until it ends, then its "
+                           "summary")
+    watch.add_argument("run_id")
+    watch.add_argument("--quiet", "-q", action="store_true", help="no progress: only the end")
+    watch.add_argument("--json", action="store_true", help="at the end, the result JSON")
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from promptdag.cli import _quiet_prefect, _use_local_server
+
+    _quiet_prefect(verbose=False)
+    _use_local_server(quiet=True)  # no PREFECT_API_URL: the local server promptdag started
+    return {"runs": _runs, "logs": _logs, "cancel": _cancel, "watch": _watch}[args.command](args)
+
+
+def _runs(args: argparse.Namespace) -> int:
+    from promptdag import runs
+
+    found = runs.list_runs(limit=args.limit, name=args.name)
+    if args.json:
+        print(json.dumps([r.model_dump(mode="json") for r in found], indent=2))
+        return EXIT_OK
+    if not found:
+        print("no runs yet: `promptdag run SPEC` or `promptdag submit SPEC` make some",
+              file=sys.stderr)
+        return EXIT_OK
+    print(f"{'started':<16}  {'workflow':<30}  {'state':<11}  {'tasks':>7}  {'time':>8}  "
+          f"{'tokens':>9}  {'cost':>8}  id")
+    for r in found:
+        started = r.started_at.astimezone().strftime("%Y-%m-%d %H:%M") if r.started_at else "-"
+        tokens = f"{r.input_tokens + r.output_tokens:,}" if r.input_tokens is not None and (
+            r.output_tokens is not None) else "-"
+        cost = f"${r.cost_usd:.4f}" if r.cost_usd is not None else "-"
+        took = f"{r.duration_seconds:.1f}s" if r.duration_seconds is not None else "-"
+        name = safe(r.workflow)
+        name = name if len(name) <= 30 else name[:27] + "..."
+        print(f"{started:<16}  {name:<30}  {r.state:<11}  "
+              f"{f'{r.tasks_done}/{r.tasks_total}':>7}  {took:>8}  {tokens:>9}  {cost:>8}  "
+              f"{r.run_id}")
+    return EXIT_OK
+
+
+def _logs(args: argparse.Namespace) -> int:
+    from promptdag import runs
+
+    lines = runs.read_logs(args.run_id, limit=args.tail)
+    for line in lines:
+        if args.json:
+            print(line.model_dump_json())
+        else:
+            when = line.timestamp.astimezone().strftime("%H:%M:%S.%f")[:-3]
+            print(f"{when} {line.level:<8} {safe(line.message, multiline=True)}")
+    if not lines and not args.json:
+        print(f"no log lines for run {args.run_id} (yet)", file=sys.stderr)
+    return EXIT_OK
+
+
+def _cancel(args: argparse.Namespace) -> int:
+    from promptdag import runs
+
+    print(f"cancelling run {args.run_id}...", file=sys.stderr)
+    state = runs.cancel(args.run_id, wait_seconds=args.timeout)
+    if state == "Cancelled":
+        print(f"run {args.run_id} cancelled")
+        return EXIT_OK
+    print(f"run {args.run_id} is {state}: it stops when whoever runs it (a worker, or the "
+          f"`promptdag run` process) sees the request; follow it with "
+          f"`promptdag watch {args.run_id}`")
+    return EXIT_OK
+
+
+def _watch(args: argparse.Namespace) -> int:
+    from promptdag import runs
+    from promptdag.cli import _finish
+    from promptdag.events import emit
+    from promptdag.progress import choose_mode, show_progress
+
+    mode = choose_mode(quiet=args.quiet or args.json)
+    if mode != "quiet":
+        print(f"watching run {args.run_id} (Ctrl-C stops watching, not the run)",
+              file=sys.stderr)
+        if (hint := runs.nobody_polling(args.run_id)) is not None:
+            print(f"promptdag: {hint}", file=sys.stderr)
+    with show_progress(mode, title="run"):
+        run = runs.watch(args.run_id, on_event=emit)
+    result = runs.result_of(run)
+    if result is not None:
+        return _finish(result, args.json)
+    why = f": {safe(run.state.message)}" if run.state and run.state.message else ""
+    print(f"{safe(run.name)}: {(run.state_name or 'ended').upper()}{why}")
+    from promptdag.progress import run_url
+
+    if url := run_url(str(run.id)):
+        print(f"view: {url}")
+    return EXIT_OK if run.state_name == "Completed" else EXIT_FAILED

@@ -1,0 +1,406 @@
+"""Runs you can find and steer, through Prefect's API: list, logs, cancel, watch, and whether
+anything will pick a submitted run up.
+
+Every run of a promptdag flow (`run-workflow`, `plan-execute-reflect`) is a Prefect flow run:
+started here by `promptdag run`, by a worker for `promptdag submit`, or by `prefect deployment
+run`. This module reads them back with Prefect's client: `list_runs` (state, tasks done,
+tokens, cost), `read_logs`, `cancel` (Prefect's Cancelling state; a worker stops a deployment's
+run, and `honour_cancellation` stops a run in this process) and `watch` (a run's task runs
+turned back into the scheduler's `TaskEvent`s, so the live display of promptdag/progress.py
+shows any run, local or submitted, the way `run` shows its own).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar
+from uuid import UUID
+
+from pydantic import BaseModel, Field
+
+from promptdag.client import FINAL, _connect, _counts, _read_progress, _read_result, _read_run
+from promptdag.errors import SpecError
+from promptdag.events import TaskEvent
+from promptdag.objective import ObjectiveResult
+from promptdag.results import WorkflowResult
+
+if TYPE_CHECKING:
+    from prefect.client.orchestration import PrefectClient
+    from prefect.client.schemas.objects import FlowRun, TaskRun
+
+FLOWS = ["run-workflow", "plan-execute-reflect"]
+WORK_POOL = "promptdag-process"
+
+
+class RunSummary(BaseModel):
+    """One line of `promptdag runs`."""
+
+    run_id: str
+    workflow: str = Field(..., description="The flow run's name: the workflow or objective.")
+    kind: str = Field(..., description="workflow | objective")
+    state: str = Field(..., description="Prefect's state name, e.g. Completed, Late, Running.")
+    tasks_done: int
+    tasks_total: int
+    started_at: datetime | None
+    duration_seconds: float | None
+    input_tokens: int | None = Field(None, description="Known once the run has finished.")
+    output_tokens: int | None = None
+    cost_usd: float | None = None
+    deployment: bool = Field(False, description="Run by a worker of a deployment.")
+    url: str | None = None
+
+
+# -- list ----------------------------------------------------------------------------------
+
+
+async def alist_runs(limit: int = 20, name: str | None = None) -> list[RunSummary]:
+    """The latest top-level runs of promptdag's flows, newest first (subflows left out)."""
+    from prefect.client.schemas.filters import (
+        FlowFilter,
+        FlowFilterName,
+        FlowRunFilter,
+        FlowRunFilterName,
+        FlowRunFilterParentTaskRunId,
+    )
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    from promptdag.client import ui_url
+
+    async with _connect() as client:
+        flows = {f.id: f.name for f in await client.read_flows(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=FLOWS)))}
+        if not flows:
+            return []
+        runs = await client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=FLOWS)),
+            flow_run_filter=FlowRunFilter(
+                parent_task_run_id=FlowRunFilterParentTaskRunId(is_null_=True),
+                name=FlowRunFilterName(like_=name) if name else None,
+            ),
+            sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+            limit=limit,
+        )
+        details = await asyncio.gather(*(_details(client, run) for run in runs))
+    summaries = []
+    for run, (progress, result) in zip(runs, details, strict=True):
+        done, _, total, _, _ = _counts(run, progress, result)
+        usage = result.usage if result is not None else None
+        summaries.append(RunSummary(
+            run_id=str(run.id),
+            workflow=run.name,
+            kind="objective" if flows.get(run.flow_id) == "plan-execute-reflect" else "workflow",
+            state=run.state_name or "Scheduled",
+            tasks_done=done,
+            tasks_total=total,
+            started_at=run.start_time,
+            duration_seconds=_duration(run),
+            input_tokens=usage.input_tokens if usage else None,
+            output_tokens=usage.output_tokens if usage else None,
+            cost_usd=usage.cost_usd if usage else None,
+            deployment=run.deployment_id is not None,
+            url=ui_url(run.id),
+        ))
+    return summaries
+
+
+async def _details(client: PrefectClient, run: FlowRun
+                   ) -> tuple[dict[str, str], WorkflowResult | ObjectiveResult | None]:
+    final = run.state_type is not None and run.state_type.value.lower() in FINAL
+    progress = await _read_progress(client, run.id)
+    return progress, (await _read_result(run) if final else None)
+
+
+def _duration(run: FlowRun) -> float | None:
+    if run.start_time is None:
+        return None
+    if run.end_time is not None:
+        return round((run.end_time - run.start_time).total_seconds(), 2)
+    return round(run.estimated_run_time.total_seconds(), 2)
+
+
+# -- logs ----------------------------------------------------------------------------------
+
+
+class LogLine(BaseModel):
+    timestamp: datetime
+    level: str
+    message: str
+    task_run_id: str | None = None
+
+
+async def aread_logs(run_id: str | UUID, limit: int | None = None) -> list[LogLine]:
+    """The run's log lines (its own and its task runs'), oldest first; the last `limit`."""
+    import logging
+
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.client.schemas.sorting import LogSort
+
+    async with _connect() as client:
+        run = await _read_run(client, run_id)
+        ids = [run.id, *[r.id for r in await _subflows(client, run.id)]]
+        logs: list[Any] = []
+        offset = 0
+        while True:  # the server pages its answers (200 a page)
+            page = await client.read_logs(
+                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=ids)),
+                sort=LogSort.TIMESTAMP_DESC if limit else LogSort.TIMESTAMP_ASC,
+                offset=offset, limit=min(limit - len(logs), 200) if limit else 200)
+            logs += page
+            offset += len(page)
+            if len(page) < 200 or (limit and len(logs) >= limit):
+                break
+    if limit:
+        logs.reverse()
+    return [LogLine(timestamp=log.timestamp, level=logging.getLevelName(log.level),
+                    message=log.message,
+                    task_run_id=str(log.task_run_id) if log.task_run_id else None)
+            for log in logs]
+
+
+async def _subflows(client: PrefectClient, run_id: UUID) -> list[FlowRun]:
+    """An objective's rounds (and a workflow's sub-workflow tasks): runs inside this one."""
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+
+    return await client.read_flow_runs(flow_run_filter=FlowRunFilter(
+        parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[run_id])))
+
+
+# -- cancel --------------------------------------------------------------------------------
+
+
+async def acancel(run_id: str | UUID, wait_seconds: float = 30.0) -> str:
+    """Ask the run to stop (Prefect's Cancelling state) and wait for it to end; returns the
+    state name it ended in (or is in after `wait_seconds`).
+
+    A run that has not started (Scheduled, Pending, Paused) is Cancelled at once: there is no
+    process to stop. A running one is stopped by whoever runs it: a worker for a deployment's
+    run, the `promptdag run` process for a local one (see `honour_cancellation`).
+
+    Raises:
+        SpecError: no such run, or it has already finished.
+    """
+    from prefect.client.schemas.objects import State, StateType
+    from prefect.states import Cancelled, Cancelling
+
+    async with _connect() as client:
+        run = await _read_run(client, run_id)
+        state = run.state_type.value.lower() if run.state_type else "scheduled"
+        if state in FINAL:
+            raise SpecError(f"run {run.id} has already finished ({run.state_name}): nothing "
+                            "to cancel")
+        not_started = run.state_type in (StateType.SCHEDULED, StateType.PENDING,
+                                         StateType.PAUSED)
+        new: State[Any] = (Cancelled(message="cancelled with promptdag cancel before it started")
+               if not_started else Cancelling(message="cancelled with promptdag cancel"))
+        await client.set_flow_run_state(run.id, new, force=True)
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            run = await client.read_flow_run(run.id)
+            if ((run.state_type and run.state_type.value.lower() in FINAL)
+                    or time.monotonic() >= deadline):
+                return run.state_name or "Cancelling"
+            await asyncio.sleep(0.5)
+
+
+@contextmanager
+def honour_cancellation(poll_seconds: float = 1.0) -> Iterator[None]:
+    """While a run goes in this process, stop it when `promptdag cancel` (or the UI's Cancel)
+    puts it in Cancelling: Prefect's engine then ends it Cancelled, as it does for a worker's
+    cancel, and the run raises `TerminationSignal`.
+
+    The flow run's id is learnt from the first task event (the scheduler emits inside the
+    flow run's context); the state is polled from a daemon thread, which only needs a server
+    (Prefect's temporary local API cannot be reached from another process anyway).
+    """
+    import os
+    import signal
+
+    from promptdag.events import subscribe
+
+    if not os.environ.get("PREFECT_API_URL") or threading.current_thread() is not (
+            threading.main_thread()):
+        yield
+        return
+    seen: list[UUID] = []
+
+    def learn(event: TaskEvent) -> None:
+        from prefect.context import FlowRunContext
+
+        context = FlowRunContext.get()
+        if not seen and context is not None and context.flow_run is not None:
+            seen.append(context.flow_run.id)
+
+    stop = threading.Event()
+
+    def poll() -> None:
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.objects import StateType
+
+        with get_client(sync_client=True) as client:
+            while not stop.wait(poll_seconds):
+                if not seen:
+                    continue
+                try:
+                    state = client.read_flow_run(seen[0]).state_type
+                except Exception:  # the API's problems are the run's to report, not ours
+                    continue
+                if state == StateType.CANCELLING:
+                    from prefect._internal import control_listener
+
+                    # what a worker's runner does: say "cancel", then SIGTERM
+                    control_listener._set_intent("cancel")
+                    signal.raise_signal(signal.SIGTERM)
+                    return
+
+    unsubscribe = subscribe(learn)
+    watcher = threading.Thread(target=poll, name="promptdag-cancel-watch", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        unsubscribe()
+
+
+# -- who runs it ---------------------------------------------------------------------------
+
+
+async def anobody_polling(run_id: str | UUID) -> str | None:
+    """For a deployment's run that waits to start: a line saying nothing polls for it (no
+    worker on its work pool, no `serve` process) and what to start; None otherwise."""
+    from prefect.client.schemas.objects import DeploymentStatus, StateType
+
+    async with _connect() as client:
+        run = await _read_run(client, run_id)
+        if run.deployment_id is None or run.state_type not in (StateType.SCHEDULED,
+                                                                StateType.PENDING):
+            return None
+        deployment = await client.read_deployment(run.deployment_id)
+    if deployment.status == DeploymentStatus.READY:
+        return None
+    if deployment.work_pool_name:
+        return (f"no worker is polling the work pool {deployment.work_pool_name!r}, so the run "
+                f"waits: start one from the repository root with `prefect worker start --pool "
+                f"{deployment.work_pool_name}` (or serve the deployments: "
+                "`python -m deployments.serve`)")
+    return ("nothing is serving this deployment, so the run waits: start "
+            "`python -m deployments.serve` from the repository root")
+
+
+def nobody_polling(run_id: str | UUID) -> str | None:
+    """Synchronous `anobody_polling`."""
+    return asyncio.run(anobody_polling(run_id))
+
+
+# -- watch ---------------------------------------------------------------------------------
+
+
+async def awatch(run_id: str | UUID, on_event: Callable[[TaskEvent], None],
+                 poll_seconds: float = 1.0) -> FlowRun:
+    """Follow a run until it ends: each new start, retry and end of its task runs (and its
+    subflows') goes to `on_event` as a `TaskEvent`; returns the finished flow run."""
+    async with _connect() as client:
+        run = await _read_run(client, run_id)
+        tracker = _Tracker(run.name, on_event)
+        while True:
+            run = await client.read_flow_run(run.id)
+            progress = await _read_progress(client, run.id)
+            tracker.total = max(tracker.total, _counts(run, progress, None)[2])
+            tracker.update(await _task_runs(client, run.id))
+            if run.state_type and run.state_type.value.lower() in FINAL:
+                await asyncio.sleep(poll_seconds)  # task states arrive as events: a last look
+                tracker.update(await _task_runs(client, run.id))
+                return run
+            await asyncio.sleep(poll_seconds)
+
+
+async def _task_runs(client: PrefectClient, run_id: UUID) -> list[TaskRun]:
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.client.schemas.sorting import TaskRunSort
+
+    ids = [run_id, *[r.id for r in await _subflows(client, run_id)]]
+    return await client.read_task_runs(
+        flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)),
+        sort=TaskRunSort.EXPECTED_START_TIME_ASC)
+
+
+class _Tracker:
+    """Turns successive views of task runs into start / retry / finish events."""
+
+    ended: ClassVar[dict[str, str]] = {"COMPLETED": "completed", "FAILED": "failed",
+                                       "CRASHED": "failed", "CANCELLED": "cancelled"}
+
+    def __init__(self, workflow: str, on_event: Callable[[TaskEvent], None]) -> None:
+        self.workflow, self.on_event = workflow, on_event
+        self.total = 0
+        self._known: set[UUID] = set()
+        self._started: set[UUID] = set()
+        self._retried: set[tuple[UUID, int]] = set()
+        self._finished: set[UUID] = set()
+
+    def update(self, task_runs: list[TaskRun]) -> None:
+        for task_run in task_runs:
+            if task_run.state_type is None:
+                continue
+            self._known.add(task_run.id)
+            self.total = max(self.total, len(self._known))
+            self._emit(task_run, task_run.state_type.value)
+
+    def _emit(self, task_run: TaskRun, kind: str) -> None:
+        name, message = task_run.name, task_run.state.message if task_run.state else None
+        if task_run.id in self._finished:
+            return
+        if kind in self.ended:
+            self._finished.add(task_run.id)
+            took = task_run.total_run_time.total_seconds() if task_run.total_run_time else None
+            error = message if kind != "COMPLETED" else None
+            self.on_event(TaskEvent(self.workflow, name, "finished", self.ended[kind],
+                                    len(self._finished), self.total, took, error))
+            return
+        # AwaitingRetry (scheduled, after attempt n) then Retrying (running attempt n + 1)
+        retry = {"AwaitingRetry": task_run.run_count + 1, "Retrying": task_run.run_count}
+        attempt = retry.get(task_run.state_name or "")
+        if attempt is not None and (task_run.id, attempt) not in self._retried:
+            self._retried.add((task_run.id, attempt))
+            self.on_event(TaskEvent(self.workflow, name, "retrying", None, 0, 0,
+                                    error=message or "failed, retrying", attempt=attempt))
+        if kind == "RUNNING" and task_run.id not in self._started:
+            self._started.add(task_run.id)
+            self.on_event(TaskEvent(self.workflow, name, "started", None,
+                                    len(self._finished), self.total))
+
+
+def result_of(run: FlowRun) -> WorkflowResult | ObjectiveResult | None:
+    """A finished run's persisted result (None when it has none)."""
+    return asyncio.run(_read_result(run))
+
+
+def list_runs(limit: int = 20, name: str | None = None) -> list[RunSummary]:
+    """Synchronous `alist_runs`."""
+    return asyncio.run(alist_runs(limit, name))
+
+
+def read_logs(run_id: str | UUID, limit: int | None = None) -> list[LogLine]:
+    """Synchronous `aread_logs`."""
+    return asyncio.run(aread_logs(run_id, limit))
+
+
+def cancel(run_id: str | UUID, wait_seconds: float = 30.0) -> str:
+    """Synchronous `acancel`."""
+    return asyncio.run(acancel(run_id, wait_seconds))
+
+
+def watch(run_id: str | UUID, on_event: Callable[[TaskEvent], None],
+          poll_seconds: float = 1.0) -> FlowRun:
+    """Synchronous `awatch`."""
+    return asyncio.run(awatch(run_id, on_event, poll_seconds))
+
+
+__all__ = ["LogLine", "RunSummary", "acancel", "alist_runs", "anobody_polling", "aread_logs",
+           "awatch", "cancel", "honour_cancellation", "list_runs", "nobody_polling", "read_logs",
+           "result_of", "watch"]
