@@ -103,14 +103,24 @@ def _submit(args: argparse.Namespace) -> int:
     url = client.ui_url(run_id)
     if args.wait:
         print(f"submitted {run_id}; waiting (watch it at {url})", file=sys.stderr)
+        _say_if_nobody_polls(run_id)
         return _print_result(client.wait_for_result(run_id), args.json)
     if args.json:
         print(json.dumps({"run_id": str(run_id), "url": url}))
     else:
         print(run_id)
-        print(f"watch: {url}\nfollow: promptdag status {run_id}   "
+        print(f"watch: {url}\nfollow: promptdag watch {run_id}   "
               f"result: promptdag result {run_id}", file=sys.stderr)
+    _say_if_nobody_polls(run_id)
     return EXIT_OK
+
+
+def _say_if_nobody_polls(run_id: Any) -> None:
+    """A deployment's run waits forever if no worker (or `serve`) polls for it: say so."""
+    from promptdag.runs import nobody_polling
+
+    if (hint := nobody_polling(run_id)) is not None:
+        print(f"promptdag: {hint}", file=sys.stderr)
 
 
 def _submit_batch(args: argparse.Namespace) -> int:
@@ -173,6 +183,8 @@ def _status(args: argparse.Namespace) -> int:
         print(f"  {safe(status.message)}")
     if status.url:
         print(f"  {status.url}")
+    if not status.finished:
+        _say_if_nobody_polls(status.run_id)
     return EXIT_OK
 
 

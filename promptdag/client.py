@@ -248,8 +248,9 @@ async def aget_result(run_id: str | UUID) -> WorkflowResult | ObjectiveResult:
         flow_run = await _read_run(client, run_id)
     status = flow_run.state_type.value.lower() if flow_run.state_type else "scheduled"
     if status not in FINAL:
-        raise ConfigError(f"run {flow_run.id} has not finished ({flow_run.state_name}); "
-                          "wait for it (promptdag result --wait) or check `promptdag status`")
+        raise ConfigError(f"run {flow_run.id} has not finished ({flow_run.state_name}): "
+                          f"`promptdag result {flow_run.id}` waits for it (without "
+                          f"--no-wait), `promptdag watch {flow_run.id}` shows its progress")
     result = await _read_result(flow_run)
     if result is None:
         why = flow_run.state.message if flow_run.state and flow_run.state.message else status
