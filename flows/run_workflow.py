@@ -80,12 +80,12 @@ async def run_workflow(
     if data is not None:
         batch = expand(spec, read_rows(data) if isinstance(data, str) else data, row_offset)
         spec = batch.spec
-    graph = validate_spec(spec)
+    graph = validate_spec(spec, bounded=batch is None)  # a batch's parts were bounded
     started, clock = datetime.now(timezone.utc), time.perf_counter()
     extra_usage = Usage()
     if spec.config.infer_dependencies and any(t.depends_on is None for t in spec.tasks):
         spec, extra_usage = await _infer_dependencies(spec)
-        graph = validate_spec(spec)
+        graph = validate_spec(spec, bounded=batch is None)
     view = RunView("workflow", spec.name, total=len(spec.tasks), tags=[workflow_tag(spec.name)])
     async with view:  # tags, live progress (see flows/artifacts.py)
         async with task_placement(spec.config) as invoke:

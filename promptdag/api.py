@@ -114,12 +114,10 @@ async def arun(
     if data is None:
         validate_spec(workflow)  # bad input fails here, before Prefect starts
     else:  # a batch: its prompts use the rows' fields, so every row's instance is checked
-        from promptdag.batch import expand, read_rows
+        from promptdag.batch import read_rows, validate_batch
 
         rows = read_rows(data) if isinstance(data, (str, Path)) else list(data)
-        expanded = expand(workflow, rows).spec
-        validate_spec(expanded)
-        names = {t.name for t in expanded.tasks}
+        names = {t.name for t in validate_batch(workflow, rows).spec.tasks}
     from prefect.context import FlowRunContext
     from prefect.settings import PREFECT_API_URL
 

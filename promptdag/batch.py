@@ -54,13 +54,11 @@ class Batch:
 def read_rows(path: str | Path, limit: int | None = None) -> list[Row]:
     """Rows of a `.jsonl` file (one JSON object a line) or a `.csv` file (a header line);
     SpecError naming the line for anything else."""
+    from promptdag.limits import read_text
+    from promptdag.settings import get_settings
+
     file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError(f"{file}: no such data file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"{file}: cannot read data: {exc}") from None
+    text = read_text(file, "data", get_settings().max_data_bytes, "max_data_bytes")
     rows: list[Row] = []
     if file.suffix.lower() == ".csv":
         for row in csv.DictReader(io.StringIO(text)):
@@ -168,6 +166,21 @@ def _instance(
         "depends_on": [run_name(rid, dep) for dep in depends_on],
         "context": context,
     })
+
+
+def validate_batch(spec: WorkflowSpec, rows: list[Row], check_keys: bool = True) -> Batch:
+    """Check a batch before it runs: the workflow and each row within the input limits
+    (promptdag/limits.py: the batch as a whole is as big as its data), every row's instance
+    as a spec (fields, names, models, keys)."""
+    from promptdag.limits import check_context, check_spec
+    from promptdag.validation import validate_spec
+
+    check_spec(spec)
+    for index, row in enumerate(rows):
+        check_context(row, f"row {index}")
+    batch = expand(spec, rows)
+    validate_spec(batch.spec, check_keys=check_keys, bounded=False)
+    return batch
 
 
 def row_result(row: BatchRow, results: dict[str, TaskResult]) -> RowResult:

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from promptdag import cli_remote, cli_runs
 from promptdag.errors import PromptDagError, SpecError
 from promptdag.events import subscribe
-from promptdag.graph import WorkflowGraph
+from promptdag.graph import WorkflowGraph, build_graph
 from promptdag.inheritance import override
 from promptdag.objective import ObjectiveResult
 from promptdag.results import WorkflowResult
@@ -164,9 +164,10 @@ def _load(
         spec = parse_spec(spec.model_dump(exclude_unset=True),
                           source=f"{path} (with command-line options)")
     if rows is not None:
-        from promptdag.batch import expand
+        from promptdag.batch import validate_batch
 
-        return spec, validate_spec(expand(spec, rows).spec, check_keys=check_keys)
+        batch = validate_batch(spec, rows, check_keys=check_keys)
+        return spec, build_graph(batch.spec)
     return spec, validate_spec(spec, check_keys=check_keys)
 
 

@@ -63,14 +63,18 @@ def _not_regular(mode: int) -> str | None:
     return next((kind for test, kind in _KINDS if test(mode)), "not a regular file")
 
 
-def read_text(path: str | Path, what: str = "spec") -> str:
-    """The UTF-8 text of a regular file of at most PROMPTDAG_MAX_SPEC_BYTES, else SpecError.
+def read_text(
+    path: str | Path, what: str = "spec", limit: int | None = None,
+    setting: str = "max_spec_bytes",
+) -> str:
+    """The UTF-8 text of a regular file of at most `limit` bytes (PROMPTDAG_MAX_SPEC_BYTES by
+    default; `setting` names the one that sets it), else SpecError.
 
     Never blocks and never reads more than the limit: a FIFO, a device or a directory is
     refused from its metadata, and a file that grows while read is cut at the limit + 1 byte.
     """
     file = Path(path)
-    limit = current_limits().spec_bytes
+    limit = current_limits().spec_bytes if limit is None else limit
     try:
         kind = _not_regular(os.stat(file).st_mode)  # stat never opens: a FIFO cannot block it
         if kind is not None:
@@ -89,13 +93,13 @@ def read_text(path: str | Path, what: str = "spec") -> str:
         if kind is not None:
             raise SpecError(f"{file}: is {kind}, expected a {what} file")
         if info.st_size > limit:
-            raise over(str(file), f"{info.st_size:,} bytes", "max_spec_bytes", limit)
+            raise over(str(file), f"{info.st_size:,} bytes", setting, limit)
         try:
             data = handle.read(limit + 1)
         except OSError as exc:
             raise SpecError(f"{file}: cannot read: {exc.strerror or exc}") from None
     if len(data) > limit:
-        raise over(str(file), f"more than {limit:,} bytes", "max_spec_bytes", limit)
+        raise over(str(file), f"more than {limit:,} bytes", setting, limit)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -102,6 +102,9 @@ class Settings(BaseSettings):
         ge=1,
         description="Largest `context` of a task (or of an objective), as JSON, in bytes.",
     )
+    max_data_bytes: int = Field(
+        256_000_000, ge=1, description="Largest data file of a batch run (`--data`), in bytes."
+    )
 
 
 _cache: dict[tuple[tuple[str, str], ...], Settings] = {}

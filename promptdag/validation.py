@@ -28,7 +28,9 @@ def task_options(task: TaskSpec, spec: WorkflowSpec) -> dict[str, object]:
     return {**spec.config.model_options, **task.model_options}
 
 
-def validate_spec(spec: WorkflowSpec, *, check_keys: bool = True) -> WorkflowGraph:
+def validate_spec(
+    spec: WorkflowSpec, *, check_keys: bool = True, bounded: bool = True
+) -> WorkflowGraph:
     """Validate a parsed spec completely; return its graph or raise SpecError.
 
     With `check_keys` (a run, not `promptdag validate`), also raise ConfigError when a real
@@ -36,13 +38,14 @@ def validate_spec(spec: WorkflowSpec, *, check_keys: bool = True) -> WorkflowGra
     Input bounds (depth, size, prompt and context sizes: promptdag/limits.py) are checked
     here, so `validate` and `run` accept exactly the same specs.
     """
-    check_spec(spec)
+    if bounded:  # a batch's expansion is bounded by its parts instead (promptdag/batch.py)
+        check_spec(spec)
     graph = build_graph(spec)
     real = False
     for task in spec.tasks:
         if isinstance(task.workflow, WorkflowSpec):  # a sub-workflow: its own tasks, its models
             try:
-                validate_spec(task.workflow, check_keys=check_keys)
+                validate_spec(task.workflow, check_keys=check_keys, bounded=bounded)
             except SpecError as exc:
                 raise type(exc)(f"task {task.name!r} (sub-workflow): {exc}") from None
             continue
