@@ -16,6 +16,7 @@ Lock files live under `PREFECT_HOME/promptdag/locks` (read at call time, like Pr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -81,7 +82,10 @@ class LocalLockManager(LockManager):
     def _try(self, key: str, holder: str, hold_timeout: float | None) -> bool:
         """Take the lock if it is free (or stale); True when `holder` holds it afterwards."""
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError:  # an unwritable PREFECT_HOME: go on without locks rather than fail
+            return True
         info = self._read(key)
         if info is not None:
             if info.get("holder") == holder:
@@ -93,13 +97,16 @@ class LocalLockManager(LockManager):
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             return False
+        except OSError:  # full or read-only: as above
+            return True
         record = {"holder": holder, "pid": os.getpid(), "host": socket.gethostname(),
                   "expires": time.time() + hold_timeout if hold_timeout else None}
         try:
             with os.fdopen(fd, "w") as file:
                 json.dump(record, file)
         except OSError:  # a full disk: go on without the lock rather than fail the task
-            path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
         return True
 
     def acquire_lock(
@@ -132,7 +139,8 @@ class LocalLockManager(LockManager):
 
     def release_lock(self, key: str, holder: str) -> None:
         if self.is_lock_holder(key, holder):
-            self._path(key).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                self._path(key).unlink(missing_ok=True)
 
     def is_locked(self, key: str) -> bool:
         info = self._read(key)
