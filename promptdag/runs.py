@@ -273,7 +273,7 @@ def honour_cancellation(poll_seconds: float = 1.0) -> Iterator[None]:
 async def anobody_polling(run_id: str | UUID) -> str | None:
     """For a deployment's run that waits to start: a line saying nothing polls for it (no
     worker on its work pool, no `serve` process) and what to start; None otherwise."""
-    from prefect.client.schemas.objects import DeploymentStatus, StateType
+    from prefect.client.schemas.objects import DeploymentStatus, StateType, WorkPoolStatus
 
     async with _connect() as client:
         run = await _read_run(client, run_id)
@@ -281,7 +281,11 @@ async def anobody_polling(run_id: str | UUID) -> str | None:
                                                                 StateType.PENDING):
             return None
         deployment = await client.read_deployment(run.deployment_id)
-    if deployment.status == DeploymentStatus.READY:
+        pool = (await client.read_work_pool(deployment.work_pool_name)
+                if deployment.work_pool_name else None)
+    if pool is not None and pool.status == WorkPoolStatus.READY:  # a worker's heartbeat
+        return None
+    if pool is None and deployment.status == DeploymentStatus.READY:  # `serve` polled it
         return None
     if deployment.work_pool_name:
         return (f"no worker is polling the work pool {deployment.work_pool_name!r}, so the run "
@@ -311,10 +315,10 @@ async def awatch(run_id: str | UUID, on_event: Callable[[TaskEvent], None],
             run = await client.read_flow_run(run.id)
             progress = await _read_progress(client, run.id)
             tracker.total = max(tracker.total, _counts(run, progress, None)[2])
-            tracker.update(await _task_runs(client, run.id))
+            await tracker.update(client, await _task_runs(client, run.id))
             if run.state_type and run.state_type.value.lower() in FINAL:
                 await asyncio.sleep(poll_seconds)  # task states arrive as events: a last look
-                tracker.update(await _task_runs(client, run.id))
+                await tracker.update(client, await _task_runs(client, run.id))
                 return run
             await asyncio.sleep(poll_seconds)
 
@@ -343,36 +347,58 @@ class _Tracker:
         self._retried: set[tuple[UUID, int]] = set()
         self._finished: set[UUID] = set()
 
-    def update(self, task_runs: list[TaskRun]) -> None:
+    async def update(self, client: PrefectClient, task_runs: list[TaskRun]) -> None:
         for task_run in task_runs:
-            if task_run.state_type is None:
+            if task_run.state_type is None or task_run.id in self._finished:
                 continue
             self._known.add(task_run.id)
             self.total = max(self.total, len(self._known))
-            self._emit(task_run, task_run.state_type.value)
+            kind = task_run.state_type.value
+            # attempts after the first are retries (between two looks, a retry can come and go)
+            retried = task_run.run_count + (task_run.state_name == "AwaitingRetry")
+            if any((task_run.id, n) not in self._retried for n in range(2, retried + 1)):
+                reasons = await _retry_reasons(client, task_run.id)
+                for attempt in range(2, retried + 1):
+                    if (task_run.id, attempt) not in self._retried:
+                        self._retried.add((task_run.id, attempt))
+                        why = reasons[attempt - 2] if attempt - 2 < len(reasons) else "failed"
+                        self.on_event(TaskEvent(self.workflow, task_run.name, "retrying",
+                                                None, 0, 0, error=why, attempt=attempt))
+            self._emit(task_run, kind)
 
     def _emit(self, task_run: TaskRun, kind: str) -> None:
         name, message = task_run.name, task_run.state.message if task_run.state else None
-        if task_run.id in self._finished:
-            return
         if kind in self.ended:
             self._finished.add(task_run.id)
             took = task_run.total_run_time.total_seconds() if task_run.total_run_time else None
             error = message if kind != "COMPLETED" else None
             self.on_event(TaskEvent(self.workflow, name, "finished", self.ended[kind],
                                     len(self._finished), self.total, took, error))
-            return
-        # AwaitingRetry (scheduled, after attempt n) then Retrying (running attempt n + 1)
-        retry = {"AwaitingRetry": task_run.run_count + 1, "Retrying": task_run.run_count}
-        attempt = retry.get(task_run.state_name or "")
-        if attempt is not None and (task_run.id, attempt) not in self._retried:
-            self._retried.add((task_run.id, attempt))
-            self.on_event(TaskEvent(self.workflow, name, "retrying", None, 0, 0,
-                                    error=message or "failed, retrying", attempt=attempt))
-        if kind == "RUNNING" and task_run.id not in self._started:
+        elif kind == "RUNNING" and task_run.id not in self._started:
             self._started.add(task_run.id)
             self.on_event(TaskEvent(self.workflow, name, "started", None,
                                     len(self._finished), self.total))
+
+
+async def _retry_reasons(client: PrefectClient, task_run_id: UUID) -> list[str]:
+    """Why each attempt of a task run failed, in order, from the line Prefect's task engine
+    logs before a retry ("Task run failed with exception: Error('why') - Retry 1/3 ...")."""
+    import re
+
+    from prefect.client.schemas.filters import LogFilter, LogFilterTaskRunId
+    from prefect.client.schemas.sorting import LogSort
+
+    logs = await client.read_logs(
+        log_filter=LogFilter(task_run_id=LogFilterTaskRunId(any_=[task_run_id])),
+        sort=LogSort.TIMESTAMP_ASC, limit=200)
+    reasons = []
+    for log in logs:
+        found = re.match(r"Task run failed with \w+: (.*) - Retry \d+/\d+", log.message,
+                         re.DOTALL)
+        if found:
+            text = re.sub(r"^\w+\((['\"])(.*)\1\)$", r"\2", found.group(1), flags=re.DOTALL)
+            reasons.append(text)
+    return reasons
 
 
 def result_of(run: FlowRun) -> WorkflowResult | ObjectiveResult | None:

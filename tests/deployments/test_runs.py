@@ -1,0 +1,144 @@
+"""`promptdag runs | logs | cancel | watch`, and the hint when nothing polls a pool, against the
+real server (and its worker) of this directory's conftest, each command in its own process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import WorkPoolCreate
+from prefect.client.schemas.objects import WorkPoolStatus
+
+from promptdag.server import WORK_POOL
+from tests.deployments.conftest import ROOT, Server, wait_until
+
+pytestmark = pytest.mark.deployments
+
+SEED = str(ROOT / "examples" / "seed_api_request.json")
+SLOW = """name: Slow Steps
+config: {breadth: 1, retry_backoff_seconds: 0, model_options: {latency_s: LATENCY}}
+tasks:
+  - {name: Step 1, prompt: a, model_options: {fail_first: 1, latency_s: LATENCY}}
+  - {name: Step 2, prompt: b}
+  - {name: Step 3, prompt: c}
+  - {name: Step 4, prompt: d}
+"""
+
+
+def slow_spec(tmp_path: Path, latency: float) -> str:
+    spec = tmp_path / "slow.yaml"
+    spec.write_text(SLOW.replace("LATENCY", str(latency)))
+    return str(spec)
+
+
+def listed(server: Server, *args: str) -> list[dict[str, object]]:
+    done = server.promptdag("runs", "--json", *args)
+    assert done.returncode == 0, done.stderr
+    return list(json.loads(done.stdout))
+
+
+def test_runs_lists_recent_runs_with_tasks_tokens_and_cost(deployed: Server):
+    logging = Server(deployed.info, {**deployed.env, "PREFECT_LOGGING_LEVEL": "INFO"})
+    done = logging.promptdag("run", SEED, "--json")  # the fixture's level is WARNING
+    assert done.returncode == 0, done.stderr
+    run_id = json.loads(done.stdout)["flow_run_id"]
+    mine = next(r for r in listed(deployed, "--limit", "50") if r["run_id"] == run_id)
+    assert (mine["workflow"], mine["kind"], mine["state"]) == (
+        "AI Healthcare Research", "workflow", "Completed")
+    assert (mine["tasks_done"], mine["tasks_total"]) == (4, 4)
+    assert mine["input_tokens"] and mine["output_tokens"] and mine["cost_usd"] == 0.0
+    assert str(mine["url"]).startswith(deployed.info.url)
+
+    table = deployed.promptdag("runs", "--name", "AI Healthcare")
+    assert table.returncode == 0, table.stderr
+    header, *rows = table.stdout.splitlines()
+    assert header.split() == ["started", "workflow", "state", "tasks", "time", "tokens",
+                              "cost", "id"]
+    row = next(line for line in rows if run_id in line)
+    assert "AI Healthcare Research" in row and "Completed" in row and " 4/4 " in row
+
+    logs = deployed.promptdag("logs", run_id)
+    assert logs.returncode == 0, logs.stderr
+    assert "Finished in state Completed" in logs.stdout
+    assert len(deployed.promptdag("logs", run_id, "--tail", "2").stdout.splitlines()) == 2
+
+
+def pool_ready(name: str) -> bool:
+    async def read() -> bool:
+        async with get_client() as client:
+            return (await client.read_work_pool(name)).status == WorkPoolStatus.READY
+
+    return asyncio.run(read())
+
+
+def test_watch_follows_a_submitted_run_to_its_end(deployed: Server, tmp_path: Path):
+    wait_until(lambda: pool_ready(WORK_POOL), timeout=60)  # the worker has said hello
+    submitted = deployed.promptdag("submit", slow_spec(tmp_path, 0.5))
+    assert submitted.returncode == 0, submitted.stderr
+    run_id = submitted.stdout.strip()
+    assert f"promptdag watch {run_id}" in submitted.stderr
+    assert "no worker is polling" not in submitted.stderr  # the fixture's worker polls
+
+    watched = deployed.promptdag("watch", run_id, timeout=180)
+    assert watched.returncode == 0, watched.stderr
+    assert "retry Step 1 (attempt 2)" in watched.stderr  # a retry, seen through the API
+    for n in range(1, 5):
+        assert f"/4] ok Step {n} (" in watched.stderr
+    assert "Slow Steps: COMPLETED" in watched.stdout
+    url = f"{deployed.info.url}/runs/flow-run/{run_id}"
+    assert watched.stdout.strip().splitlines()[-1] == f"view: {url}"
+
+
+def test_cancel_stops_a_local_run_in_another_process(deployed: Server, tmp_path: Path):
+    running = subprocess.Popen(
+        [sys.executable, "-m", "promptdag.cli", "run", slow_spec(tmp_path, 3)],
+        cwd=ROOT, env=deployed.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        def started() -> str | None:
+            runs = [r for r in listed(deployed, "--name", "Slow Steps")
+                    if r["state"] == "Running"]
+            return str(runs[0]["run_id"]) if runs else None
+
+        wait_until(started, timeout=90, every=1)
+        run_id = started()
+        assert run_id is not None
+        cancelled = deployed.promptdag("cancel", run_id)
+        assert cancelled.returncode == 0, cancelled.stderr
+        assert cancelled.stdout.strip() == f"run {run_id} cancelled"
+        _, err = running.communicate(timeout=60)
+    finally:
+        running.kill()
+    assert running.returncode == 1, err
+    assert "the run was cancelled" in err and "Traceback" not in err
+    assert next(r for r in listed(deployed) if r["run_id"] == run_id)["state"] == "Cancelled"
+    again = deployed.promptdag("cancel", run_id)
+    assert again.returncode == 2 and "already finished (Cancelled)" in again.stderr
+
+
+def test_a_run_nobody_polls_for_says_what_to_start_and_cancels_at_once(deployed: Server):
+    async def deployment_without_worker() -> None:
+        async with get_client() as client:
+            await client.create_work_pool(WorkPoolCreate(name="nobody-polls", type="process"),
+                                          overwrite=True)
+            flow = await client.read_flow_by_name("run-workflow")
+            await client.create_deployment(
+                flow_id=flow.id, name="unpolled", work_pool_name="nobody-polls",
+                entrypoint="flows/run_workflow.py:run_workflow")
+
+    asyncio.run(deployment_without_worker())
+    submitted = deployed.promptdag("submit", SEED, "--deployment", "run-workflow/unpolled")
+    assert submitted.returncode == 0, submitted.stderr
+    run_id = submitted.stdout.strip()
+    hint = "no worker is polling the work pool 'nobody-polls'"
+    assert hint in submitted.stderr and "prefect worker start --pool nobody-polls" in (
+        submitted.stderr)
+    status = deployed.promptdag("status", run_id)
+    assert status.returncode == 0 and "scheduled" in status.stdout and hint in status.stderr
+    cancelled = deployed.promptdag("cancel", run_id)
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert cancelled.stdout.strip() == f"run {run_id} cancelled"
