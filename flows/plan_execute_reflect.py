@@ -16,7 +16,7 @@ from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State
 
 from flows.artifacts import RunView
-from flows.resume import remember
+from flows.lost_api import remember
 from flows.run_workflow import run_workflow
 from promptdag.errors import PromptDagError
 from promptdag.llm.base import Usage
@@ -173,7 +173,7 @@ async def plan_execute_reflect(
         elapsed_seconds=round(time.perf_counter() - clock, 4),
         usage=usage,
     )
-    remember(flow_run.id, result)  # the caller's copy if the API goes away (flows/resume.py)
+    remember(flow_run.id, result)  # the caller's copy if the API goes away (flows/lost_api.py)
     await view.publish_objective(result)
     if result.status == "completed":
         return Completed(data=result, message=f"{stop} after {len(rounds)} round(s)")

@@ -4,7 +4,8 @@ retry a given run.
 - **A new run** (CLI, Python) creates its own flow run, so its tasks' cache keys are scoped to
   its own id (tasks/prompt_cache.py): it calls the models afresh.
 - **Resume by default**: the flow run of a spec carries the tag `promptdag-spec:<hash>` (a hash
-  of the spec, or of an objective's text, context and config). When the latest top-level local
+  of the workflow's name and result storage, see `promptdag.api.spec_fingerprint`, or of an
+  objective's text and context). When the latest top-level local
   run with that tag did not complete (still running, failed, crashed, cancelled, killed), the new
   run is started with that run's `resume_scope`, so it reuses exactly that run's finished tasks.
   Two runs started at the same moment therefore share a scope: looking up the latest run and
@@ -17,11 +18,8 @@ retry a given run.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import json
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -162,85 +160,6 @@ async def run_flow_run(
     state = await run_flow_async(flow, flow_run=flow_run, parameters=parameters,
                                  return_type="state")
     return state  # type: ignore[return-value]
-
-
-# -- a lost API: the result from memory --------------------------------------------------------
-
-API_LOST = False  # set once a run gave up on its API: Prefect's log and event workers would
-# retry sending to it for minutes at interpreter exit; the CLI then exits without waiting
-LOST_API_GRACE_SECONDS = 10.0  # after the flow's result is known, before asking if the API is up
-_finished: dict[str, tuple[float, Any]] = {}
-
-
-def remember(flow_run_id: Any, result: Any) -> None:
-    """Called by a flow with its result, before it reports it to the API (which may be gone)."""
-    if flow_run_id is not None:
-        _finished[str(flow_run_id)] = (time.monotonic(), result)
-        while len(_finished) > 64:  # subflows' and workers' results are never asked for
-            _finished.pop(next(iter(_finished)))
-
-
-@dataclass
-class Outcome:
-    """How a local run ended: its final state, or, when the Prefect API went away before the
-    run could report its end, its result from memory and why."""
-
-    state: State[Any] | None
-    result: Any = None
-    lost_api: str | None = None
-
-    async def value(self) -> Any:
-        if self.state is None:
-            return self.result
-        return await self.state.aresult(raise_on_failure=False)
-
-
-async def api_alive(timeout: float = 3.0) -> bool:
-    import httpx
-    from prefect.settings import get_current_settings
-
-    url = get_current_settings().api.url
-    if not url:
-        return True  # an ephemeral API lives in this process
-    try:
-        async with httpx.AsyncClient(timeout=timeout) as client:
-            return (await client.get(f"{str(url).rstrip('/')}/health")).status_code < 500
-    except httpx.HTTPError:
-        return False
-
-
-async def run_to_end(
-    flow: Flow[Any, Any], flow_run: FlowRun, parameters: dict[str, Any]
-) -> Outcome:
-    """`run_flow_run`, but a run whose API went away ends: once the flow has its result, a run
-    still reporting to an API that no longer answers is given up after a short grace (Prefect's
-    client would retry for minutes) and the result comes from memory."""
-    run = asyncio.ensure_future(run_flow_run(flow, flow_run, parameters))
-    key = str(flow_run.id)
-    try:
-        while True:
-            done, _ = await asyncio.wait({run}, timeout=1.0)
-            if done:
-                return Outcome(run.result())
-            known = _finished.get(key)
-            if known is None or time.monotonic() - known[0] < LOST_API_GRACE_SECONDS:
-                continue
-            if await api_alive():
-                continue
-            global API_LOST
-            API_LOST = True
-            run.cancel()
-            with contextlib.suppress(BaseException):
-                await asyncio.wait_for(run, timeout=5)
-            from prefect.settings import get_current_settings
-
-            why = (f"the Prefect API at {get_current_settings().api.url} stopped answering: "
-                   f"this result is from memory and was not recorded there (flow run {key} "
-                   "may show as Running; `promptdag retry` it once the server is back to "
-                   "record it, reusing its saved tasks)")
-            return Outcome(None, known[1], why)
-    finally:
-        _finished.pop(key, None)
 
 
 @dataclass

@@ -12,7 +12,7 @@ from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State
 
 from flows.artifacts import RunView, workflow_tag
-from flows.resume import remember
+from flows.lost_api import remember
 from flows.runners import task_placement
 from flows.scheduler import ReadySetScheduler
 from promptdag.batch import Batch, expand, read_rows, row_result
@@ -105,7 +105,7 @@ async def run_workflow(
         saved_usage=saved_usage(tasks),
         rows=_rows(batch, tasks) if batch else None,
     )
-    remember(flow_run.id, result)  # the caller's copy if the API goes away (flows/resume.py)
+    remember(flow_run.id, result)  # the caller's copy if the API goes away (flows/lost_api.py)
     await view.publish_workflow(result, graph)
     if result.status == "completed":
         return Completed(data=result, message=f"{len(tasks)} tasks completed")

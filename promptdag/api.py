@@ -121,7 +121,8 @@ async def arun(
     from prefect.context import FlowRunContext
     from prefect.settings import PREFECT_API_URL
 
-    from flows.resume import run_to_end, start_run
+    from flows.lost_api import run_to_end
+    from flows.resume import start_run
     from flows.run_workflow import run_workflow
     from flows.runners import check_runner
     from tasks.result_persistence import check_storage
@@ -219,8 +220,9 @@ async def arun_objective(
     request = as_objective_request(objective, context, config)
     from prefect.context import FlowRunContext
 
+    from flows.lost_api import run_to_end
     from flows.plan_execute_reflect import plan_execute_reflect
-    from flows.resume import fingerprint, run_to_end, start_run
+    from flows.resume import fingerprint, start_run
     from tasks.result_persistence import check_storage, storage_path
 
     check_storage()

@@ -507,9 +507,9 @@ def _execute(banner: str, call: Callable[[], R], render: Callable[[R], str], as_
 def _exit_now_if_the_api_is_gone(code: int) -> None:
     """The result is printed; Prefect's log and event workers would spend minutes retrying a
     server that is gone at interpreter exit (measured: 437 s). Exit without them."""
-    from flows import resume
+    from flows import lost_api
 
-    if resume.API_LOST:
+    if lost_api.API_LOST:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
