@@ -48,7 +48,8 @@ def add_commands(sub: Any) -> None:
 
     result = sub.add_parser("result", help="the result of a submitted run (waits for it); of "
                             "a batch's runs, their rows as one JSONL")
-    result.add_argument("run_id", nargs="+", help="a run id; several: the shards of a batch")
+    result.add_argument("run_id", nargs="+", help="a run id; several, or a batch's tag "
+                        "(batch:<hex>, as submit prints it): the shards of a batch")
     result.add_argument("--output", help="batch runs: write their rows here, one JSON line "
                         "per row in row order (default with several runs: stdout)")
     result.add_argument("--json", action="store_true", help="print only the result JSON")
@@ -191,13 +192,12 @@ def _status(args: argparse.Namespace) -> int:
 def _result(args: argparse.Namespace) -> int:
     from promptdag import client
 
-    if len(args.run_id) > 1 or args.output:  # a batch's runs: their rows, gathered
+    batch = len(args.run_id) > 1 or args.output or args.run_id[0].startswith("batch:")
+    if batch:  # a batch's runs: their rows, gathered
         if args.json:
             raise SpecError("--json is for one run; a batch's rows are JSON lines already")
-        if args.no_wait:
-            for run_id in args.run_id:
-                client.get_result(run_id)  # says which one has not finished
-        return _print_rows(client.wait_for_rows(args.run_id, timeout=args.timeout), args.output)
+        timeout = 0 if args.no_wait else args.timeout  # 0: says which one has not finished
+        return _print_rows(client.wait_for_rows(args.run_id, timeout=timeout), args.output)
     if args.no_wait:
         result = client.get_result(args.run_id[0])
     else:

@@ -279,14 +279,22 @@ async def await_rows(
 ) -> list[RowResult]:
     """Wait for every run of a batch (its shards), then their rows as one list by row index.
 
+    A batch's tag (`batch:<hex>`, as `submit_batch` returns it) stands for all of its runs.
+
     Raises:
         ConfigError: a run did not finish in `timeout` seconds, ended without a result, or
             is not a batch run (it has no rows).
         SpecError: two runs report the same row (runs of different batches).
     """
-    from promptdag.shards import gather_rows
+    from promptdag.shards import BATCH_TAG_PREFIX, gather_rows
 
-    unique = list(dict.fromkeys(str(r) for r in run_ids))
+    expanded: list[str] = []
+    for run in run_ids:
+        if str(run).startswith(BATCH_TAG_PREFIX):  # a batch's tag stands for all its runs
+            expanded += [str(r) for r in await abatch_run_ids(str(run))]
+        else:
+            expanded.append(str(run))
+    unique = list(dict.fromkeys(expanded))
     results = await asyncio.gather(*(await_result(r, timeout, poll_seconds) for r in unique))
     parts = []
     for run_id, result in zip(unique, results, strict=True):
@@ -296,6 +304,29 @@ async def await_rows(
                               "with --data, or read it with `promptdag result RUN_ID`")
         parts.append(rows)
     return gather_rows(parts)
+
+
+async def abatch_run_ids(tag: str) -> list[UUID]:
+    """The runs of one batch submission (those tagged `tag`), in shard order.
+
+    Raises:
+        SpecError: no run carries the tag.
+    """
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
+
+    async with _connect() as client:
+        runs = await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[tag]))
+        )
+    if not runs:
+        raise SpecError(f"no flow run is tagged {tag!r} on {_api_url()} (submit prints the "
+                        "tag of a batch on stderr)")
+
+    def shard(run: FlowRun) -> int:
+        found = [t for t in run.tags if t.startswith("shard:")]
+        return _int(found[0].removeprefix("shard:").split("/")[0]) or 0 if found else 0
+
+    return [run.id for run in sorted(runs, key=shard)]
 
 
 def write_rows(rows: list[RowResult], path: str | Path) -> Path:
@@ -503,6 +534,7 @@ __all__ = [
     "PromptDagError",
     "RunStatus",
     "SubmittedBatch",
+    "abatch_run_ids",
     "aget_result",
     "aget_status",
     "asubmit_batch",

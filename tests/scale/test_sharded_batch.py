@@ -154,3 +154,8 @@ def test_the_readme_recipe_as_written(cluster: Cluster, tmp_path: Path) -> None:
     lines = [json.loads(line) for line in output.read_text().splitlines()]
     assert [line["id"] for line in lines] == expected
     assert all(line["status"] == "completed" and line["results"]["Check tone"] for line in lines)
+    # the batch's tag (on stderr) stands for its runs
+    tag = next(word for word in submitted.stderr.split() if word.startswith("batch:"))
+    again = server.promptdag("result", tag, "--no-wait")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == output.read_text()
