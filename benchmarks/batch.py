@@ -15,7 +15,9 @@ Per run: the flow-body makespan (for shards: first shard start to last shard end
 flows' own results), the same against the exact ideal list schedule of the combined DAG
 (benchmarks/schedules.py; for shards, the slowest shard's), the end-to-end wall clock (CLI
 spawned to JSONL written), the server's CPU per task run (until it is idle again; PostgreSQL's
-own processes in their own column) and the JSONL's line count. Markdown on stdout.
+own processes in their own column) and the JSONL's line count. Markdown on stdout; the
+default (issue 15's) run keeps a copy in benchmarks/results/batch-latest.md. About 13 minutes
+on a shared 2-core machine; `--quick` (100 rows of 0.2 s) about 2.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from promptdag.shards import split_rows
 from promptdag.spec import WorkflowSpec, parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
 PREFECT = [sys.executable, "-m", "prefect"]
 PROMPTDAG = [sys.executable, "-m", "promptdag.cli"]
 
@@ -264,7 +267,8 @@ def table(figures: list[Figures], rows: int, latency: float, breadth: int) -> st
 
     note = (f"\n{rows:,} rows x 3 tasks (simulated, {latency} s a call), breadth {breadth} per "
             f"run; {datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, {os.cpu_count()} cores, "
-            f"Python {platform.python_version()}, prefect {prefect_version}.\n")
+            f"Python {platform.python_version()}, prefect {prefect_version}; load average "
+            f"{os.getloadavg()[0]:.2f} at the end.\n")
     return head + body + note
 
 
@@ -284,7 +288,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.rows, args.latency = 100, 0.2
     figures = run_all(args.rows, args.latency, args.breadth)
-    print(table(figures, args.rows, args.latency, args.breadth))
+    text = table(figures, args.rows, args.latency, args.breadth)
+    print(text)
+    if not args.quick and (args.rows, args.latency, args.breadth) == (1000, 0.5, 64):
+        (RESULTS / "batch-latest.md").write_text(text)  # the figures the README quotes
     if args.json:
         args.json.write_text(json.dumps([asdict(f) | {"x_ideal": round(f.ratio, 3)}
                                          for f in figures], indent=2))
