@@ -242,33 +242,32 @@ def _quiet_prefect(verbose: bool) -> None:
     os.environ.setdefault("PREFECT_LOGGING_INTERNAL_LEVEL", "CRITICAL")
 
 
-def _use_local_server(quiet: bool) -> None:
-    """Point Prefect at the local server if one is running, then check the environment: an
-    API that does not answer or a PREFECT_HOME that cannot be written is one line and exit 2
-    here, before Prefect starts (promptdag/environment.py)."""
+def _use_local_server(quiet: bool, start: bool = False) -> None:
+    """Point Prefect at the local server (started now if `start`), then check the environment:
+    an API that does not answer or a PREFECT_HOME that cannot be written is one line and exit
+    2 here, before Prefect starts (promptdag/environment.py)."""
     from promptdag.environment import check_environment
 
-    _find_local_server(quiet)
+    _find_local_server(quiet, start)
     check_environment()
 
 
-def _find_local_server(quiet: bool) -> None:
-    """Fast start: with no PREFECT_API_URL set, use the server `promptdag server start` left
-    running (about 2 s to the first task instead of 5-15 s for Prefect's ephemeral API), so
-    the run also shows in its UI."""
-    if os.environ.get("PREFECT_API_URL"):
+def _find_local_server(quiet: bool, start: bool = False) -> None:
+    """Fast by default (promptdag/autoserver.py): with no PREFECT_API_URL set, use the local
+    server running in PREFECT_HOME, or for a run (`start`) start one in the background and
+    say so once; about 2 s to the first task instead of 8-25 s for Prefect's temporary API,
+    and the run shows in the server's UI."""
+    if os.environ.get("PREFECT_API_URL"):  # the user's server always wins
         return
-    from promptdag import server
+    from promptdag import autoserver
+    from promptdag.environment import prefect_home
 
     # Before Prefect is imported (its settings are fixed at import): PREFECT_HOME as set, or
     # Prefect's default home.
-    home = Path(os.environ.get("PREFECT_HOME") or "~/.prefect").expanduser()
-    info = server.read_state(home)
-    if info is None or not server.process_alive(info.pid) or not server.healthy(info.api_url, 0.5):
-        return
-    os.environ["PREFECT_API_URL"] = info.api_url
-    if not quiet:
-        print(f"Using the local Prefect server at {info.url}", file=sys.stderr)
+    info = autoserver.local_server(prefect_home(), start, say=lambda line: None if quiet
+                                   else print(safe(line, multiline=True), file=sys.stderr))
+    if info is not None:
+        autoserver.use(info)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -285,7 +284,7 @@ def _run(args: argparse.Namespace) -> int:
             update={"config": spec.config.model_copy(update={"reuse_results": False})}
         )
     _quiet_prefect(args.verbose)
-    _use_local_server(quiet=args.json or args.quiet)
+    _use_local_server(quiet=args.quiet, start=True)
     from promptdag.api import run  # Prefect starts here, only for valid input
     from tasks.result_persistence import check_storage
 
@@ -352,7 +351,7 @@ def _retry(args: argparse.Namespace) -> int:
     import asyncio
 
     _quiet_prefect(args.verbose)
-    _use_local_server(quiet=args.json)
+    _use_local_server(quiet=False)  # a run to retry lives on a server: never start a new one
     from flows.plan_execute_reflect import plan_execute_reflect
     from flows.resume import retry
     from flows.run_workflow import run_workflow
@@ -459,7 +458,7 @@ def _objective(args: argparse.Namespace) -> int:
                                    ("model", args.model)) if v is not None}
     request = as_objective_request(data, config=overrides or None)
     _quiet_prefect(args.verbose)
-    _use_local_server(quiet=args.json or args.quiet)
+    _use_local_server(quiet=args.quiet, start=True)
     from promptdag.api import run_objective
 
     banner = (f"Objective: {request.objective!r} (breadth {request.config.breadth}, "

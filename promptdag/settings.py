@@ -27,6 +27,12 @@ class Settings(BaseSettings):
     quiet_prefect: bool = Field(
         True, description="Keep Prefect's console logs (and offline telemetry noise) off the CLI."
     )
+    auto_server: bool = Field(
+        True,
+        description="With no PREFECT_API_URL, start a local Prefect server in the background "
+        "on the first run and reuse it (runs take ~2 s and show in its UI); false: Prefect's "
+        "temporary API for each run (promptdag/autoserver.py).",
+    )
     artifacts: bool = Field(
         True,
         description="Publish Prefect artifacts for each run: live progress, a report, a task "

@@ -1,0 +1,110 @@
+"""Fast by default: a local Prefect server started in the background on first use, then reused.
+
+Without a server, every `promptdag run` starts Prefect's temporary API and stops it again
+(8-25 s here before the first task), and its runs appear in no UI. Build tools solve the same
+problem with a daemon started on first use (Gradle, Bazel); this is that daemon: the first run
+with no `PREFECT_API_URL` starts `promptdag server start`'s server (promptdag/server.py) in
+PREFECT_HOME, says so once (its UI, how to stop it, how to opt out), and every later run finds
+it there and takes about 2 s end to end.
+
+Rules:
+- a `PREFECT_API_URL` the user set always wins (nothing is started or used here);
+- `PROMPTDAG_AUTO_SERVER=false` turns the start off (a server already running is still used,
+  as before); the test suite sets it for the whole session;
+- the server gets port 4200 when it is free, else any free port; two CLIs starting at once
+  agree through a lock file, so one server is started;
+- a server that cannot be started is one line, and the run goes on on the temporary API.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from promptdag.errors import ConfigError
+from promptdag.server import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    ServerInfo,
+    _port_free,
+    free_port,
+    healthy,
+    process_alive,
+    read_state,
+    start_server,
+)
+from promptdag.settings import get_settings
+
+LOCK_FILE = "promptdag-server.lock"
+STARTING_WAIT_S = 60.0  # another CLI is starting the server: wait this long for it
+
+
+def running_server(home: Path) -> ServerInfo | None:
+    """The server recorded in `home` if it is alive and answers."""
+    info = read_state(home)
+    if info is None or not process_alive(info.pid) or not healthy(info.api_url, 0.5):
+        return None
+    return info
+
+
+def local_server(home: Path, start: bool, say: Callable[[str], None]) -> ServerInfo | None:
+    """The local server to run on: the one running in `home`, or (with `start` and the
+    setting on) one started now and announced through `say`; None for Prefect's temporary API.
+    """
+    if (info := running_server(home)) is not None:
+        return info
+    if not start or not get_settings().auto_server:
+        return None
+    try:
+        with _locked(home):
+            if (info := running_server(home)) is not None:  # started meanwhile by another CLI
+                return info
+            info = start_server(DEFAULT_HOST, _port(), home=home, timeout=STARTING_WAIT_S)
+    except (ConfigError, OSError) as exc:
+        say(f"promptdag: could not start a local Prefect server ({exc}); this run uses "
+            "Prefect's temporary API (set PROMPTDAG_AUTO_SERVER=false to stop trying)")
+        return None
+    say(announcement(info))
+    return info
+
+
+def announcement(info: ServerInfo) -> str:
+    """What the first run says about the server it started (once: later runs reuse it)."""
+    return (f"Started a local Prefect server for your runs (later runs reuse it): "
+            f"UI {info.url}\n"
+            f"  stop it: promptdag server stop   never start one: "
+            f"export PROMPTDAG_AUTO_SERVER=false   log: {info.log}")
+
+
+def _port() -> int:
+    return DEFAULT_PORT if _port_free(DEFAULT_HOST, DEFAULT_PORT) else free_port(DEFAULT_HOST)
+
+
+@contextlib.contextmanager
+def _locked(home: Path) -> Iterator[None]:
+    """Hold PREFECT_HOME's server lock (an flock, released if this process dies)."""
+    home.mkdir(parents=True, exist_ok=True)
+    with (home / LOCK_FILE).open("a") as handle:
+        deadline = time.monotonic() + STARTING_WAIT_S
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise ConfigError(f"another promptdag is still starting the server in "
+                                      f"{home} after {STARTING_WAIT_S:g} s") from None
+                time.sleep(0.2)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def use(info: ServerInfo) -> None:
+    """Point this process (before Prefect is imported) and its children at `info`."""
+    os.environ["PREFECT_API_URL"] = info.api_url
