@@ -107,13 +107,21 @@ async def _count_done(
     runs = [r.id for r in await _latest(client, flow_name, tag, limit=50) if scope_of(r) == scope]
     if not runs:
         return 0
-    done = await client.read_task_runs(
-        flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=runs)),
-        task_run_filter=TaskRunFilter(
-            state=TaskRunFilterState(type=TaskRunFilterStateType(any_=[StateType.COMPLETED]))
-        ),
-    )
-    return len({t.name for t in done} & names)
+    found: set[str] = set()
+    page, offset = 200, 0
+    while True:  # the API returns at most a page at a time
+        done = await client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=runs)),
+            task_run_filter=TaskRunFilter(
+                state=TaskRunFilterState(type=TaskRunFilterStateType(any_=[StateType.COMPLETED]))
+            ),
+            limit=page,
+            offset=offset,
+        )
+        found |= {t.name for t in done}
+        if len(done) < page:
+            return len(found & names)
+        offset += page
 
 
 async def start_run(
