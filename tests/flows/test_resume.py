@@ -257,3 +257,23 @@ async def test_an_objective_retry_reuses_its_plan_reflection_and_finished_tasks(
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id])))
     cached = {t.name for t in runs if t.state_name == "Cached"}
     assert {"plan (round 1)", "reflect (round 1)", "synthesise answer"} <= cached
+
+
+def test_retry_refuses_a_completed_run_and_a_bad_id_with_one_line(prefect_api: str,
+                                                                  tmp_path: Path):
+    env = _env(prefect_api, tmp_path)
+    spec = tmp_path / "tiny.json"
+    spec.write_text(json.dumps({"name": "tiny", "tasks": [{"name": "a", "prompt": "p"}]}))
+    cli = [sys.executable, "-m", "promptdag.cli"]
+    done = subprocess.run([*cli, "run", str(spec), "--json"], capture_output=True, text=True,
+                          env=env, timeout=120)
+    run_id = json.loads(done.stdout)["flow_run_id"]
+    again = subprocess.run([*cli, "retry", run_id], capture_output=True, text=True, env=env,
+                           timeout=120)
+    assert (again.returncode, again.stderr.strip()) == (
+        2, f"promptdag: error: run {run_id} completed: nothing to retry (run the spec again "
+        "for a new run)")
+    bad = subprocess.run([*cli, "retry", "nope"], capture_output=True, text=True, env=env,
+                         timeout=120)
+    assert (bad.returncode, bad.stderr.strip()) == (
+        2, "promptdag: error: 'nope' is not a run id (a UUID, as the run printed)")
