@@ -277,3 +277,24 @@ def test_retry_refuses_a_completed_run_and_a_bad_id_with_one_line(prefect_api: s
                          timeout=120)
     assert (bad.returncode, bad.stderr.strip()) == (
         2, "promptdag: error: 'nope' is not a run id (a UUID, as the run printed)")
+
+
+def test_two_cli_runs_started_together_pay_for_each_call_once(prefect_api: str, tmp_path: Path):
+    env = _env(prefect_api, tmp_path)
+    spec = tmp_path / "wide.json"
+    spec.write_text(json.dumps({
+        "name": "wide", "config": {"breadth": 10, "model_options": {"latency_s": 0.3}},
+        "tasks": [{"name": f"t{i}", "prompt": f"task {i}", "depends_on": []}
+                  for i in range(30)]}))
+    cli = [sys.executable, "-m", "promptdag.cli", "run", str(spec), "--json"]
+    runs = [subprocess.Popen(cli, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=env) for _ in range(2)]
+    results = []
+    for run in runs:
+        out, err = run.communicate(timeout=180)
+        assert run.returncode == 0, err
+        results.append(json.loads(out))
+    calls = sum(t["attempts"] for r in results for t in r["tasks"])
+    assert calls == 30  # issue 13 measured 56 before
+    answers = [{t["name"]: t["result"] for t in r["tasks"]} for r in results]
+    assert answers[0] == answers[1]
