@@ -56,3 +56,15 @@ def test_submit_misuse_is_one_line_and_exit_2(args: list[str], message: str) -> 
                           text=True, timeout=60)
     assert done.returncode == 2, done.stderr
     assert message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_batch_benchmarks_ideal_is_the_list_schedule_of_each_shards_combined_dag() -> None:
+    from benchmarks.batch import batch_rows, batch_spec, ideal_makespan
+
+    spec = batch_spec(latency=0.5, breadth=64)
+    # 128 rows x 3 chained tasks at breadth 64: 6 full rounds of 0.5 s, no idle slot
+    assert ideal_makespan(spec, batch_rows(128), 1, 0.5) == 3.0
+    assert ideal_makespan(spec, batch_rows(128), 2, 0.5) == 1.5  # each shard its own breadth
+    # issue 15's batch: 3,000 tasks in 47 rounds of 64, but the chains leave the last round
+    # waiting for its rows' previous tasks
+    assert ideal_makespan(spec, batch_rows(1000), 1, 0.5) == 24.0
