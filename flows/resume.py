@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from prefect.client.schemas.objects import FlowRun
     from prefect.states import State
 
+    from flows.lost_api import Outcome
+
 SPEC_TAG = "promptdag-spec:"
 START_LOCK_SECONDS = 60  # the lookup and the creation of a flow run take well under a second
 
@@ -177,7 +179,7 @@ class Retried:
     flow_run_id: str
     deployment: bool
     previous_state: str
-    state: State[Any] | None = None
+    outcome: Outcome | None = None  # a local run: how it ended
 
 
 RETRYABLE = {"FAILED", "CRASHED", "CANCELLED", "RUNNING", "PENDING", "SCHEDULED", "CANCELLING"}
@@ -226,5 +228,7 @@ async def retry(run_id: str, flows: dict[str, Callable[[], Flow[Any, Any]]],
         flow_run = await client.read_flow_run(uid)
     if on_start is not None:
         on_start(previous)
-    state = await run_flow_run(flows[flow.name](), flow_run, dict(flow_run.parameters))
-    return Retried(str(uid), False, previous, state)
+    from flows.lost_api import run_to_end
+
+    outcome = await run_to_end(flows[flow.name](), flow_run, dict(flow_run.parameters))
+    return Retried(str(uid), False, previous, outcome)

@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = sub.add_parser("validate", help="check a spec and print its stages")
     validate.add_argument("spec")
+    validate.add_argument("--history", action="store_true",
+                          help="estimate each model's latency from past runs on the Prefect "
+                          "server (default: offline, from hints and provider defaults)")
 
     graph = sub.add_parser("graph", help="print the DAG as a Mermaid diagram")
     graph.add_argument("spec")
@@ -219,7 +222,26 @@ def _validate(args: argparse.Namespace) -> int:
     for i, level in enumerate(graph.levels(), 1):
         print(f"  stage {i}: {', '.join(map(safe, level))}")
     print(f"  critical path ({len(path)} tasks): {' -> '.join(map(safe, path))}")
+    from promptdag.estimate import estimate
+
+    found = estimate(spec, graph, _latency_history() if args.history else None)
+    print(f"  {found.line()}")
+    print(f"  {safe(found.sources())}")
     return EXIT_OK
+
+
+def _latency_history() -> dict[str, tuple[float, int]]:
+    """`validate --history`: past runs' medians from the Prefect server in use (none is
+    started for it)."""
+    _find_local_server(quiet=True)
+    if not os.environ.get("PREFECT_API_URL"):
+        print("promptdag: no Prefect server to read past runs from: estimating from hints and "
+              "defaults", file=sys.stderr)
+        return {}
+    _quiet_prefect(verbose=False)
+    from promptdag.latency_history import model_latencies
+
+    return model_latencies()
 
 
 def _graph(args: argparse.Namespace) -> int:
@@ -366,12 +388,17 @@ def _retry(args: argparse.Namespace) -> int:
         retried = asyncio.run(retry(args.run_id, flows, on_start=started))
         if retried.deployment:
             return retried
-        assert retried.state is not None
-        data = asyncio.run(retried.state.aresult(raise_on_failure=False))
+        assert retried.outcome is not None
+        data = asyncio.run(retried.outcome.value())
         if isinstance(data, BaseException):
             raise data
-        return (ObjectiveResult if isinstance(data, dict) and "objective" in data
-                else WorkflowResult).model_validate(data)
+        result = (ObjectiveResult if isinstance(data, dict) and "objective" in data
+                  else WorkflowResult).model_validate(data)
+        if retried.outcome.lost_api:
+            _say(retried.outcome.lost_api)
+            if isinstance(result, WorkflowResult):
+                result = result.model_copy(update={"warning": retried.outcome.lost_api})
+        return result
 
     from promptdag.progress import choose_mode, show_progress
 
@@ -397,6 +424,7 @@ def _finish(result: WorkflowResult | ObjectiveResult, as_json: bool) -> int:
         print(_with_url(render_objective_summary(result), result))
     else:
         print(_with_url(render_summary(result), result))
+    _exit_now_if_the_api_is_gone(exit_code(result))
     return exit_code(result)
 
 
