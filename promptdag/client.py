@@ -196,17 +196,31 @@ async def asubmit_batch(
     spec_parameter = (stored if isinstance(stored, str)
                       else workflow.model_dump(mode="json", exclude_unset=True))
     tag = new_batch_tag()
-    run_ids = []
+    run_ids: list[UUID] = []
     for part in parts:
         name = f"{workflow.name} [shard {part.number}/{len(parts)}]"
         parameters = {"spec": spec_parameter, "data": as_data_parameter(part.rows),
                       "row_offset": part.offset}
-        run_ids.append(await _submit(
-            deployment, parameters, name,
-            ["promptdag", f"workflow:{workflow.name}", tag, f"shard:{part.number}/{len(parts)}",
-             *(tags or [])],
-        ))
+        try:
+            run_ids.append(await _submit(
+                deployment, parameters, name,
+                ["promptdag", f"workflow:{workflow.name}", tag,
+                 f"shard:{part.number}/{len(parts)}", *(tags or [])],
+            ))
+        except PromptDagError as exc:
+            raise type(exc)(_batch_failure(str(exc), run_ids)) from None
     return SubmittedBatch(tag=tag, run_ids=run_ids, rows=len(rows))
+
+
+def _batch_failure(message: str, submitted: list[UUID]) -> str:
+    """What failed, what to do about a deployment from before batches, what was submitted."""
+    if "parameters rejected" in message:
+        message += (" (a deployment made before batches has no `data` parameter: run "
+                    "`prefect deploy --all` again)")
+    if submitted:
+        message += (f"; shards already submitted: {' '.join(map(str, submitted))} (cancel "
+                    "them with `prefect flow-run cancel ID`)")
+    return message
 
 
 # -- status and result ---------------------------------------------------------------------
