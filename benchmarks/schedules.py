@@ -7,9 +7,8 @@ instant its last dependency ends) with zero overhead, as a discrete-event simula
 
 from __future__ import annotations
 
-import heapq
-
 from benchmarks.shapes import Plan
+from promptdag.estimate import list_schedule
 
 
 def sequential(plan: Plan) -> float:
@@ -32,31 +31,10 @@ def lower_bound(plan: Plan) -> float:
 
 
 def ideal_list_schedule(plan: Plan) -> tuple[float, dict[str, float]]:
-    """The makespan (and each task's start) of the zero-overhead ready-set list schedule.
-
-    All tasks ending at the same instant release their dependents before the free slots are
-    refilled, so ties never depend on event order.
-    """
-    index = plan.index
-    waiting = {name: len(plan.depends_on[name]) for name in plan.names}
-    ready = [(-plan.priority[n], index[n], n) for n in plan.names if not waiting[n]]
-    heapq.heapify(ready)
-    running: list[tuple[float, int, str]] = []  # (finish time, index, name)
-    start: dict[str, float] = {}
-    now = 0.0
-    while ready or running:
-        while ready and len(running) < plan.breadth:
-            _, i, name = heapq.heappop(ready)
-            start[name] = now
-            heapq.heappush(running, (now + plan.latency[name], i, name))
-        now = running[0][0]
-        while running and running[0][0] <= now:
-            _, _, name = heapq.heappop(running)
-            for child in plan.dependents[name]:
-                waiting[child] -= 1
-                if not waiting[child]:
-                    heapq.heappush(ready, (-plan.priority[child], index[child], child))
-    return now, start
+    """The makespan (and each task's start) of the zero-overhead ready-set list schedule:
+    the core's simulation (`promptdag.estimate.list_schedule`, which `promptdag validate`
+    prints as its estimate), so the benchmarks' ideal and the user's estimate are one code."""
+    return list_schedule(plan.names, plan.depends_on, plan.latency, plan.breadth, plan.priority)
 
 
 def stage_barrier_schedule(plan: Plan) -> float:

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from promptdag.errors import SpecError
 from promptdag.llm.base import Usage
+from promptdag.presets import Preset, apply_preset
 from promptdag.results import WorkflowResult
 from promptdag.spec import FailureMode, ModelRef, WorkflowSpec, parse_spec
 from promptdag.validation import validate_spec
 
-StopReason = Literal["complete", "depth_reached", "reflection_failed", "failed"]
+StopReason = Literal["complete", "depth_reached", "reflection_failed", "failed", "rejected"]
 
 
 class PlannedTask(BaseModel):
@@ -67,6 +68,32 @@ class ObjectiveConfig(BaseModel):
     infer_dependencies: bool = Field(
         True, description="Infer dependencies of planned tasks that come without them."
     )
+    preset: Preset | None = Field(
+        None,
+        description="speed | balanced | reliability | cost: sets breadth, retries, timeouts, "
+        "failure mode (and for cost, cheaper planner and reflector models) as in the README's "
+        "table; a field set here wins.",
+    )
+    review: bool = Field(
+        False,
+        description="Pause after planning (and after a reflection that adds tasks) until a "
+        "person approves, edits or rejects the plan: in the Prefect UI's Resume form, or with "
+        "`promptdag approve RUN` / `promptdag reject RUN`.",
+    )
+    review_timeout_seconds: float = Field(
+        3600, ge=1, le=30 * 86_400,
+        description="A review nobody answers within this many seconds ends the run: "
+        "failed, stop_reason rejected (a deployment run: Prefect marks it Failed).",
+    )
+    latency_hint_s: float | None = Field(
+        None, ge=0, le=86_400, description="Seconds a task's call takes, for the plan's "
+        "estimate (default: past runs' median, else the provider's typical latency).",
+    )
+
+    @model_validator(mode="after")
+    def _apply_preset(self) -> ObjectiveConfig:
+        apply_preset(self)
+        return self
 
     def role_model(self, role: Literal["planner", "reflector", "synthesiser"]) -> str:
         chosen = getattr(self, f"{role}_model")
@@ -141,6 +168,8 @@ def plan_to_spec(
                 "failure_mode": config.failure_mode,
                 "model": config.model,
                 "model_options": config.model_options,
+                **({"latency_hint_s": config.latency_hint_s}
+                   if config.latency_hint_s is not None else {}),
             },
             "tasks": specs,
         },

@@ -23,6 +23,7 @@ from pydantic import (
 
 from promptdag.errors import SpecError
 from promptdag.limits import load_yaml, measure, read_text
+from promptdag.presets import Preset, apply_preset
 
 FailureMode = Literal["fail_fast", "skip_dependents", "continue"]
 
@@ -147,6 +148,21 @@ class WorkflowConfig(_Strict):
         default_factory=dict,
         description='dask: {address: "tcp://host:8786"} or {n_workers: 2} for a local cluster.',
     )
+    preset: Preset | None = Field(
+        None,
+        description="speed | balanced | reliability | cost: sets breadth, retries, timeouts and "
+        "failure mode (and for cost, caching) as in the README's table; a field set here wins.",
+    )
+    latency_hint_s: float | None = Field(
+        None, ge=0, le=86_400,
+        description="Seconds a call takes, for the estimate `promptdag validate` prints "
+        "(default: past runs' median, else the provider's typical latency).",
+    )
+
+    @model_validator(mode="after")
+    def _apply_preset(self) -> WorkflowConfig:
+        apply_preset(self, workflow=True)
+        return self
 
 
 class TaskSpec(_Strict):
@@ -181,6 +197,10 @@ class TaskSpec(_Strict):
     )
     fail_on_truncation: bool | None = Field(
         None, description="An answer cut at the token limit fails the task (default: config's)."
+    )
+    latency_hint_s: float | None = Field(
+        None, ge=0, le=86_400, description="Seconds a call takes, for estimates (default: "
+        "the config's)."
     )
     when: str | None = Field(
         None,
