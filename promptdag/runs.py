@@ -241,12 +241,20 @@ def honour_cancellation(poll_seconds: float = 1.0) -> Iterator[None]:
         from prefect.client.orchestration import get_client
         from prefect.client.schemas.objects import StateType
 
+        root: UUID | None = None
         with get_client(sync_client=True) as client:
             while not stop.wait(poll_seconds):
                 if not seen:
                     continue
                 try:
-                    state = client.read_flow_run(seen[0]).state_type
+                    if root is None:  # an objective's events come from its rounds' subflows
+                        run = client.read_flow_run(seen[0])
+                        while run.parent_task_run_id is not None:
+                            parent = client.read_task_run(run.parent_task_run_id)
+                            assert parent.flow_run_id is not None
+                            run = client.read_flow_run(parent.flow_run_id)
+                        root = run.id
+                    state = client.read_flow_run(root).state_type
                 except Exception:  # the API's problems are the run's to report, not ours
                     continue
                 if state == StateType.CANCELLING:
