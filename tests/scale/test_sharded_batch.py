@@ -159,3 +159,14 @@ def test_the_readme_recipe_as_written(cluster: Cluster, tmp_path: Path) -> None:
     again = server.promptdag("result", tag, "--no-wait")
     assert again.returncode == 0, again.stderr
     assert again.stdout == output.read_text()
+
+
+def test_submit_wait_prints_the_first_rows_as_json_lines(cluster: Cluster) -> None:
+    """`--limit` takes a trial's first rows; `--wait` gathers them at once, on stdout."""
+    done = cluster.server.promptdag("submit", "examples/support_triage.yaml", "--data",
+                                    "examples/data/tickets.jsonl", "--limit", "3",
+                                    "--shards", "2", "--wait", timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [line["index"] for line in lines] == [0, 1, 2]
+    assert "rows: 3 completed, 0 failed of 3" in done.stderr
