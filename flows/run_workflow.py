@@ -37,6 +37,12 @@ def _flow_run_name() -> str:
     if isinstance(spec, str):  # a spec file: its stem (stored specs are named after the workflow)
         return Path(spec).stem.rsplit("-", 1)[0] or "workflow"
     name = spec.get("name") if isinstance(spec, dict) else getattr(spec, "name", None)
+    data = flow_run.parameters.get("data")
+    if isinstance(data, list) and data:  # a batch, or a shard of one: its rows in the name
+        first = int(flow_run.parameters.get("row_offset") or 0)
+        return f"{name or 'workflow'} [rows {first}-{first + len(data) - 1}]"
+    if isinstance(data, str):
+        return f"{name or 'workflow'} [batch]"
     return str(name or "workflow")
 
 
