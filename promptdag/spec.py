@@ -305,9 +305,36 @@ def parse_spec(
         raise SpecError(f"{source}: {describe_validation_error(exc, data)}") from None
     except RecursionError:
         raise SpecError(f"{source}: values are nested too deeply") from None
-    from promptdag.inheritance import inherit_parent_config  # it builds on this module
-
     return inherit_parent_config(spec)
+
+
+INHERITED: tuple[str, ...] = ("model", "model_options", "breadth")
+
+
+def inherit_parent_config(spec: WorkflowSpec) -> WorkflowSpec:
+    """The spec with every sub-workflow's unset `INHERITED` fields taken from its parent."""
+    if not any(isinstance(t.workflow, WorkflowSpec) for t in spec.tasks):
+        return spec
+    parent = spec.config
+    tasks = []
+    for task in spec.tasks:
+        if isinstance(task.workflow, WorkflowSpec):
+            sub = task.workflow
+            update: dict[str, Any] = {}
+            for field in INHERITED:
+                if field not in parent.model_fields_set:
+                    continue
+                if field == "model_options":
+                    merged = {**parent.model_options, **sub.config.model_options}
+                    if merged != sub.config.model_options:
+                        update[field] = merged
+                elif field not in sub.config.model_fields_set:
+                    update[field] = getattr(parent, field)
+            if update:
+                sub = sub.model_copy(update={"config": sub.config.model_copy(update=update)})
+            task = task.model_copy(update={"workflow": inherit_parent_config(sub)})
+        tasks.append(task)
+    return spec.model_copy(update={"tasks": tasks})
 
 
 def load_spec(path: str | Path) -> WorkflowSpec:
