@@ -15,10 +15,12 @@ from prefect import flow
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State
 
-from flows.artifacts import RunView
+from flows.artifacts import RunView, slug
 from flows.lost_api import remember
+from flows.review import plan_estimate, review_plan
 from flows.run_workflow import run_workflow
 from promptdag.errors import PromptDagError
+from promptdag.estimate import Estimate
 from promptdag.llm.base import Usage
 from promptdag.objective import (
     ObjectiveConfig,
@@ -78,6 +80,17 @@ async def _synthesise(
         return answer, Usage(), f"synthesis failed ({exc}): the answer is the final results"
 
 
+async def _estimate(
+    tasks: list[PlannedTask], config: ObjectiveConfig, results: dict[str, str]
+) -> Estimate | None:
+    """The round's estimate for its report; None if the plan cannot be checked here (running
+    it then says why)."""
+    try:
+        return await plan_estimate(tasks, config, results)
+    except PromptDagError:
+        return None
+
+
 @flow(
     name="plan-execute-reflect",
     flow_run_name=_flow_run_name,
@@ -111,6 +124,7 @@ async def plan_execute_reflect(
     stop: StopReason = "depth_reached"
     error: str | None = None
     view = await RunView("objective", objective, depth=config.depth).open()  # progress, tags
+    approved_all = False  # review: the reviewer approved every later round too
     try:
         planned = await plan_objective.with_options(
             **role_task_options(config, "plan (round 1)")
@@ -120,6 +134,19 @@ async def plan_execute_reflect(
         for round_no in range(1, config.depth + 1):
             tasks, analysis_usage = await _with_dependencies(tasks, config, round_no)
             usage = usage + analysis_usage
+            edited, estimated = False, None
+            if config.review and not approved_all:  # flows/review.py: pause for a person
+                reviewed = await review_plan(tasks, config, results, round_no,
+                                             view.key or slug(f"objective-{objective}"))
+                if reviewed.rejected:
+                    stop, error = "rejected", reviewed.rejected
+                    break
+                tasks, approved_all, edited = reviewed.tasks, reviewed.approve_all, reviewed.edited
+                estimated = reviewed.estimate
+                if edited:  # an edit without depends_on: inferred like a planner's
+                    tasks, analysis_usage = await _with_dependencies(tasks, config, round_no)
+                    usage = usage + analysis_usage
+            estimated = estimated or await _estimate(tasks, config, results)
             spec = plan_to_spec(tasks, f"{_flow_run_name()} (round {round_no})", config, results)
             state = await run_workflow(  # each round resumes with its objective
                 spec, resume_scope=child_scope(current_scope(), f"round {round_no}"),
@@ -131,7 +158,8 @@ async def plan_execute_reflect(
             for t in outcome.tasks:
                 done = t.status == "completed"
                 results[t.name] = (t.result or "") if done else f"[{t.status}: {t.error}]"
-            current = RoundResult(round=round_no, plan=Plan(tasks=tasks), result=outcome)
+            current = RoundResult(round=round_no, plan=Plan(tasks=tasks), result=outcome,
+                                  estimate=estimated, edited=edited)
             rounds.append(current)
             if not any(t.status == "completed" for t in outcome.tasks):
                 stop, error = "failed", f"round {round_no}: every task failed"
@@ -162,9 +190,11 @@ async def plan_execute_reflect(
             error = "; ".join(filter(None, [error, problem])) or None
     finally:
         view.close()
+    nothing_done = not any(t.status == "completed" for t in all_tasks)
     result = ObjectiveResult(
         objective=objective,
-        status="failed" if stop == "failed" else "completed",
+        status="failed" if stop == "failed" or (stop == "rejected" and nothing_done)
+        else "completed",
         stop_reason=stop,
         rounds=rounds,
         final_answer=final,

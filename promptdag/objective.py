@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from promptdag.errors import SpecError
+from promptdag.estimate import Estimate
 from promptdag.llm.base import Usage
 from promptdag.presets import Preset, apply_preset
 from promptdag.results import WorkflowResult
@@ -118,6 +119,10 @@ class RoundResult(BaseModel):
     result: WorkflowResult | None = None
     reflection: Reflection | None = None
     error: str | None = None
+    estimate: Estimate | None = Field(
+        None, description="The round's plan estimated before it ran (promptdag/estimate.py)."
+    )
+    edited: bool = Field(False, description="A reviewer changed the plan before it ran.")
 
 
 class ObjectiveResult(BaseModel):

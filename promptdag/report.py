@@ -77,6 +77,11 @@ def objective_report(result: ObjectiveResult) -> str:
     for r in result.rounds:
         done = r.result.summary.completed_count if r.result else 0
         line = f"{r.round}. {len(r.plan.tasks)} tasks planned, {done} completed"
+        if r.estimate and r.result:
+            line += (f" in {r.result.elapsed_seconds:.1f} s ({r.estimate.line()}, "
+                     f"{r.estimate.sources()})")
+        if r.edited:
+            line += "; plan edited at review"
         if r.reflection:
             verdict = "complete" if r.reflection.complete else "not complete"
             line += f"; reflection: {verdict}. {_clip(r.reflection.critique, 300)}"
