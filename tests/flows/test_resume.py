@@ -298,3 +298,24 @@ def test_two_cli_runs_started_together_pay_for_each_call_once(prefect_api: str, 
     assert calls == 30  # issue 13 measured 56 before
     answers = [{t["name"]: t["result"] for t in r["tasks"]} for r in results]
     assert answers[0] == answers[1]
+
+
+async def test_a_rerun_of_an_objective_that_failed_resumes_it_without_planning_again(probe):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    from promptdag.api import arun_objective
+
+    config = {"retry_backoff_seconds": 0, "model": "probe:x", "planner_model": "simulated",
+              "reflector_model": "simulated", "synthesiser_model": "simulated",
+              "model_options": {"permanent": True}}
+    first = await arun_objective("Assess tidal power", config=config)
+    assert first.stop_reason == "failed"  # every task of round 1 failed
+    notices: list[str] = []
+    second = await arun_objective("Assess tidal power", config=config, on_notice=notices.append)
+    assert notices == [f"resuming run {first.flow_run_id} (failed)"]
+    assert second.rounds[0].plan == first.rounds[0].plan
+    async with get_client() as client:
+        runs = await client.read_task_runs(flow_run_filter=FlowRunFilter(
+            id=FlowRunFilterId(any_=[second.flow_run_id])))
+    assert {t.name: t.state_name for t in runs}["plan (round 1)"] == "Cached"
