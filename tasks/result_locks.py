@@ -27,6 +27,7 @@ from prefect.locking.protocol import LockManager
 
 POLL_SECONDS = 0.05
 EMPTY_LOCK_SECONDS = 10
+_HOST = socket.gethostname()
 
 
 def lock_directory() -> Path:
@@ -77,36 +78,36 @@ class LocalLockManager(LockManager):
         if isinstance(expires, (int, float)) and expires < time.time():
             return True
         pid, host = info.get("pid"), info.get("host")
-        return host == socket.gethostname() and isinstance(pid, int) and not _alive(pid)
+        return host == _HOST and isinstance(pid, int) and not _alive(pid)
 
     def _try(self, key: str, holder: str, hold_timeout: float | None) -> bool:
-        """Take the lock if it is free (or stale); True when `holder` holds it afterwards."""
+        """Take the lock if it is free (or stale); True when `holder` holds it afterwards.
+
+        The common case (nobody holds it) is one exclusive create and one write; the holder's
+        record is read only when the file exists."""
         path = self._path(key)
         try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileNotFoundError:  # the first lock in this directory
             path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError:  # an unwritable PREFECT_HOME: go on without locks rather than fail
-            return True
-        info = self._read(key)
-        if info is not None:
+            return self._try(key, holder, hold_timeout)
+        except FileExistsError:
+            info = self._read(key)
+            if info is None:  # released in between: try again at the next poll
+                return False
             if info.get("holder") == holder:
                 return True
             if not self._stale(info, key):
                 return False
             path.unlink(missing_ok=True)
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            return False
-        except OSError:  # full or read-only: as above
-            return True
-        record = {"holder": holder, "pid": os.getpid(), "host": socket.gethostname(),
+            return self._try(key, holder, hold_timeout)  # free now: take it (or lose the race)
+        record = {"holder": holder, "pid": os.getpid(), "host": _HOST,
                   "expires": time.time() + hold_timeout if hold_timeout else None}
         try:
             with os.fdopen(fd, "w") as file:
                 json.dump(record, file)
         except OSError:  # a full disk: go on without the lock rather than fail the task
-            with contextlib.suppress(OSError):
-                path.unlink(missing_ok=True)
+            path.unlink(missing_ok=True)
         return True
 
     def acquire_lock(
