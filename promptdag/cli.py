@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from promptdag import cli_remote, cli_runs
+from promptdag import cli_remote, cli_review, cli_runs
 from promptdag.errors import PromptDagError, SpecError
 from promptdag.events import subscribe
 from promptdag.graph import WorkflowGraph, build_graph
@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
                            help="start a new run even if the latest run of this objective "
                            "did not complete")
     objective.add_argument("--verbose", action="store_true", help="show Prefect's own logs")
+    objective.add_argument("--review", action="store_true",
+                           help="show each plan before it runs and wait for approval (in a "
+                           "terminal: asks; elsewhere: promptdag approve/reject RUN or the UI)")
 
     validate = sub.add_parser("validate", help="check a spec and print its stages")
     validate.add_argument("spec")
@@ -104,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     retry.add_argument("--verbose", action="store_true", help="show Prefect's own logs")
     cli_remote.add_commands(sub)  # submit, status, result, server: runs on a Prefect server
     cli_runs.add_commands(sub)  # runs, logs, cancel, watch: any run, through Prefect's API
+    cli_review.add_commands(sub)  # approve, reject: answer a plan waiting for review
     return parser
 
 
@@ -124,6 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cli_remote.run_command(args)
         if args.command in cli_runs.COMMANDS:
             return cli_runs.run_command(args)
+        if args.command in cli_review.COMMANDS:
+            return cli_review.run_command(args)
         return _run(args)
     except PromptDagError as exc:
         print(f"promptdag: error: {safe(exc)}", file=sys.stderr)
@@ -483,7 +489,8 @@ def _objective(args: argparse.Namespace) -> int:
     if args.context_file:
         data["context"] = _read_mapping(args.context_file, "context")
     overrides = {k: v for k, v in (("breadth", args.breadth), ("depth", args.depth),
-                                   ("model", args.model)) if v is not None}
+                                   ("model", args.model), ("review", args.review or None))
+                 if v is not None}
     request = as_objective_request(data, config=overrides or None)
     _quiet_prefect(args.verbose)
     _use_local_server(quiet=args.quiet, start=True)
@@ -491,20 +498,29 @@ def _objective(args: argparse.Namespace) -> int:
 
     banner = (f"Objective: {request.objective!r} (breadth {request.config.breadth}, "
               f"depth {request.config.depth})")
-    return _execute(banner, lambda: run_objective(request, fresh=args.fresh, on_notice=_say),
-                    render_objective_summary, args.json, args.quiet)
+    # Review (promptdag/cli_review.py): a terminal asks; elsewhere, how to answer is printed
+    asking = request.config.review and sys.stdin.isatty() and sys.stderr.isatty()
+    stop = cli_review.watch_reviews(asking) if request.config.review else None
+    try:
+        return _execute(banner, lambda: run_objective(request, fresh=args.fresh, on_notice=_say),
+                        render_objective_summary, args.json, args.quiet, plain=asking)
+    finally:
+        if stop:
+            stop()
 
 
 R = TypeVar("R", WorkflowResult, ObjectiveResult)
 
 
 def _execute(banner: str, call: Callable[[], R], render: Callable[[R], str], as_json: bool,
-             quiet: bool = False, total: int | None = None) -> int:
+             quiet: bool = False, total: int | None = None, plain: bool = False) -> int:
     """Run with live progress on stderr (promptdag/progress.py); print the result JSON (--json)
     or a summary ending with the run's UI URL."""
     from promptdag.progress import choose_mode, show_progress
 
     mode = choose_mode(quiet=as_json or quiet)
+    if plain and mode == "live":  # a question is asked on the terminal: no redrawn bar
+        mode = "plain"
     if mode != "quiet":
         print(banner, file=sys.stderr)
     from prefect.exceptions import TerminationSignal

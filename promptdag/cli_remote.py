@@ -30,6 +30,8 @@ def add_commands(sub: Any) -> None:
     submit.add_argument("--objective", help="submit this objective instead of a spec")
     submit.add_argument("--context-file", help="objective: JSON or YAML context")
     submit.add_argument("--depth", type=int, help="objective: max plan/reflect rounds")
+    submit.add_argument("--review", action="store_true", help="objective: wait for approval "
+                        "of each plan (promptdag approve/reject RUN, or Resume in the UI)")
     submit.add_argument("--breadth", type=int, help="max tasks running at once")
     submit.add_argument("--model", help='use this model ("provider:model")')
     submit.add_argument("--deployment", help="deployment name, flow/deployment (default: "
@@ -90,12 +92,13 @@ def _submit(args: argparse.Namespace) -> int:
 
         context = _read_mapping(args.context_file, "context") if args.context_file else None
         config = {k: v for k, v in (("breadth", args.breadth), ("depth", args.depth),
-                                    ("model", args.model)) if v is not None}
+                                    ("model", args.model), ("review", args.review or None))
+                  if v is not None}
         run_id = client.submit_objective(args.objective, context, config or None,
                                          deployment=args.deployment or client.OBJECTIVE_DEPLOYMENT)
     else:
-        if args.context_file or args.depth is not None:
-            raise SpecError("--context-file and --depth are for --objective")
+        if args.context_file or args.depth is not None or args.review:
+            raise SpecError("--context-file, --depth and --review are for --objective")
         from promptdag.cli import _load
 
         spec, _ = _load(args.spec, args.model, args.breadth)
