@@ -114,7 +114,8 @@ def _submit(args: argparse.Namespace) -> int:
     else:
         print(run_id)
         print(f"watch: {url}\nfollow: promptdag watch {run_id}   "
-              f"result: promptdag result {run_id}", file=sys.stderr)
+              f"status: promptdag status {run_id}   result: promptdag result {run_id}",
+              file=sys.stderr)
     _say_if_nobody_polls(run_id)
     return EXIT_OK
 
