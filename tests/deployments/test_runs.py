@@ -139,6 +139,9 @@ def test_a_run_nobody_polls_for_says_what_to_start_and_cancels_at_once(deployed:
         submitted.stderr)
     status = deployed.promptdag("status", run_id)
     assert status.returncode == 0 and "scheduled" in status.stdout and hint in status.stderr
+    early = deployed.promptdag("result", run_id, "--no-wait")  # its hint names real commands
+    assert early.returncode == 2 and f"`promptdag watch {run_id}`" in early.stderr
+    assert "--wait)" not in early.stderr
     cancelled = deployed.promptdag("cancel", run_id)
     assert cancelled.returncode == 0, cancelled.stderr
     assert cancelled.stdout.strip() == f"run {run_id} cancelled"
