@@ -15,7 +15,7 @@ import statistics
 from collections.abc import Iterable
 from typing import Any
 
-ARTIFACTS = 50  # the latest task tables read: recent enough, and one bounded request
+ARTIFACTS = 20  # the latest task tables read: recent enough, and one bounded request
 MIN_SAMPLES = 3  # fewer runs than this of a model: its default or hint is as good a guess
 
 

@@ -81,3 +81,16 @@ async def test_a_review_nobody_answers_times_out_as_rejected(reviews) -> None:
     result = await arun_objective("Plan a trip", config={**FAST, "review_timeout_seconds": 1})
     assert (result.status, result.stop_reason, result.rounds) == ("failed", "rejected", [])
     assert result.error and "not reviewed within 1 s" in (result.error or "")
+
+
+async def test_a_reflection_that_adds_tasks_is_reviewed_and_rejecting_it_keeps_the_answer(
+    reviews,
+) -> None:
+    seen = reviews([ReviewAnswer(decision="approve"), ReviewAnswer(decision="reject")])
+    result = await arun_objective("Map the market", config={
+        **FAST, "depth": 3, "model_options": {"extra_rounds": 5}})
+    assert [r.round_no for r in seen] == [1, 2]
+    assert (result.status, result.stop_reason, len(result.rounds)) == (
+        "completed", "rejected", 1)
+    assert result.error == "the plan of round 2 was rejected at review"
+    assert result.final_answer  # synthesised from round 1
