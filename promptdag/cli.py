@@ -322,7 +322,7 @@ def _run(args: argparse.Namespace) -> int:
     banner = f"Running {spec.name!r}: {len(spec.tasks)} tasks, breadth {spec.config.breadth}"
     return _execute(banner, lambda: run(spec, on_notice=_say),
                     lambda result: render_summary(result, Path(args.spec).name), args.json,
-                    args.quiet, total=len(spec.tasks))
+                    args.quiet, total=len(spec.tasks), plain=args.verbose)
 
 
 def _check_batch_args(args: argparse.Namespace) -> None:
@@ -342,6 +342,7 @@ def _run_batch(args: argparse.Namespace, spec: WorkflowSpec, rows: list[dict[str
 
     batch = expand(spec, rows)
     mode = choose_mode(quiet=args.json or args.quiet)
+    mode = "plain" if mode == "live" and args.verbose else mode  # Prefect's logs on stderr too
     # plain: a line per row; live: the task bar, with the rows so far under it
     writer = RowWriter(batch, Path(args.output) if args.output else None,
                        progress=mode == "plain")
@@ -408,7 +409,9 @@ def _retry(args: argparse.Namespace) -> int:
 
     from promptdag.progress import choose_mode, show_progress
 
-    with show_progress(choose_mode(quiet=args.json), title=f"retry {args.run_id[:8]}"):
+    mode = choose_mode(quiet=args.json)
+    with show_progress("plain" if mode == "live" and args.verbose else mode,
+                       title=f"retry {args.run_id[:8]}"):
         outcome = call()
     if isinstance(outcome, (WorkflowResult, ObjectiveResult)):
         return _finish(outcome, args.json)
@@ -503,7 +506,8 @@ def _objective(args: argparse.Namespace) -> int:
     stop = cli_review.watch_reviews(asking) if request.config.review else None
     try:
         return _execute(banner, lambda: run_objective(request, fresh=args.fresh, on_notice=_say),
-                        render_objective_summary, args.json, args.quiet, plain=asking)
+                        render_objective_summary, args.json, args.quiet,
+                        plain=asking or args.verbose)
     finally:
         if stop:
             stop()
@@ -519,7 +523,8 @@ def _execute(banner: str, call: Callable[[], R], render: Callable[[R], str], as_
     from promptdag.progress import choose_mode, show_progress
 
     mode = choose_mode(quiet=as_json or quiet)
-    if plain and mode == "live":  # a question is asked on the terminal: no redrawn bar
+    # a question is asked on the terminal, or Prefect's logs go there (--verbose): no redrawn bar
+    if plain and mode == "live":
         mode = "plain"
     if mode != "quiet":
         print(banner, file=sys.stderr)
