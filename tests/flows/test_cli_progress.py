@@ -20,7 +20,7 @@ SPEC = """name: Progress Demo
 config: {breadth: 2, max_retries: 1, retry_backoff_seconds: 0,
          model_options: {latency_s: 0.3}}
 tasks:
-  - {name: First, prompt: a}
+  - {name: First, prompt: a, model_options: {latency_s: 1}}
   - {name: Flaky, prompt: b, task_type: parallel, model_options: {fail_first: 1, latency_s: 0.3}}
   - {name: Broken, prompt: c, task_type: parallel, model_options: {fail_first: 9}}
   - {name: "Evil \\e[2J", prompt: d, depends_on: [First]}
