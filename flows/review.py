@@ -114,12 +114,13 @@ async def review_plan(
         description = review_markdown(tasks, graph, found, round_no, error)
         await _publish(description, key, round_no)
         form = ReviewInput.with_initial_data(description=description, tasks=plan_json(tasks))
+        key = f"review-{round_no}-{attempt}"
         announce(ReviewRequest(flow_run_id=str(flow_run.id), round_no=round_no,
                                text=review_text(tasks, graph, found, round_no),
-                               plan=plan_json(tasks), error=error))
+                               plan=plan_json(tasks), error=error, key=key))
         try:
-            answer = await _wait(form, config, f"review-{round_no}-{attempt}",
-                                 flow_run.id, deployment=flow_run.deployment_id is not None)
+            answer = await _wait(form, config, key, flow_run.id,
+                                 deployment=flow_run.deployment_id is not None)
         except FlowPauseTimeout:
             _logger().warning("Review of round %d: nobody answered within %g s",
                               round_no, config.review_timeout_seconds)
@@ -186,7 +187,7 @@ async def _wait(form: type[ReviewInput], config: ObjectiveConfig, key: str, run_
     expired = ReviewAnswer(decision="reject", reason=f"not reviewed within {timeout} s")
     try:
         async with get_client() as client:
-            await aanswer_review(run_id, expired, client=client)
+            await aanswer_review(run_id, expired, client=client, pause_key=key)
     except SpecError:  # answered at the last moment: that answer stands
         return await form.aload(keyset_from_base_key(f"paused-{key}"))
     raise FlowPauseTimeout(expired.reason)

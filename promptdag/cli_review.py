@@ -152,7 +152,7 @@ def _ask(request: ReviewRequest) -> None:
         if answer is None:
             continue
         try:
-            asyncio.run(aanswer_in_process(request.flow_run_id, answer))
+            asyncio.run(aanswer_in_process(request.flow_run_id, answer, request.key or None))
         except PromptDagError as exc:
             _print(f"promptdag: the answer was not sent: {safe(exc)}")
         return

@@ -146,6 +146,7 @@ class ReviewRequest:
     text: str  # review_text
     plan: str  # plan_json
     error: str | None = None
+    key: str = ""  # the pause this review waits in: an answer for an older one is refused
 
 
 Reviewer = Callable[[ReviewRequest], None]

@@ -24,23 +24,26 @@ if TYPE_CHECKING:
 WAIT_FOR_PAUSE_SECONDS = 30.0  # a run that is about to pause (the CLI's own review) gets this
 
 
-def _waiting(flow_run: FlowRun) -> bool:
+def _waiting(flow_run: FlowRun, pause_key: str | None = None) -> bool:
     state = flow_run.state
-    return bool(state and state.is_paused() and state.state_details.run_input_keyset)
+    return bool(state and state.is_paused() and state.state_details.run_input_keyset
+                and (pause_key is None or state.state_details.pause_key == pause_key))
 
 
-async def _wait_until_waiting(client: PrefectClient, run_id: UUID, wait: float) -> FlowRun:
+async def _wait_until_waiting(
+    client: PrefectClient, run_id: UUID, wait: float, pause_key: str | None
+) -> FlowRun:
     deadline = time.monotonic() + wait
     while True:
         flow_run = await client.read_flow_run(run_id)
-        if _waiting(flow_run) or time.monotonic() >= deadline:
+        if _waiting(flow_run, pause_key) or time.monotonic() >= deadline:
             return flow_run
         await asyncio.sleep(0.2)
 
 
 async def aanswer_review(
     run_id: str | UUID, answer: ReviewAnswer, wait: float = 0.0,
-    client: PrefectClient | None = None,
+    client: PrefectClient | None = None, pause_key: str | None = None,
 ) -> None:
     """Resume a run waiting for review with `answer`.
 
@@ -49,6 +52,7 @@ async def aanswer_review(
         answer: the decision (and edited tasks).
         wait: seconds to wait for the run to reach its review (0: it must be waiting now).
         client: a Prefect client to use (default: one for the configured server).
+        pause_key: answer only this review (`review-<round>-<attempt>`), not a later one.
 
     Raises:
         SpecError: not a run id, no such run, or the run is not waiting for a review.
@@ -58,13 +62,16 @@ async def aanswer_review(
         from promptdag.client import _connect
 
         async with _connect() as connected:
-            return await aanswer_review(run_id, answer, wait, connected)
+            return await aanswer_review(run_id, answer, wait, connected, pause_key)
     from promptdag.client import _read_run
 
     flow_run = await _read_run(client, run_id)
-    if not _waiting(flow_run) and wait > 0:
-        flow_run = await _wait_until_waiting(client, flow_run.id, wait)
-    if not _waiting(flow_run):
+    if not _waiting(flow_run, pause_key) and wait > 0:
+        flow_run = await _wait_until_waiting(client, flow_run.id, wait, pause_key)
+    if pause_key and _waiting(flow_run) and not _waiting(flow_run, pause_key):
+        raise SpecError(f"run {flow_run.id}: that review was answered elsewhere; the run "
+                        "waits for another one now")
+    if not _waiting(flow_run, pause_key):
         state = flow_run.state.name if flow_run.state else "no state"
         raise SpecError(f"run {flow_run.id} is not waiting for a review (it is {state}): only "
                         "an objective run with review: true, paused after planning, takes one")
@@ -86,10 +93,12 @@ def answer_review(run_id: str | UUID, answer: ReviewAnswer, wait: float = 0.0) -
     asyncio.run(aanswer_review(run_id, answer, wait))
 
 
-async def aanswer_in_process(run_id: str, answer: ReviewAnswer) -> None:
+async def aanswer_in_process(run_id: str, answer: ReviewAnswer, pause_key: str | None = None
+                             ) -> None:
     """Answer a review of a run in this process's own Prefect API (the CLI's terminal review):
     the run is about to pause, so wait for it."""
     from prefect.client.orchestration import get_client
 
     async with get_client() as client:
-        await aanswer_review(run_id, answer, WAIT_FOR_PAUSE_SECONDS, client)
+        await aanswer_review(run_id, answer, WAIT_FOR_PAUSE_SECONDS, client,
+                             pause_key=pause_key)

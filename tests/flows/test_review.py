@@ -33,7 +33,7 @@ def reviews() -> Iterator[Callable[[list[ReviewAnswer]], list[ReviewRequest]]]:
             if pending:
                 answer, context = pending.pop(0), contextvars.copy_context()
                 threading.Thread(target=context.run, args=(asyncio.run, aanswer_in_process(
-                    request.flow_run_id, answer)), daemon=True).start()
+                    request.flow_run_id, answer, request.key)), daemon=True).start()
 
         removers.append(add_reviewer(reviewer))
         return seen
