@@ -8,7 +8,9 @@ PREFECT_HOME, says so once (its UI, how to stop it, how to opt out), and every l
 it there and takes about 2 s end to end.
 
 Rules:
-- a `PREFECT_API_URL` the user set always wins (nothing is started or used here);
+- a `PREFECT_API_URL` the user set always wins (nothing is started or used here): in the
+  environment, in the active Prefect profile, or in the settings files Prefect reads from the
+  working directory (`.env`, `prefect.toml`, `pyproject.toml`'s `[tool.prefect]`);
 - `PROMPTDAG_AUTO_SERVER=false` turns the start off (a server already running is still used,
   as before); the test suite sets it for the whole session;
 - the server gets port 4200 when it is free, else any free port; two CLIs starting at once
@@ -24,6 +26,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from promptdag.errors import ConfigError
 from promptdag.server import (
@@ -53,8 +56,11 @@ def running_server(home: Path) -> ServerInfo | None:
 
 def local_server(home: Path, start: bool, say: Callable[[str], None]) -> ServerInfo | None:
     """The local server to run on: the one running in `home`, or (with `start` and the
-    setting on) one started now and announced through `say`; None for Prefect's temporary API.
+    setting on) one started now and announced through `say`; None for the API the user
+    configured, or Prefect's temporary API.
     """
+    if configured_api_url(home) is not None:  # the user's server always wins
+        return None
     if (info := running_server(home)) is not None:
         return info
     if not start or not get_settings().auto_server:
@@ -64,12 +70,59 @@ def local_server(home: Path, start: bool, say: Callable[[str], None]) -> ServerI
             if (info := running_server(home)) is not None:  # started meanwhile by another CLI
                 return info
             info = start_server(DEFAULT_HOST, _port(), home=home, timeout=STARTING_WAIT_S)
-    except (ConfigError, OSError) as exc:
+    except ConfigError as exc:
         say(f"promptdag: could not start a local Prefect server ({exc}); this run uses "
             "Prefect's temporary API (set PROMPTDAG_AUTO_SERVER=false to stop trying)")
         return None
+    except OSError:  # PREFECT_HOME cannot be written: the environment check says so, once
+        return None
     say(announcement(info))
     return info
+
+
+def configured_api_url(home: Path) -> str | None:
+    """PREFECT_API_URL as the user configured it, read without importing Prefect: the
+    environment, then the working directory's `.env`, `prefect.toml` and `pyproject.toml`,
+    then the active profile (PREFECT_PROFILE, else the profiles file's `active`)."""
+    if url := os.environ.get("PREFECT_API_URL"):
+        return url
+    cwd = Path.cwd()
+    for line in _read(cwd / ".env").splitlines():
+        key, _, value = line.partition("=")
+        if key.strip().removeprefix("export ").strip() == "PREFECT_API_URL" and value.strip():
+            return value.strip().strip("'\"")
+    url = _toml(cwd / "prefect.toml").get("api", {}).get("url")
+    url = url or _toml(cwd / "pyproject.toml").get("tool", {}).get("prefect", {}).get(
+        "api", {}).get("url")
+    if url:
+        return str(url)
+    profiles_file = Path(os.environ.get("PREFECT_PROFILES_PATH") or home / "profiles.toml")
+    profiles = _toml(profiles_file)
+    active = os.environ.get("PREFECT_PROFILE") or profiles.get("active") or "ephemeral"
+    profile = profiles.get("profiles", {}).get(active, {})
+    if active == "local" and "PREFECT_API_URL" not in profile:  # Prefect's default "local"
+        return f"http://{DEFAULT_HOST}:{DEFAULT_PORT}/api"
+    return str(profile["PREFECT_API_URL"]) if profile.get("PREFECT_API_URL") else None
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace") if path.is_file() else ""
+    except OSError:
+        return ""
+
+
+def _toml(path: Path) -> dict[str, Any]:
+    """A TOML file as a dict; {} when missing or unreadable (Prefect reports bad files)."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+    try:
+        data = tomllib.loads(_read(path))
+    except (ValueError, TypeError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def announcement(info: ServerInfo) -> str:
