@@ -177,8 +177,8 @@ async def acancel(run_id: str | UUID, wait_seconds: float = 30.0) -> str:
     """Ask the run to stop (Prefect's Cancelling state) and wait for it to end; returns the
     state name it ended in (or is in after `wait_seconds`).
 
-    A run that has not started (Scheduled, Pending, Paused) is Cancelled at once: there is no
-    process to stop. A running one is stopped by whoever runs it: a worker for a deployment's
+    A run with no process (Scheduled, Pending, Suspended) is Cancelled at once: there is
+    nothing to stop. A running one is stopped by whoever runs it: a worker for a deployment's
     run, the `promptdag run` process for a local one (see `honour_cancellation`).
 
     Raises:
@@ -193,8 +193,10 @@ async def acancel(run_id: str | UUID, wait_seconds: float = 30.0) -> str:
         if state in FINAL:
             raise SpecError(f"run {run.id} has already finished ({run.state_name}): nothing "
                             "to cancel")
-        not_started = run.state_type in (StateType.SCHEDULED, StateType.PENDING,
-                                         StateType.PAUSED)
+        # a suspended run (a deployment's, waiting for review) has no process either; a run
+        # paused in its own process is stopped by that process, like a running one
+        not_started = run.state_type in (StateType.SCHEDULED, StateType.PENDING) or (
+            run.state_type == StateType.PAUSED and run.state_name == "Suspended")
         new: State[Any] = (Cancelled(message="cancelled with promptdag cancel before it started")
                if not_started else Cancelling(message="cancelled with promptdag cancel"))
         await client.set_flow_run_state(run.id, new, force=True)
