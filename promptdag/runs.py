@@ -177,8 +177,8 @@ async def acancel(run_id: str | UUID, wait_seconds: float = 30.0) -> str:
     """Ask the run to stop (Prefect's Cancelling state) and wait for it to end; returns the
     state name it ended in (or is in after `wait_seconds`).
 
-    A run with no process (Scheduled, Pending, Suspended) is Cancelled at once: there is
-    nothing to stop. A running one is stopped by whoever runs it: a worker for a deployment's
+    A run with no process (Scheduled, Suspended) is Cancelled at once: there is nothing to
+    stop. A running one is stopped by whoever runs it: a worker for a deployment's
     run, the `promptdag run` process for a local one (see `honour_cancellation`).
 
     Raises:
@@ -193,12 +193,14 @@ async def acancel(run_id: str | UUID, wait_seconds: float = 30.0) -> str:
         if state in FINAL:
             raise SpecError(f"run {run.id} has already finished ({run.state_name}): nothing "
                             "to cancel")
-        # a suspended run (a deployment's, waiting for review) has no process either; a run
-        # paused in its own process is stopped by that process, like a running one
-        not_started = run.state_type in (StateType.SCHEDULED, StateType.PENDING) or (
+        # no process: waiting for a worker, or suspended (a deployment's run waiting for a
+        # review); a run pending (a worker is starting it) or paused in its own process is
+        # stopped by that worker or process, like a running one
+        no_process = run.state_type == StateType.SCHEDULED or (
             run.state_type == StateType.PAUSED and run.state_name == "Suspended")
-        new: State[Any] = (Cancelled(message="cancelled with promptdag cancel before it started")
-               if not_started else Cancelling(message="cancelled with promptdag cancel"))
+        new: State[Any] = (Cancelled(message="cancelled with promptdag cancel before it ran")
+                           if no_process
+                           else Cancelling(message="cancelled with promptdag cancel"))
         await client.set_flow_run_state(run.id, new, force=True)
         deadline = time.monotonic() + wait_seconds
         while True:
