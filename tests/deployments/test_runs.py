@@ -145,3 +145,16 @@ def test_a_run_nobody_polls_for_says_what_to_start_and_cancels_at_once(deployed:
     cancelled = deployed.promptdag("cancel", run_id)
     assert cancelled.returncode == 0, cancelled.stderr
     assert cancelled.stdout.strip() == f"run {run_id} cancelled"
+
+
+def test_cancel_stops_a_submitted_run_through_its_worker(deployed: Server, tmp_path: Path):
+    submitted = deployed.promptdag("submit", slow_spec(tmp_path, 4))
+    assert submitted.returncode == 0, submitted.stderr
+    run_id = submitted.stdout.strip()
+    wait_until(lambda: next(r for r in listed(deployed) if r["run_id"] == run_id)["state"]
+               == "Running", timeout=120, every=1)
+    cancelled = deployed.promptdag("cancel", run_id, "--timeout", "90")
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert cancelled.stdout.strip() == f"run {run_id} cancelled"
+    watched = deployed.promptdag("watch", run_id, "--quiet")
+    assert watched.returncode == 1 and "Slow Steps: CANCELLED" in watched.stdout
