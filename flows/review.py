@@ -114,12 +114,12 @@ async def review_plan(
         description = review_markdown(tasks, graph, found, round_no, error)
         await _publish(description, key, round_no)
         form = ReviewInput.with_initial_data(description=description, tasks=plan_json(tasks))
-        key = f"review-{round_no}-{attempt}"
+        pause_key = f"review-{round_no}-{attempt}"  # fires once per run: replays skip it
         announce(ReviewRequest(flow_run_id=str(flow_run.id), round_no=round_no,
                                text=review_text(tasks, graph, found, round_no),
-                               plan=plan_json(tasks), error=error, key=key))
+                               plan=plan_json(tasks), error=error, key=pause_key))
         try:
-            answer = await _wait(form, config, key, flow_run.id,
+            answer = await _wait(form, config, pause_key, flow_run.id,
                                  deployment=flow_run.deployment_id is not None)
         except FlowPauseTimeout:
             _logger().warning("Review of round %d: nobody answered within %g s",
