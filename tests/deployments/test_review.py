@@ -23,7 +23,7 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.flow_runs import aresume_flow_run
 
 from promptdag import client
-from promptdag.objective import ObjectiveResult
+from promptdag.objective import ObjectiveResult, PlannedTask
 from tests.deployments.conftest import Server
 
 pytestmark = pytest.mark.deployments
@@ -65,6 +65,14 @@ async def plan_artifact(run_id: UUID) -> str:
     return str(max(found, key=lambda a: a.created or 0).data)
 
 
+async def plan_tasks(run_id: UUID) -> list[PlannedTask]:
+    """The proposed plan, as the artifact's table lists it."""
+    rows = [line for line in (await plan_artifact(run_id)).splitlines()
+            if line.startswith("| ") and not line.startswith(("| task ", "| ---"))]
+    return [PlannedTask(name=row.split(" | ")[0].removeprefix("| "), prompt="-")
+            for row in rows]
+
+
 async def task_run_names(run_id: UUID) -> set[str]:
     async with get_client() as c:
         runs = await c.read_task_runs(
@@ -80,6 +88,20 @@ async def test_a_review_suspends_with_its_plan_and_an_edit_through_the_api_runs(
     assert run.state is not None and run.state.state_details.pause_reschedule  # worker freed
     plan = await plan_artifact(run_id)
     assert "```mermaid" in plan and "estimated time:" in plan and "waiting for review" in plan
+    # The Resume form the UI draws: the plan above it, four fields, the plan prefilled
+    keyset = run.state.state_details.run_input_keyset
+    assert keyset is not None
+    async with get_client() as c:
+        schema = json.loads(await c.read_flow_run_input(run_id, keyset["schema"]))
+        description = json.loads(await c.read_flow_run_input(run_id, keyset["description"]))
+    fields = schema["properties"]
+    assert list(fields) == ["decision", "tasks", "approve_all", "reason"]
+    assert fields["decision"]["enum"] == ["approve", "edit", "reject"]
+    assert fields["decision"]["default"] == "approve"
+    assert [t["name"] for t in json.loads(fields["tasks"]["default"])] == [
+        t.name for t in (await plan_tasks(run_id))]
+    assert fields["approve_all"]["type"] == "boolean"
+    assert description.startswith("# Plan for round 1: waiting for review")
     await aresume_flow_run(run_id, run_input={"decision": "edit", "tasks": json.dumps(EDITED)})
     result = await result_of(run_id)
     assert (result.status, result.stop_reason) == ("completed", "complete")
