@@ -188,6 +188,9 @@ def _status(args: argparse.Namespace) -> int:
         print(f"  {safe(status.message)}")
     if status.url:
         print(f"  {status.url}")
+    if status.status == "paused":  # an objective's plan review (flows/review.py)
+        print(f"  waiting for review: promptdag approve {status.run_id} [--plan FILE] [--all]"
+              f" | promptdag reject {status.run_id}")
     if not status.finished:
         _say_if_nobody_polls(status.run_id)
     return EXIT_OK

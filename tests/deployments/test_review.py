@@ -129,6 +129,8 @@ async def test_the_cli_approves_an_edited_plan_after_refusing_an_invalid_one(
     assert submitted.returncode == 0, submitted.stderr
     run_id = UUID(submitted.stdout.strip())
     await suspended(run_id)
+    status = deployed.promptdag("status", str(run_id))
+    assert "suspended: " in status.stdout and f"promptdag approve {run_id}" in status.stdout
     bad, good = tmp_path / "bad.yaml", tmp_path / "good.json"
     bad.write_text("tasks:\n  - {name: Alone, prompt: x, depends_on: [Missing]}\n")
     good.write_text(json.dumps({"tasks": EDITED}))
