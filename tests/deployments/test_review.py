@@ -158,3 +158,23 @@ async def test_the_cli_rejects(deployed: Server) -> None:
     assert (result.stop_reason, result.error) == (
         "rejected", "the plan of round 1 was rejected at review: not now")
     assert await task_run_names(run_id) == {"plan (round 1)"}
+
+
+async def test_a_suspended_review_nobody_answers_ends_failed_and_refuses_late_answers(
+    deployed: Server,
+) -> None:
+    run_id = await client.asubmit_objective(
+        "Explain the rain", config={**CONFIG, "review_timeout_seconds": 2})
+    await suspended(run_id)
+    deadline = time.monotonic() + 90  # Prefect's server looks for expired pauses every 5 s
+    async with get_client() as c:
+        while True:
+            run = await c.read_flow_run(run_id)
+            if run.state and run.state.is_final():
+                break
+            assert time.monotonic() < deadline, run.state
+            time.sleep(0.5)
+    assert run.state.is_failed() and run.state.message == "The flow was paused and never resumed."
+    late = deployed.promptdag("approve", str(run_id))
+    assert late.returncode == 2 and "is not waiting for a review (it is Failed)" in late.stderr
+    assert await task_run_names(run_id) == {"plan (round 1)"}
