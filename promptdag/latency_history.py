@@ -10,6 +10,7 @@ imported when called, never at import time.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import statistics
 from collections.abc import Iterable
@@ -17,6 +18,7 @@ from typing import Any
 
 ARTIFACTS = 20  # the latest task tables read: recent enough, and one bounded request
 MIN_SAMPLES = 3  # fewer runs than this of a model: its default or hint is as good a guess
+TIMEOUT_SECONDS = 5.0  # an estimate never holds a run up longer than this
 
 
 def medians(rows: Iterable[dict[str, Any]]) -> dict[str, tuple[float, int]]:
@@ -44,18 +46,22 @@ def _rows(data: Any) -> list[dict[str, Any]]:
 
 async def amodel_latencies(limit: int = ARTIFACTS) -> dict[str, tuple[float, int]]:
     """Median task-run durations per model from the latest `limit` task tables; {} when the
-    API cannot be read (an estimate must never fail a run or a command)."""
-    try:
-        from prefect.client.orchestration import get_client
-        from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterType
-        from prefect.client.schemas.sorting import ArtifactSort
+    API cannot be read within `TIMEOUT_SECONDS` (an estimate never fails a run or a command,
+    and an API going away, which Prefect's client retries for minutes, never holds one up)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterType
+    from prefect.client.schemas.sorting import ArtifactSort
 
+    async def read() -> list[Any]:
         async with get_client() as client:
-            artifacts = await client.read_artifacts(
+            return await client.read_artifacts(
                 artifact_filter=ArtifactFilter(type=ArtifactFilterType(any_=["table"])),
                 sort=ArtifactSort.CREATED_DESC,
                 limit=limit,
             )
+
+    try:
+        artifacts = await asyncio.wait_for(read(), TIMEOUT_SECONDS)
     except Exception:
         return {}
     return medians(row for artifact in artifacts for row in _rows(artifact.data))
@@ -63,6 +69,4 @@ async def amodel_latencies(limit: int = ARTIFACTS) -> dict[str, tuple[float, int
 
 def model_latencies(limit: int = ARTIFACTS) -> dict[str, tuple[float, int]]:
     """Synchronous `amodel_latencies`."""
-    import asyncio
-
     return asyncio.run(amodel_latencies(limit))
