@@ -38,6 +38,7 @@ from promptdag.report import (
 )
 from promptdag.results import WorkflowResult
 from promptdag.settings import get_settings
+from promptdag.spec import WorkflowSpec
 
 PROGRESS_INTERVAL = 0.5  # seconds between progress updates sent to the API
 KEY_LIMIT = 60  # characters of the key's stem
@@ -217,14 +218,22 @@ class RunView:
 
     # -- the end ---------------------------------------------------------------------------
 
-    async def publish_workflow(self, result: WorkflowResult, graph: WorkflowGraph) -> None:
-        """Final progress, the report, the task table and the DAG of a workflow run."""
+    async def publish_workflow(
+        self, result: WorkflowResult, graph: WorkflowGraph, spec: WorkflowSpec | None = None
+    ) -> None:
+        """Final progress, the report (with the spec's estimate beside the time taken), the
+        task table and the DAG of a workflow run."""
         self.close()
         if not self.enabled:
             return
         await self._flush()
+        estimated = None
+        if spec is not None:  # offline (hints, options, defaults): no extra API call per run
+            from promptdag.estimate import estimate
+
+            estimated = estimate(spec, graph)
         await self._publish(
-            report=workflow_report(result),
+            report=workflow_report(result, estimated),
             rows=task_rows(result.tasks),
             dag=mermaid_markdown(graph.mermaid(), len(graph.names)),
             what=f"workflow {result.name!r}",

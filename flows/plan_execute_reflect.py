@@ -86,7 +86,7 @@ async def _estimate(
     """The round's estimate for its report; None if the plan cannot be checked here (running
     it then says why)."""
     try:
-        return await plan_estimate(tasks, config, results)
+        return await plan_estimate(tasks, config, results, history=False)
     except PromptDagError:
         return None
 

@@ -74,11 +74,13 @@ def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
 
 
 async def plan_estimate(
-    tasks: list[PlannedTask], config: ObjectiveConfig, earlier: dict[str, str]
+    tasks: list[PlannedTask], config: ObjectiveConfig, earlier: dict[str, str],
+    history: bool = True,
 ) -> Estimate:
-    """The plan's estimate, with past runs' medians from the API the run already uses."""
+    """The plan's estimate; with `history`, from past runs' medians too (one API read: worth
+    it while a person reviews, not for every round of every run)."""
     spec = check_plan(tasks, config, earlier)
-    return estimate(spec, build_graph(spec), await amodel_latencies())
+    return estimate(spec, build_graph(spec), await amodel_latencies() if history else None)
 
 
 async def review_plan(

@@ -112,7 +112,7 @@ async def run_workflow(
         rows=_rows(batch, tasks) if batch else None,
     )
     remember(flow_run.id, result)  # the caller's copy if the API goes away (flows/lost_api.py)
-    await view.publish_workflow(result, graph)
+    await view.publish_workflow(result, graph, spec)
     if result.status == "completed":
         return Completed(data=result, message=f"{len(tasks)} tasks completed")
     s = result.summary

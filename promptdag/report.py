@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from promptdag.estimate import Estimate
 from promptdag.llm.base import Usage
 from promptdag.objective import ObjectiveResult
 from promptdag.results import TaskResult, WorkflowResult
@@ -32,8 +33,9 @@ def final_tasks(result: WorkflowResult) -> list[TaskResult]:
     return [task for task in result.tasks if task.name not in needed]
 
 
-def workflow_report(result: WorkflowResult) -> str:
-    """The workflow's outcome: counts, usage, the final tasks' results, what failed and why."""
+def workflow_report(result: WorkflowResult, estimate: Estimate | None = None) -> str:
+    """The workflow's outcome: counts, usage (and the estimate made before it ran), the final
+    tasks' results, what failed and why."""
     s = result.summary
     lines = [
         f"# {result.name}: {result.status}",
@@ -42,6 +44,8 @@ def workflow_report(result: WorkflowResult) -> str:
         f"{s.skipped_count} skipped, {s.cancelled_count} cancelled) in "
         f"{result.elapsed_seconds:.2f} s; {_usage(result.usage)}.",
     ]
+    if estimate is not None:
+        lines += ["", f"Before it ran, {estimate.line()}; {estimate.sources()}."]
     if s.reused_count:
         lines += ["", f"{s.reused_count} task(s) reused (no model call), saving "
                   f"{_usage(result.saved_usage)}."]

@@ -33,3 +33,18 @@ def test_validate_history_uses_the_median_of_past_runs(prefect_api: str, tmp_pat
                       online.stdout)
     assert found, online.stdout
     assert float(found.group(1)) >= 0.3 and int(found.group(2)) == 6
+
+
+async def test_a_workflow_report_shows_the_estimate_beside_the_time_taken() -> None:
+    from prefect.artifacts import Artifact
+
+    from promptdag.api import arun
+
+    result = await arun({"name": "Estimated Run", "config": {
+        "breadth": 2, "model_options": {"latency_s": 0.2}},
+        "tasks": [{"name": n, "prompt": n, "depends_on": []} for n in "abc"]})
+    assert result.status == "completed"
+    report = await Artifact.aget("workflow-estimated-run-report")
+    assert report is not None
+    assert "Before it ran, estimated time: 0.40 s at breadth 2 (sequential 0.60 s, 1.5x " \
+        "speedup); latency per call: simulated 0.20 s (option)." in str(report.data)
