@@ -32,7 +32,7 @@ from promptdag.errors import SpecError
 from promptdag.estimate import Estimate, estimate
 from promptdag.graph import build_graph
 from promptdag.latency_history import amodel_latencies
-from promptdag.objective import ObjectiveConfig, PlannedTask, check_plan
+from promptdag.objective import ObjectiveConfig, PlannedTask, check_plan, plan_to_spec
 from promptdag.review import (
     ReviewAnswer,
     ReviewRequest,
@@ -93,7 +93,7 @@ async def review_plan(
     """Publish the plan (artifact `<key>-plan`) and wait for a reviewer's answer.
 
     Args:
-        tasks: the planned (or follow-up) tasks, already valid.
+        tasks: the planned (or follow-up) tasks; an edit is checked like a planner's plan.
         config: the objective's config (its checks, breadth and review timeout).
         earlier: results of earlier rounds (a plan may depend on their tasks).
         round_no: the round the plan is for.
@@ -110,7 +110,7 @@ async def review_plan(
     error: str | None = None
     attempt = 1
     while True:
-        spec = check_plan(tasks, config, earlier)
+        spec = plan_to_spec(tasks, "plan", config, earlier)  # as the round will run it
         graph = build_graph(spec)
         found = estimate(spec, graph, await amodel_latencies())
         description = review_markdown(tasks, graph, found, round_no, error)
@@ -129,7 +129,7 @@ async def review_plan(
             return ReviewOutcome(
                 tasks=tasks, estimate=found,
                 rejected=f"the plan of round {round_no} was not reviewed within "
-                f"{config.review_timeout_seconds:g} s (review_timeout_seconds): nothing ran")
+                f"{config.review_timeout_seconds:g} s (review_timeout_seconds); it did not run")
         if answer.decision == "reject":
             reason = answer.reason.strip()
             return ReviewOutcome(tasks=tasks, estimate=found, rejected=(
