@@ -92,7 +92,7 @@ def test_bad_input_and_missing_servers_exit_2_with_one_line(deployed: Server, tm
                                   "PREFECT_API_URL": f"http://127.0.0.1:{free_port()}/api"})
     unreachable = down.promptdag("submit", SEED)
     assert unreachable.returncode == 2
-    assert "cannot reach the Prefect API" in one_error_line(unreachable.stderr)
+    assert "is not answering" in one_error_line(unreachable.stderr)
     assert "promptdag server start" in unreachable.stderr
 
     # No PREFECT_API_URL: the server `promptdag server start` left in PREFECT_HOME is used...

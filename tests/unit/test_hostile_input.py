@@ -266,6 +266,7 @@ def test_file_prompt_and_context_sizes_are_bounded(tmp_path: Path, monkeypatch, 
         assert read_text(path) == "x" * file_bytes and file_bytes <= 2000
     except SpecError as exc:
         assert file_bytes > 2000 and "PROMPTDAG_MAX_SPEC_BYTES" in str(exc)
+    monkeypatch.setenv("PROMPTDAG_MAX_SPEC_BYTES", "100000")  # the task's own limits, below
     data = {"name": "w", "tasks": [{"name": "t", "prompt": "p" * max(prompt, 1),
                                     "context": {"c": "c" * context}}]}
     try:
