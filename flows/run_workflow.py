@@ -11,10 +11,10 @@ from prefect import flow
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State
 
-from flows.artifacts import RunView, workflow_tag
-from flows.lost_api import remember
-from flows.runners import task_placement
-from flows.scheduler import ReadySetScheduler
+from promptdag.flows.artifacts import RunView, workflow_tag
+from promptdag.flows.lost_api import remember
+from promptdag.flows.runners import task_placement
+from promptdag.flows.scheduler import ReadySetScheduler
 from promptdag.batch import Batch, expand, read_rows, row_result
 from promptdag.llm.base import Usage
 from promptdag.results import (
@@ -28,7 +28,7 @@ from promptdag.results import (
 )
 from promptdag.spec import WorkflowSpec, load_spec, parse_spec
 from promptdag.validation import validate_spec
-from tasks.infer_dependencies import infer_dependencies
+from promptdag.tasks.infer_dependencies import infer_dependencies
 
 
 def _flow_run_name() -> str:

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from promptdag.errors import ConfigError, SpecError
 from promptdag.spec import WorkflowConfig
-from tasks.run_prompt import Invoke, PromptJob, run_locally
+from promptdag.tasks.run_prompt import Invoke, PromptJob, run_locally
 
 
 class DaskOptions(BaseModel):

@@ -17,7 +17,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
-from flows.subworkflow import run_subworkflow
+from promptdag.flows.subworkflow import run_subworkflow
 from promptdag.conditions import evaluate, parse_condition, split_reference
 from promptdag.events import TaskEvent, emit
 from promptdag.graph import WorkflowGraph
@@ -25,7 +25,7 @@ from promptdag.llm.base import Usage
 from promptdag.results import TaskResult
 from promptdag.spec import WorkflowSpec
 from promptdag.template import field_value
-from tasks.run_prompt import (
+from promptdag.tasks.run_prompt import (
     Invoke,
     PromptJob,
     PromptOutput,

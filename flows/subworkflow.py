@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from promptdag.graph import build_graph
 from promptdag.results import TaskResult, WorkflowResult
 from promptdag.spec import TaskSpec, WorkflowSpec
-from tasks.prompt_cache import child_scope, current_scope
+from promptdag.tasks.prompt_cache import child_scope, current_scope
 
 
 def with_inputs(sub: WorkflowSpec, upstream: dict[str, str]) -> WorkflowSpec:
@@ -53,7 +53,7 @@ def _failure(name: str, failed: list[str]) -> str:
 async def run_subworkflow(
     task: TaskSpec, sub: WorkflowSpec, upstream: dict[str, str], depends_on: list[str]
 ) -> TaskResult:
-    from flows.run_workflow import run_workflow  # the subflow; imported here to avoid a cycle
+    from promptdag.flows.run_workflow import run_workflow  # the subflow; imported here to avoid a cycle
 
     started, clock = datetime.now(timezone.utc), time.perf_counter()
     # The sub-workflow resumes with its parent: it reuses what it finished in the same run.

@@ -16,8 +16,8 @@ from promptdag.objective import (
 )
 from promptdag.results import TaskResult
 from promptdag.template import shorten
-from tasks.prompt_cache import ROLE_CACHE
-from tasks.role_call import ask_structured
+from promptdag.tasks.prompt_cache import ROLE_CACHE
+from promptdag.tasks.role_call import ask_structured
 
 REFLECTOR_SYSTEM = (
     "You review the work done towards an objective. If the results answer it, reply complete. "

@@ -12,8 +12,8 @@ from pydantic import BaseModel
 from promptdag.llm.base import Usage
 from promptdag.llm.structured import complete_structured
 from promptdag.objective import ObjectiveConfig
-from tasks.model_call import ModelCall
-from tasks.run_prompt import retry_options
+from promptdag.tasks.model_call import ModelCall
+from promptdag.tasks.run_prompt import retry_options
 
 T = TypeVar("T", bound=BaseModel)
 Prompt = str | Callable[[int | None], str]

@@ -39,9 +39,9 @@ from promptdag.settings import get_settings
 from promptdag.spec import TaskSpec, WorkflowConfig, WorkflowSpec
 from promptdag.template import render_task_prompt
 from promptdag.validation import task_models, task_options
-from tasks.model_call import ModelCall
-from tasks.prompt_cache import PROMPT_CACHE, SHARED_PROMPT_CACHE
-from tasks.result_persistence import note_unsaved, unsaved_reason
+from promptdag.tasks.model_call import ModelCall
+from promptdag.tasks.prompt_cache import PROMPT_CACHE, SHARED_PROMPT_CACHE
+from promptdag.tasks.result_persistence import note_unsaved, unsaved_reason
 
 
 class PromptJob(BaseModel):

@@ -11,7 +11,7 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
-from flows.artifacts import slug
+from promptdag.flows.artifacts import slug
 from promptdag.api import arun
 from tests.deployments.conftest import Server
 
