@@ -87,7 +87,8 @@ def runner_deployments(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m promptdag.deployments.serve", description="Serve prefect.yaml's deployments."
+        prog="python -m promptdag.deployments.serve",
+        description="Serve prefect.yaml's deployments.",
     )
     parser.add_argument("names", nargs="*", help="deployment names (default: all)")
     parser.add_argument("--limit", type=int, default=None, help="max concurrent flow runs")

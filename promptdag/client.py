@@ -14,7 +14,8 @@ makes N runs of the deployment, each with its contiguous part of the rows, tagge
 batch tag; any number of workers share them. `wait_for_rows(run_ids)` waits for every shard and
 gathers their rows into one list in data order (`write_rows` makes it one JSONL file).
 
-A worker (`prefect worker start --pool promptdag-process`) or `python -m promptdag.deployments.serve`
+A worker (`prefect worker start --pool promptdag-process`) or
+`python -m promptdag.deployments.serve`
 runs what is submitted; the flows persist their results, so any process on the machine can
 fetch them later. Every function has an `a`-prefixed async twin; the plain ones are for
 scripts without an event loop. Errors a user can fix raise `ConfigError`/`SpecError` with one

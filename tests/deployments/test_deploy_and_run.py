@@ -30,8 +30,8 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import StateType
 from prefect.deployments import arun_deployment
 
-from promptdag.deployments.serve import load_declarations
 from promptdag import client
+from promptdag.deployments.serve import load_declarations
 from promptdag.objective import ObjectiveResult
 from promptdag.results import WorkflowResult
 from tests.deployments.conftest import Server

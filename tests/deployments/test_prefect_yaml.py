@@ -93,7 +93,8 @@ def test_deployment_runs_send_heartbeats_that_the_crash_detection_expects():
     from promptdag.deployments.crash_detection import HEARTBEAT_SECONDS, TAG, WITHIN_SECONDS
 
     raw = yaml.safe_load(PREFECT_YAML.read_text())
-    assert {"promptdag.deployments.steps.crash_detection": {"id": "crash_detection"}} in raw["build"]
+    crash_step = {"promptdag.deployments.steps.crash_detection": {"id": "crash_detection"}}
+    assert crash_step in raw["build"]
     for declaration in DECLARATIONS:
         env = declaration["work_pool"]["job_variables"]["env"]
         assert int(env["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"]) == HEARTBEAT_SECONDS

@@ -231,9 +231,9 @@ async def test_an_objective_retry_reuses_its_plan_reflection_and_finished_tasks(
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
     from prefect.states import Scheduled
 
+    from promptdag.api import arun_objective
     from promptdag.flows.plan_execute_reflect import plan_execute_reflect
     from promptdag.flows.resume import run_flow_run
-    from promptdag.api import arun_objective
     from promptdag.objective import ObjectiveResult
 
     roles = {"planner_model": "simulated", "reflector_model": "simulated",
