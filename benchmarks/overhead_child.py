@@ -22,7 +22,7 @@ async def _scheduler_only(n: int) -> float:
     """promptdag's scheduler on N tasks in a flow whose only parameter is N."""
     from prefect import flow
 
-    from flows.scheduler import ReadySetScheduler
+    from promptdag.flows.scheduler import ReadySetScheduler
     from promptdag.validation import validate_spec
 
     @flow(name="bench-scheduler-only", persist_result=False)

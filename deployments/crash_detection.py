@@ -4,9 +4,9 @@ Prefect 3 flow runs send a heartbeat event every `PREFECT_FLOWS_HEARTBEAT_FREQUE
 (default 180). Prefect's own zombie-detection recipe is an automation: when a flow run's
 heartbeat is not followed, within `within` seconds, by another heartbeat or by a final state,
 set the run to Crashed. prefect.yaml's deployment runs send heartbeats every
-`HEARTBEAT_SECONDS` (their job variables) and `deployments.serve` does the same; the automation
-covers only flow runs tagged `promptdag` (every deployment of prefect.yaml carries that tag), so
-a run sending Prefect's default 3-minute heartbeats is never taken for dead.
+`HEARTBEAT_SECONDS` (their job variables) and `promptdag.deployments.serve` does the same; the
+automation covers only flow runs tagged `promptdag` (every deployment of prefect.yaml carries
+that tag), so a run sending Prefect's default 3-minute heartbeats is never taken for dead.
 
 A killed worker's run is then Crashed within `WITHIN_SECONDS` of its last heartbeat;
 `promptdag result`/`submit --wait` stop waiting at once (Crashed is final) and `promptdag

@@ -1,7 +1,7 @@
 """Serve prefect.yaml's deployments from this process: no work pool, no worker.
 
-    python -m deployments.serve                  # every deployment in prefect.yaml
-    python -m deployments.serve objective        # only these (by deployment name)
+    python -m promptdag.deployments.serve                  # every deployment in prefect.yaml
+    python -m promptdag.deployments.serve objective        # only these (by deployment name)
 
 The declarations are read from prefect.yaml with Prefect's own model of that file and its own
 schedule conversion, so `serve` and `prefect deploy` cannot drift apart; only the work pool
@@ -87,13 +87,14 @@ def runner_deployments(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m deployments.serve", description="Serve prefect.yaml's deployments."
+        prog="python -m promptdag.deployments.serve",
+        description="Serve prefect.yaml's deployments.",
     )
     parser.add_argument("names", nargs="*", help="deployment names (default: all)")
     parser.add_argument("--limit", type=int, default=None, help="max concurrent flow runs")
     args = parser.parse_args(argv)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    from deployments.crash_detection import HEARTBEAT_SECONDS, ensure_crash_detection
+    from promptdag.deployments.crash_detection import HEARTBEAT_SECONDS, ensure_crash_detection
 
     # As prefect.yaml's job variables: heartbeats the crash detection can rely on.
     os.environ.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", str(HEARTBEAT_SECONDS))

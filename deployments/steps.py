@@ -21,7 +21,7 @@ def checkout_directory() -> dict[str, str]:
 def crash_detection() -> dict[str, str]:
     """`prefect deploy` build step: the automation that marks a deployment run Crashed when its
     heartbeats stop (a killed worker), on the server being deployed to (created once)."""
-    from deployments.crash_detection import AUTOMATION, ensure_crash_detection
+    from promptdag.deployments.crash_detection import AUTOMATION, ensure_crash_detection
 
     ensure_crash_detection()
     return {"automation": AUTOMATION}

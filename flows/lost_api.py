@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from flows.resume import run_flow_run
+from promptdag.flows.resume import run_flow_run
 
 if TYPE_CHECKING:
     from prefect import Flow

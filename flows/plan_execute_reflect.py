@@ -15,12 +15,12 @@ from prefect import flow
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State
 
-from flows.artifacts import RunView, slug
-from flows.lost_api import remember
-from flows.review import plan_estimate, review_plan
-from flows.run_workflow import run_workflow
 from promptdag.errors import PromptDagError
 from promptdag.estimate import Estimate
+from promptdag.flows.artifacts import RunView, slug
+from promptdag.flows.lost_api import remember
+from promptdag.flows.review import plan_estimate, review_plan
+from promptdag.flows.run_workflow import run_workflow
 from promptdag.llm.base import Usage
 from promptdag.objective import (
     ObjectiveConfig,
@@ -32,12 +32,12 @@ from promptdag.objective import (
     plan_to_spec,
 )
 from promptdag.results import TaskResult, WorkflowResult
-from tasks.infer_dependencies import infer_dependencies
-from tasks.plan_objective import plan_objective
-from tasks.prompt_cache import child_scope, current_scope
-from tasks.reflect_on_results import reflect_on_results
-from tasks.role_call import role_task_options
-from tasks.synthesise_answer import synthesise_answer
+from promptdag.tasks.infer_dependencies import infer_dependencies
+from promptdag.tasks.plan_objective import plan_objective
+from promptdag.tasks.prompt_cache import child_scope, current_scope
+from promptdag.tasks.reflect_on_results import reflect_on_results
+from promptdag.tasks.synthesise_answer import synthesise_answer
+from promptdag.tasks.task_options import role_task_options
 
 
 def _flow_run_name() -> str:

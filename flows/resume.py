@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from promptdag.errors import ConfigError, SpecError
-from tasks.result_locks import LOCKS
+from promptdag.tasks.result_locks import LOCKS
 
 if TYPE_CHECKING:
     from prefect import Flow
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from prefect.client.schemas.objects import FlowRun
     from prefect.states import State
 
-    from flows.lost_api import Outcome
+    from promptdag.flows.lost_api import Outcome
 
 SPEC_TAG = "promptdag-spec:"
 START_LOCK_SECONDS = 60  # the lookup and the creation of a flow run take well under a second
@@ -228,7 +228,7 @@ async def retry(run_id: str, flows: dict[str, Callable[[], Flow[Any, Any]]],
         flow_run = await client.read_flow_run(uid)
     if on_start is not None:
         on_start(previous)
-    from flows.lost_api import run_to_end
+    from promptdag.flows.lost_api import run_to_end
 
     outcome = await run_to_end(flows[flow.name](), flow_run, dict(flow_run.parameters))
     return Retried(str(uid), False, previous, outcome)

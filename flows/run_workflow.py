@@ -11,11 +11,11 @@ from prefect import flow
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State
 
-from flows.artifacts import RunView, workflow_tag
-from flows.lost_api import remember
-from flows.runners import task_placement
-from flows.scheduler import ReadySetScheduler
 from promptdag.batch import Batch, expand, read_rows, row_result
+from promptdag.flows.artifacts import RunView, workflow_tag
+from promptdag.flows.lost_api import remember
+from promptdag.flows.runners import task_placement
+from promptdag.flows.scheduler import ReadySetScheduler
 from promptdag.llm.base import Usage
 from promptdag.results import (
     RowResult,
@@ -27,8 +27,8 @@ from promptdag.results import (
     workflow_status,
 )
 from promptdag.spec import WorkflowSpec, load_spec, parse_spec
+from promptdag.tasks.infer_dependencies import infer_dependencies
 from promptdag.validation import validate_spec
-from tasks.infer_dependencies import infer_dependencies
 
 
 def _flow_run_name() -> str:
@@ -95,7 +95,7 @@ async def run_workflow(
     view = RunView("workflow", spec.name, total=len(spec.tasks), tags=[workflow_tag(spec.name)])
     async with view:  # tags, live progress (see flows/artifacts.py)
         async with task_placement(spec.config) as invoke:
-            tasks = await ReadySetScheduler(spec, graph, invoke).run()
+            tasks = await ReadySetScheduler(spec, graph, invoke, subflow=run_workflow).run()
     if not spec.config.collect_intermediate:
         tasks = [_without_intermediate(t, keep=not graph.dependents[t.name]) for t in tasks]
     result = WorkflowResult(

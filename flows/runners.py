@@ -20,8 +20,9 @@ from prefect.states import State
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from promptdag.errors import ConfigError, SpecError
+from promptdag.flows.dispatch import Invoke, run_locally
 from promptdag.spec import WorkflowConfig
-from tasks.run_prompt import Invoke, PromptJob, run_locally
+from promptdag.tasks.run_prompt import PromptJob
 
 
 class DaskOptions(BaseModel):

@@ -17,24 +17,20 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
-from flows.subworkflow import run_subworkflow
+from prefect import Flow
+
 from promptdag.conditions import evaluate, parse_condition, split_reference
+from promptdag.errors import attempts_of, describe_failure
 from promptdag.events import TaskEvent, emit
+from promptdag.flows.dispatch import Invoke, run_locally, run_with_fallback
+from promptdag.flows.subworkflow import run_subworkflow
 from promptdag.graph import WorkflowGraph
 from promptdag.llm.base import Usage
 from promptdag.results import TaskResult
 from promptdag.spec import WorkflowSpec
+from promptdag.tasks.run_prompt import PromptJob, PromptOutput
+from promptdag.tasks.task_options import prompt_task_options
 from promptdag.template import field_value
-from tasks.run_prompt import (
-    Invoke,
-    PromptJob,
-    PromptOutput,
-    attempts_of,
-    describe_failure,
-    prompt_task_options,
-    run_locally,
-    run_with_fallback,
-)
 
 
 def _now() -> datetime:
@@ -50,10 +46,17 @@ class ReadySetScheduler:
     """Runs one workflow's tasks to the end under its failure mode; returns per-task results."""
 
     def __init__(
-        self, spec: WorkflowSpec, graph: WorkflowGraph, invoke: Invoke = run_locally
+        self,
+        spec: WorkflowSpec,
+        graph: WorkflowGraph,
+        invoke: Invoke = run_locally,
+        subflow: Flow[..., Any] | None = None,
     ) -> None:
+        """`subflow`: the flow that runs a `workflow:` task (the `run-workflow` flow itself,
+        passed in by it, so this module never imports it back)."""
         self.spec = spec
         self.invoke = invoke  # where task runs execute (flows/runners.py)
+        self.subflow = subflow
         self.graph = graph
         self.breadth = spec.config.breadth
         self.mode = spec.config.failure_mode
@@ -122,8 +125,11 @@ class ReadySetScheduler:
                     self.spec.name, name, "started", None, len(self.results), len(self.graph.names)
                 )
             )
+            if self.subflow is None:
+                raise RuntimeError("a workflow task needs the scheduler's subflow")
             return await run_subworkflow(
-                task_spec, task_spec.workflow, upstream, list(self.graph.depends_on[name])
+                self.subflow, task_spec, task_spec.workflow, upstream,
+                list(self.graph.depends_on[name]),
             )
         job = PromptJob.from_spec(self.spec, task_spec, self.graph.references[name])
         outputs = {

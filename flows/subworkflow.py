@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timezone
+from typing import Any
+
+from prefect import Flow
 
 from promptdag.graph import build_graph
 from promptdag.results import TaskResult, WorkflowResult
 from promptdag.spec import TaskSpec, WorkflowSpec
-from tasks.prompt_cache import child_scope, current_scope
+from promptdag.tasks.prompt_cache import child_scope, current_scope
 
 
 def with_inputs(sub: WorkflowSpec, upstream: dict[str, str]) -> WorkflowSpec:
@@ -51,14 +54,20 @@ def _failure(name: str, failed: list[str]) -> str:
 
 
 async def run_subworkflow(
-    task: TaskSpec, sub: WorkflowSpec, upstream: dict[str, str], depends_on: list[str]
+    flow: Flow[..., Any],
+    task: TaskSpec,
+    sub: WorkflowSpec,
+    upstream: dict[str, str],
+    depends_on: list[str],
 ) -> TaskResult:
-    from flows.run_workflow import run_workflow  # the subflow; imported here to avoid a cycle
-
+    """Run `sub` as a subflow of `flow` (the `run-workflow` flow, passed in by the scheduler
+    that `flow` runs: this module does not import it back)."""
     started, clock = datetime.now(timezone.utc), time.perf_counter()
     # The sub-workflow resumes with its parent: it reuses what it finished in the same run.
     scope = child_scope(current_scope(), task.name)
-    state = await run_workflow(with_inputs(sub, upstream), resume_scope=scope, return_state=True)
+    state = await flow(  # type: ignore[misc]  # an async flow: a coroutine of its state
+        with_inputs(sub, upstream), resume_scope=scope, return_state=True
+    )
     outcome = WorkflowResult.model_validate(await state.aresult(raise_on_failure=False))
     failed = [t.name for t in outcome.tasks if t.status != "completed"]
     return TaskResult(

@@ -81,8 +81,8 @@ def spec_fingerprint(spec: WorkflowSpec) -> str:
     task and its dependents run again. Results live in one storage, so a run is only resumed
     by runs that can read its results.
     """
-    from flows.resume import fingerprint
-    from tasks.result_persistence import storage_path
+    from promptdag.flows.resume import fingerprint
+    from promptdag.tasks.result_persistence import storage_path
 
     return fingerprint({"flow": "run-workflow", "workflow": spec.name,
                         "storage": str(storage_path())})
@@ -121,11 +121,11 @@ async def arun(
     from prefect.context import FlowRunContext
     from prefect.settings import PREFECT_API_URL
 
-    from flows.lost_api import run_to_end
-    from flows.resume import start_run
-    from flows.run_workflow import run_workflow
-    from flows.runners import check_runner
-    from tasks.result_persistence import check_storage
+    from promptdag.flows.lost_api import run_to_end
+    from promptdag.flows.resume import start_run
+    from promptdag.flows.run_workflow import run_workflow
+    from promptdag.flows.runners import check_runner
+    from promptdag.tasks.result_persistence import check_storage
 
     check_runner(workflow.config, PREFECT_API_URL.value())
     check_storage()  # a full or read-only result storage: one clear line, before any call
@@ -220,10 +220,10 @@ async def arun_objective(
     request = as_objective_request(objective, context, config)
     from prefect.context import FlowRunContext
 
-    from flows.lost_api import run_to_end
-    from flows.plan_execute_reflect import plan_execute_reflect
-    from flows.resume import fingerprint, start_run
-    from tasks.result_persistence import check_storage, storage_path
+    from promptdag.flows.lost_api import run_to_end
+    from promptdag.flows.plan_execute_reflect import plan_execute_reflect
+    from promptdag.flows.resume import fingerprint, start_run
+    from promptdag.tasks.result_persistence import check_storage, storage_path
 
     check_storage()
     parameters: dict[str, Any] = {"objective": request.objective, "context": request.context,

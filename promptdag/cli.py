@@ -314,7 +314,7 @@ def _run(args: argparse.Namespace) -> int:
     _quiet_prefect(args.verbose)
     _use_local_server(quiet=args.quiet, start=True)
     from promptdag.api import run  # Prefect starts here, only for valid input
-    from tasks.result_persistence import check_storage
+    from promptdag.tasks.result_persistence import check_storage
 
     check_storage()  # full or read-only: one line, exit 2, before the banner
     if rows is not None:
@@ -381,9 +381,9 @@ def _retry(args: argparse.Namespace) -> int:
 
     _quiet_prefect(args.verbose)
     _use_local_server(quiet=False)  # a run to retry lives on a server: never start a new one
-    from flows.plan_execute_reflect import plan_execute_reflect
-    from flows.resume import retry
-    from flows.run_workflow import run_workflow
+    from promptdag.flows.plan_execute_reflect import plan_execute_reflect
+    from promptdag.flows.resume import retry
+    from promptdag.flows.run_workflow import run_workflow
 
     flows: dict[str, Any] = {"run-workflow": lambda: run_workflow,
                              "plan-execute-reflect": lambda: plan_execute_reflect}
@@ -555,7 +555,7 @@ def _execute(banner: str, call: Callable[[], R], render: Callable[[R], str], as_
 def _exit_now_if_the_api_is_gone(code: int) -> None:
     """The result is printed; Prefect's log and event workers would spend minutes retrying a
     server that is gone at interpreter exit (measured: 437 s). Exit without them."""
-    from flows import lost_api
+    from promptdag.flows import lost_api
 
     if lost_api.API_LOST:
         sys.stdout.flush()

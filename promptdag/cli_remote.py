@@ -236,7 +236,8 @@ def _server(args: argparse.Namespace) -> int:
               file=sys.stderr)
         print(f"Point runs at it in each shell:  eval \"$(promptdag server env)\"\n"
               f"Deploy and serve: prefect deploy --all && "
-              f"prefect worker start --pool {server.WORK_POOL}   (or python -m deployments.serve)",
+              f"prefect worker start --pool {server.WORK_POOL}   "
+              "(or python -m promptdag.deployments.serve)",
               file=sys.stderr)
         print(_export(info.api_url))
         return EXIT_OK

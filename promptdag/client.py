@@ -14,7 +14,8 @@ makes N runs of the deployment, each with its contiguous part of the rows, tagge
 batch tag; any number of workers share them. `wait_for_rows(run_ids)` waits for every shard and
 gathers their rows into one list in data order (`write_rows` makes it one JSONL file).
 
-A worker (`prefect worker start --pool promptdag-process`) or `python -m deployments.serve`
+A worker (`prefect worker start --pool promptdag-process`) or
+`python -m promptdag.deployments.serve`
 runs what is submitted; the flows persist their results, so any process on the machine can
 fetch them later. Every function has an `a`-prefixed async twin; the plain ones are for
 scripts without an event loop. Errors a user can fix raise `ConfigError`/`SpecError` with one
@@ -144,7 +145,7 @@ async def _submit(
             raise ConfigError(
                 f"no deployment {deployment!r} on {_api_url()}: run `prefect deploy --all` "
                 "here (then `prefect worker start --pool promptdag-process`), or serve them "
-                "with `python -m deployments.serve`"
+                "with `python -m promptdag.deployments.serve`"
             ) from None
         except PrefectHTTPStatusError as exc:
             if exc.response.status_code in (409, 422):  # the deployment's schema said no

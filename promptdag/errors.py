@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 
 class PromptDagError(Exception):
@@ -53,3 +54,20 @@ class PermanentProviderError(ProviderError):
     """Bad requests, bad keys, unknown models: a retry would fail the same way."""
 
     retryable = False
+
+
+def attempts_of(exc: BaseException, options: dict[str, Any]) -> int:
+    """Calls a failed task run made: recorded on our errors; a timeout used the whole budget."""
+    attempts = getattr(exc, "attempts", None)
+    if attempts is None:
+        attempts = int(options.get("retries") or 0) + 1
+    return int(attempts)
+
+
+def describe_failure(exc: BaseException, timeout: float | None) -> str:
+    """One line for a failed task run."""
+    if isinstance(exc, ProviderError):
+        return str(exc)
+    if isinstance(exc, TimeoutError):
+        return f"timed out after {timeout:g} s" if timeout else "timed out"
+    return f"{type(exc).__name__}: {exc}"

@@ -303,9 +303,9 @@ async def anobody_polling(run_id: str | UUID) -> str | None:
         return (f"no worker is polling the work pool {deployment.work_pool_name!r}, so the run "
                 f"waits: start one from the repository root with `prefect worker start --pool "
                 f"{deployment.work_pool_name}` (or serve the deployments: "
-                "`python -m deployments.serve`)")
+                "`python -m promptdag.deployments.serve`)")
     return ("nothing is serving this deployment, so the run waits: start "
-            "`python -m deployments.serve` from the repository root")
+            "`python -m promptdag.deployments.serve` from the repository root")
 
 
 def nobody_polling(run_id: str | UUID) -> str | None:

@@ -11,8 +11,8 @@ from pydantic import BaseModel
 from promptdag.dependencies import DependencyAnalysis, heuristic_dependencies
 from promptdag.errors import ProviderError
 from promptdag.llm.base import Usage
-from tasks.prompt_cache import ROLE_CACHE
-from tasks.role_call import ask_structured
+from promptdag.tasks.prompt_cache import ROLE_CACHE
+from promptdag.tasks.role_call import ask_structured
 
 ANALYZER_SYSTEM = (
     "You decide which tasks depend on which. A task depends on an earlier task when it needs "

@@ -28,7 +28,7 @@ from promptdag.errors import PermanentProviderError, ProviderError, RetryablePro
 from promptdag.llm.base import CompletionRequest, Model, context_window_of, estimate_tokens
 from promptdag.llm.registry import get_model
 from promptdag.settings import get_settings
-from tasks.provider_limits import provider_slot
+from promptdag.tasks.provider_limits import provider_slot
 
 HTTP_TIMEOUT_SHARE = 0.9  # of the time left in the attempt
 OWN_TIMEOUT_SLACK = 1.05  # see enforce_timeout

@@ -10,8 +10,8 @@ from pydantic import BaseModel
 
 from promptdag.llm.base import Usage
 from promptdag.objective import ObjectiveConfig, Plan, check_plan, plan_schema, unique_names
-from tasks.prompt_cache import ROLE_CACHE
-from tasks.role_call import ask_structured
+from promptdag.tasks.prompt_cache import ROLE_CACHE
+from promptdag.tasks.role_call import ask_structured
 
 PLANNER_SYSTEM = (
     "You plan work for a team of LLM workers. Break the objective into small, self-contained "

@@ -33,7 +33,7 @@ from typing import Any
 from prefect.cache_policies import CachePolicy
 from prefect.context import TaskRunContext
 
-from tasks.result_locks import LOCKS
+from promptdag.tasks.result_locks import LOCKS
 
 KEY_VERSION = "promptdag-v2"  # bump only if the meaning of a cached result changes
 SHARED_SCOPE = "shared"

@@ -15,9 +15,9 @@ from promptdag.objective import (
     unique_names,
 )
 from promptdag.results import TaskResult
+from promptdag.tasks.prompt_cache import ROLE_CACHE
+from promptdag.tasks.role_call import ask_structured
 from promptdag.template import shorten
-from tasks.prompt_cache import ROLE_CACHE
-from tasks.role_call import ask_structured
 
 REFLECTOR_SYSTEM = (
     "You review the work done towards an objective. If the results answer it, reply complete. "

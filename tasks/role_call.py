@@ -1,6 +1,6 @@
 """What the planner, reflector, synthesiser and dependency analyser share: the workflow tasks'
 model-call path (tasks/model_call.py: provider limits, HTTP timeout below the task timeout,
-errors) and their retry and timeout policy, declared once as data."""
+errors), for a structured or a text answer. Their Prefect options: tasks/task_options.py."""
 
 from __future__ import annotations
 
@@ -11,22 +11,11 @@ from pydantic import BaseModel
 
 from promptdag.llm.base import Usage
 from promptdag.llm.structured import complete_structured
-from promptdag.objective import ObjectiveConfig
-from tasks.model_call import ModelCall
-from tasks.run_prompt import retry_options
+from promptdag.tasks.model_call import ModelCall
 
 T = TypeVar("T", bound=BaseModel)
 Prompt = str | Callable[[int | None], str]
 """A role's prompt, or a function of the characters the model's context leaves for it."""
-
-
-def role_task_options(config: ObjectiveConfig, run_name: str) -> dict[str, Any]:
-    """Prefect options for a role task: same retry and timeout policy as workflow tasks."""
-    return {
-        "task_run_name": run_name,
-        **retry_options(config.max_retries, config.retry_backoff_seconds),
-        "timeout_seconds": config.timeout_seconds,
-    }
 
 
 STRUCTURED_ANSWER_TOKENS = 2048

@@ -11,9 +11,9 @@ from pydantic import BaseModel
 from promptdag.llm.base import Usage
 from promptdag.objective import ObjectiveConfig
 from promptdag.results import TaskResult
+from promptdag.tasks.prompt_cache import ROLE_CACHE
+from promptdag.tasks.role_call import ask_text
 from promptdag.template import shorten
-from tasks.prompt_cache import ROLE_CACHE
-from tasks.role_call import ask_text
 
 SYNTHESISER_SYSTEM = (
     "Write the final answer to the objective from the results of the work done. Be complete and "

@@ -11,8 +11,8 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
-from flows.artifacts import slug
 from promptdag.api import arun
+from promptdag.flows.artifacts import slug
 from tests.deployments.conftest import Server
 
 pytestmark = pytest.mark.deployments

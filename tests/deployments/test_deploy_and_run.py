@@ -30,8 +30,8 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import StateType
 from prefect.deployments import arun_deployment
 
-from deployments.serve import load_declarations
 from promptdag import client
+from promptdag.deployments.serve import load_declarations
 from promptdag.objective import ObjectiveResult
 from promptdag.results import WorkflowResult
 from tests.deployments.conftest import Server
@@ -69,7 +69,7 @@ async def test_deploy_registers_every_declaration_on_the_process_pool(deployed: 
 
 async def test_runs_start_in_the_checkout_whatever_pwd_said_at_deploy_time(deployed: Server):
     # conftest deploys with a stale PWD; the runs below complete because this holds
-    from deployments.steps import ROOT
+    from promptdag.deployments.steps import ROOT
 
     assert deployed.env["PWD"] != str(ROOT)
     async with get_client() as c:

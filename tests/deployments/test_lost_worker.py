@@ -27,8 +27,8 @@ SPEC = {"name": "Worker Dies", "config": {"breadth": 1, "model_options": {"laten
 async def test_a_killed_workers_run_is_crashed_then_retried_reusing_its_tasks(
     deployed: Server, tmp_path: Path
 ):
-    from deployments.crash_detection import HEARTBEAT_SECONDS
-    from flows.run_workflow import run_workflow
+    from promptdag.deployments.crash_detection import HEARTBEAT_SECONDS
+    from promptdag.flows.run_workflow import run_workflow
 
     created = deployed.run(*PREFECT, "work-pool", "create", POOL, "--type", "process")
     assert created.returncode == 0, created.stderr

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from prefect.flows import load_flow_from_entrypoint
 
-from deployments.serve import PREFECT_YAML, ROOT, load_declarations, runner_deployments
+from promptdag.deployments.serve import PREFECT_YAML, ROOT, load_declarations, runner_deployments
 from promptdag.objective import ObjectiveConfig
 from promptdag.server import WORK_POOL
 from promptdag.spec import parse_spec
@@ -77,23 +77,24 @@ def test_serve_names_an_unknown_deployment():
 def test_the_working_directory_of_runs_does_not_come_from_pwd():
     """A stale $PWD at deploy time (a script that changed directory) once gave every run a
     wrong working directory; the build step finds the checkout from the code instead."""
-    from deployments.steps import checkout_directory
+    from promptdag.deployments.steps import checkout_directory
 
     raw = yaml.safe_load(PREFECT_YAML.read_text())
     assert "$PWD" not in yaml.safe_dump(raw)
     (pull,) = raw["pull"]
     assert pull["prefect.deployments.steps.set_working_directory"]["directory"] == (
         "{{ checkout.directory }}")
-    assert raw["build"][0] == {"deployments.steps.checkout_directory": {"id": "checkout"}}
+    assert raw["build"][0] == {"promptdag.deployments.steps.checkout_directory": {"id": "checkout"}}
     assert checkout_directory() == {"directory": str(ROOT)}
     assert (ROOT / "prefect.yaml").is_file()
 
 
 def test_deployment_runs_send_heartbeats_that_the_crash_detection_expects():
-    from deployments.crash_detection import HEARTBEAT_SECONDS, TAG, WITHIN_SECONDS
+    from promptdag.deployments.crash_detection import HEARTBEAT_SECONDS, TAG, WITHIN_SECONDS
 
     raw = yaml.safe_load(PREFECT_YAML.read_text())
-    assert {"deployments.steps.crash_detection": {"id": "crash_detection"}} in raw["build"]
+    crash_step = {"promptdag.deployments.steps.crash_detection": {"id": "crash_detection"}}
+    assert crash_step in raw["build"]
     for declaration in DECLARATIONS:
         env = declaration["work_pool"]["job_variables"]["env"]
         assert int(env["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"]) == HEARTBEAT_SECONDS

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from flows.artifacts import slug
+from promptdag.flows.artifacts import slug
 from promptdag.llm.base import Usage
 from promptdag.objective import ObjectiveResult, Plan, PlannedTask, Reflection, RoundResult
 from promptdag.report import (

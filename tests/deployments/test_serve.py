@@ -1,4 +1,4 @@
-"""`promptdag server` and `python -m deployments.serve`: a server of its own, no worker.
+"""`promptdag server` and `python -m promptdag.deployments.serve`: a server of its own, no worker.
 
 Serving registers the same deployment names as `prefect deploy`, so this runs against a second
 server (started and stopped with the `promptdag server` commands) rather than the shared one.
@@ -66,7 +66,7 @@ def test_server_status_and_env_describe_the_running_server(cli_server: Server):
 
 def test_served_deployments_run_without_a_worker(cli_server: Server, tmp_path: Path):
     log = tmp_path / "serve.log"
-    serve = cli_server.start(sys.executable, "-m", "deployments.serve", log=log)
+    serve = cli_server.start(sys.executable, "-m", "promptdag.deployments.serve", log=log)
     try:
         def registered() -> bool:
             names = ("plan-execute-reflect/objective", "run-workflow/workflow",

@@ -97,7 +97,7 @@ def await_run(spec: dict):
 
 def test_a_read_only_storage_is_refused_with_one_clear_line(small_disk: Path):
     from promptdag.errors import ConfigError
-    from tasks.result_persistence import check_storage
+    from promptdag.tasks.result_persistence import check_storage
 
     (small_disk / "storage").mkdir()
     subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)

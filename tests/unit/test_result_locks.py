@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from tasks.result_locks import LocalLockManager
+from promptdag.tasks.result_locks import LocalLockManager
 
 
 async def test_one_holder_at_a_time_and_the_other_waits_without_blocking_the_loop(
