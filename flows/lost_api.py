@@ -15,12 +15,21 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from promptdag.flows.resume import run_flow_run
-
 if TYPE_CHECKING:
     from prefect import Flow
     from prefect.client.schemas.objects import FlowRun
     from prefect.states import State
+
+async def run_flow_run(
+    flow: Flow[Any, Any], flow_run: FlowRun, parameters: dict[str, Any]
+) -> State[Any]:
+    """Run an existing flow run here, to its end; its final state."""
+    from prefect.flow_engine import run_flow_async
+
+    state = await run_flow_async(flow, flow_run=flow_run, parameters=parameters,
+                                 return_type="state")
+    return state  # type: ignore[return-value]
+
 
 API_LOST = False  # set once a run gave up on its API: Prefect's log and event workers would
 # retry sending to it for minutes at interpreter exit; the CLI then exits without waiting

@@ -26,15 +26,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from promptdag.errors import ConfigError, SpecError
+from promptdag.flows.lost_api import Outcome, run_to_end
 from promptdag.tasks.result_locks import LOCKS
 
 if TYPE_CHECKING:
     from prefect import Flow
     from prefect.client.orchestration import PrefectClient
     from prefect.client.schemas.objects import FlowRun
-    from prefect.states import State
 
-    from promptdag.flows.lost_api import Outcome
 
 SPEC_TAG = "promptdag-spec:"
 START_LOCK_SECONDS = 60  # the lookup and the creation of a flow run take well under a second
@@ -161,17 +160,6 @@ async def start_run(
     return flow_run, resumed
 
 
-async def run_flow_run(
-    flow: Flow[Any, Any], flow_run: FlowRun, parameters: dict[str, Any]
-) -> State[Any]:
-    """Run an existing flow run here, to its end; its final state."""
-    from prefect.flow_engine import run_flow_async
-
-    state = await run_flow_async(flow, flow_run=flow_run, parameters=parameters,
-                                 return_type="state")
-    return state  # type: ignore[return-value]
-
-
 @dataclass
 class Retried:
     """What `retry` did: rescheduled a deployment run (a worker runs it), or ran it here."""
@@ -228,7 +216,5 @@ async def retry(run_id: str, flows: dict[str, Callable[[], Flow[Any, Any]]],
         flow_run = await client.read_flow_run(uid)
     if on_start is not None:
         on_start(previous)
-    from promptdag.flows.lost_api import run_to_end
-
     outcome = await run_to_end(flows[flow.name](), flow_run, dict(flow_run.parameters))
     return Retried(str(uid), False, previous, outcome)

@@ -184,13 +184,11 @@ async def _wait(form: type[ReviewInput], config: ObjectiveConfig, key: str, run_
     from prefect.client.orchestration import get_client
     from prefect.input.run_input import keyset_from_base_key
 
-    from promptdag.review_client import aanswer_review
-
     expired = ReviewAnswer(decision="reject", reason=f"not reviewed within {timeout} s")
-    try:
-        async with get_client() as client:
-            await aanswer_review(run_id, expired, client=client, pause_key=key)
-    except SpecError:  # answered at the last moment: that answer stands
+    answer = expired.model_dump(mode="json", exclude={"tasks"})
+    async with get_client() as client:
+        response = await client.resume_flow_run(run_id, run_input=answer)
+    if response.status.value != "ACCEPT":  # answered at the last moment: that answer stands
         return await form.aload(keyset_from_base_key(f"paused-{key}"))
     raise FlowPauseTimeout(expired.reason)
 

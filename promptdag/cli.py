@@ -15,18 +15,32 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from promptdag import cli_remote, cli_review, cli_runs
+from promptdag.cli_common import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    exit_code,
+    exit_now_if_the_api_is_gone,
+    find_local_server,
+    finish,
+    load_for_cli,
+    quiet_prefect,
+    read_mapping,
+    render_objective_summary,
+    render_summary,
+    say,
+    unsaved_line,
+    use_local_server,
+    with_url,
+)
 from promptdag.errors import PromptDagError, SpecError
 from promptdag.events import subscribe
-from promptdag.graph import WorkflowGraph, build_graph
-from promptdag.inheritance import override
 from promptdag.objective import ObjectiveResult
 from promptdag.results import WorkflowResult
-from promptdag.settings import get_settings
-from promptdag.spec import WorkflowSpec, load_spec, parse_spec
+from promptdag.spec import WorkflowSpec
 from promptdag.terminal import safe
-from promptdag.validation import validate_spec
-
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 class _Parser(argparse.ArgumentParser):
@@ -154,32 +168,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERNAL
 
 
-def _load(
-    path: str,
-    model: str | None = None,
-    breadth: int | None = None,
-    infer_deps: bool = False,
-    check_keys: bool = False,
-    rows: list[dict[str, Any]] | None = None,
-) -> tuple[WorkflowSpec, WorkflowGraph]:
-    """Load and validate a spec; a run (`check_keys`) also needs every real model's key.
-    With `rows` (a batch), what is validated is every row's instance of it."""
-    spec = load_spec(path)
-    if infer_deps:
-        config = spec.config.model_copy(update={"infer_dependencies": True})
-        spec = spec.model_copy(update={"config": config})
-    spec = override(spec, model=model, breadth=breadth, default_model=get_settings().model)
-    if model is not None or breadth is not None:  # values the file never had: check them again
-        spec = parse_spec(spec.model_dump(exclude_unset=True),
-                          source=f"{path} (with command-line options)")
-    if rows is not None:
-        from promptdag.batch import validate_batch
-
-        batch = validate_batch(spec, rows, check_keys=check_keys)
-        return spec, build_graph(batch.spec)
-    return spec, validate_spec(spec, check_keys=check_keys)
-
-
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -204,7 +192,7 @@ def _schema(args: argparse.Namespace) -> int:
 def _objective_request(path: str) -> bool:
     """True for a file that is an objective request body (`objective`, no `tasks`)."""
     try:
-        data = _read_mapping(path, "file")
+        data = read_mapping(path, "file")
     except SpecError:
         return False
     return "objective" in data and "tasks" not in data
@@ -214,12 +202,12 @@ def _validate(args: argparse.Namespace) -> int:
     if _objective_request(args.spec):  # a plan-execute body, not a spec: check it as one
         from promptdag.api import as_objective_request
 
-        request = as_objective_request(_read_mapping(args.spec, "request"))
+        request = as_objective_request(read_mapping(args.spec, "request"))
         print(f"{safe(args.spec)}: a valid objective request (breadth {request.config.breadth}, "
               f"depth {request.config.depth}); run it with: "
               f"promptdag objective --request {args.spec}")
         return EXIT_OK
-    spec, graph = _load(args.spec)
+    spec, graph = load_for_cli(args.spec)
     path, _ = graph.critical_path()
     print(
         f"{safe(args.spec)}: valid: {len(graph.names)} tasks, {len(graph.levels())} stages, "
@@ -239,63 +227,21 @@ def _validate(args: argparse.Namespace) -> int:
 def _latency_history() -> dict[str, tuple[float, int]]:
     """`validate --history`: past runs' medians from the Prefect server in use (none is
     started for it)."""
-    _find_local_server(quiet=True)
+    find_local_server(quiet=True)
     if not os.environ.get("PREFECT_API_URL"):
         print("promptdag: no Prefect server to read past runs from: estimating from hints and "
               "defaults", file=sys.stderr)
         return {}
-    _quiet_prefect(verbose=False)
+    quiet_prefect(verbose=False)
     from promptdag.latency_history import model_latencies
 
     return model_latencies()
 
 
 def _graph(args: argparse.Namespace) -> int:
-    _, graph = _load(args.spec)
+    _, graph = load_for_cli(args.spec)
     print(safe(graph.mermaid(), multiline=True))
     return EXIT_OK
-
-
-def _quiet_prefect(verbose: bool) -> None:
-    """Keep Prefect's console chatter (and offline telemetry errors) away from users.
-
-    Logs still reach the Prefect API, so the UI shows them. Set before Prefect is imported.
-    """
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("DO_NOT_TRACK", "1")
-    if verbose or not get_settings().quiet_prefect:
-        return
-    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
-    os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
-    os.environ.setdefault("PREFECT_LOGGING_INTERNAL_LEVEL", "CRITICAL")
-
-
-def _use_local_server(quiet: bool, start: bool = False) -> None:
-    """Point Prefect at the local server (started now if `start`), then check the environment:
-    an API that does not answer or a PREFECT_HOME that cannot be written is one line and exit
-    2 here, before Prefect starts (promptdag/environment.py)."""
-    from promptdag.environment import check_environment
-
-    _find_local_server(quiet, start)
-    check_environment()
-
-
-def _find_local_server(quiet: bool, start: bool = False) -> None:
-    """Fast by default (promptdag/autoserver.py): with no PREFECT_API_URL set, use the local
-    server running in PREFECT_HOME, or for a run (`start`) start one in the background and
-    say so once; about 2 s to the first task instead of 8-25 s for Prefect's temporary API,
-    and the run shows in the server's UI."""
-    if os.environ.get("PREFECT_API_URL"):  # the user's server always wins
-        return
-    from promptdag import autoserver
-    from promptdag.environment import prefect_home
-
-    # Before Prefect is imported (its settings are fixed at import): PREFECT_HOME as set, or
-    # Prefect's default home.
-    info = autoserver.local_server(prefect_home(), start, say=lambda line: None if quiet
-                                   else print(safe(line, multiline=True), file=sys.stderr))
-    if info is not None:
-        autoserver.use(info)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -305,14 +251,14 @@ def _run(args: argparse.Namespace) -> int:
         from promptdag.batch import read_rows
 
         rows = read_rows(args.data, args.limit)
-    spec, _ = _load(args.spec, args.model, args.breadth, args.infer_deps, check_keys=True,
+    spec, _ = load_for_cli(args.spec, args.model, args.breadth, args.infer_deps, check_keys=True,
                     rows=rows)
     if args.fresh:
         spec = spec.model_copy(
             update={"config": spec.config.model_copy(update={"reuse_results": False})}
         )
-    _quiet_prefect(args.verbose)
-    _use_local_server(quiet=args.quiet, start=True)
+    quiet_prefect(args.verbose)
+    use_local_server(quiet=args.quiet, start=True)
     from promptdag.api import run  # Prefect starts here, only for valid input
     from promptdag.tasks.result_persistence import check_storage
 
@@ -320,7 +266,7 @@ def _run(args: argparse.Namespace) -> int:
     if rows is not None:
         return _run_batch(args, spec, rows)
     banner = f"Running {spec.name!r}: {len(spec.tasks)} tasks, breadth {spec.config.breadth}"
-    return _execute(banner, lambda: run(spec, on_notice=_say),
+    return _execute(banner, lambda: run(spec, on_notice=say),
                     lambda result: render_summary(result, Path(args.spec).name), args.json,
                     args.quiet, total=len(spec.tasks), plain=args.verbose)
 
@@ -355,7 +301,7 @@ def _run_batch(args: argparse.Namespace, spec: WorkflowSpec, rows: list[dict[str
                            total=len(batch.spec.tasks),
                            extra=lambda: f"rows: {writer.written} of {writer.total} done"
                            + (f", {writer.failed} failed" if writer.failed else "")):
-            result = run(spec, on_notice=_say, data=rows)
+            result = run(spec, on_notice=say, data=rows)
     finally:
         unsubscribe()
     writer.finish(result)
@@ -366,12 +312,8 @@ def _run_batch(args: argparse.Namespace, spec: WorkflowSpec, rows: list[dict[str
                  rows_line(result.rows or [])]
         if args.output:
             lines.append(f"rows written to {args.output}")
-        print(_with_url("\n".join(lines), result))
+        print(with_url("\n".join(lines), result))
     return exit_code(result)
-
-
-def _say(message: str) -> None:
-    print(safe(message), file=sys.stderr, flush=True)
 
 
 def _retry(args: argparse.Namespace) -> int:
@@ -379,8 +321,8 @@ def _retry(args: argparse.Namespace) -> int:
     worker; a local run runs again here, as the same flow run, reusing its finished tasks."""
     import asyncio
 
-    _quiet_prefect(args.verbose)
-    _use_local_server(quiet=False)  # a run to retry lives on a server: never start a new one
+    quiet_prefect(args.verbose)
+    use_local_server(quiet=False)  # a run to retry lives on a server: never start a new one
     from promptdag.flows.plan_execute_reflect import plan_execute_reflect
     from promptdag.flows.resume import retry
     from promptdag.flows.run_workflow import run_workflow
@@ -389,7 +331,7 @@ def _retry(args: argparse.Namespace) -> int:
                              "plan-execute-reflect": lambda: plan_execute_reflect}
 
     def started(previous: str) -> None:
-        _say(f"retrying run {args.run_id} ({previous.lower()}) here, reusing its finished tasks")
+        say(f"retrying run {args.run_id} ({previous.lower()}) here, reusing its finished tasks")
 
     def call() -> Any:
         retried = asyncio.run(retry(args.run_id, flows, on_start=started))
@@ -402,7 +344,7 @@ def _retry(args: argparse.Namespace) -> int:
         result = (ObjectiveResult if isinstance(data, dict) and "objective" in data
                   else WorkflowResult).model_validate(data)
         if retried.outcome.lost_api:
-            _say(retried.outcome.lost_api)
+            say(retried.outcome.lost_api)
             if isinstance(result, WorkflowResult):
                 result = result.model_copy(update={"warning": retried.outcome.lost_api})
         return result
@@ -414,7 +356,7 @@ def _retry(args: argparse.Namespace) -> int:
                        title=f"retry {args.run_id[:8]}"):
         outcome = call()
     if isinstance(outcome, (WorkflowResult, ObjectiveResult)):
-        return _finish(outcome, args.json)
+        return finish(outcome, args.json)
     if not args.wait:
         print(f"run {outcome.flow_run_id} ({outcome.previous_state.lower()}) is scheduled "
               f"again: a worker of its deployment will run it, reusing its finished tasks; "
@@ -423,80 +365,25 @@ def _retry(args: argparse.Namespace) -> int:
         return EXIT_OK
     from promptdag import client
 
-    return _finish(client.wait_for_result(outcome.flow_run_id), args.json)
-
-
-def _finish(result: WorkflowResult | ObjectiveResult, as_json: bool) -> int:
-    if as_json:
-        print(result.model_dump_json(indent=2))
-    elif isinstance(result, ObjectiveResult):
-        print(_with_url(render_objective_summary(result), result))
-    else:
-        print(_with_url(render_summary(result), result))
-    _exit_now_if_the_api_is_gone(exit_code(result))
-    return exit_code(result)
-
-
-def _with_url(summary: str, result: WorkflowResult | ObjectiveResult) -> str:
-    """The summary, ending with the run's page in the Prefect UI when a server is in use."""
-    from promptdag.progress import run_url
-
-    url = run_url(result.flow_run_id)
-    return f"{summary}\nview: {url}" if url else summary
-
-
-def exit_code(result: WorkflowResult | ObjectiveResult) -> int:
-    """0 only when the run completed and nothing was lost: a result that could not be saved
-    (full or read-only storage) makes the run exit 1 even though its tasks completed."""
-    if result.status != "completed":
-        return EXIT_FAILED
-    if isinstance(result, WorkflowResult) and (result.summary.unsaved_count or result.warning):
-        return EXIT_FAILED  # unsaved results, or a result from memory the server never got
-    return EXIT_OK
-
-
-def _read_mapping(path: str, what: str) -> dict[str, Any]:
-    """A JSON or YAML file holding a mapping; SpecError (exit 2) otherwise. Bounded like a
-    spec (promptdag/limits.py): a regular file, sizes, YAML aliases and depth; a context (as
-    a file or in a request) at most PROMPTDAG_MAX_CONTEXT_BYTES."""
-    import json
-
-    import yaml
-
-    from promptdag.limits import check_context, load_yaml, measure, read_text
-
-    file = Path(path)
-    text = read_text(file, what)
-    try:
-        data = json.loads(text) if file.suffix.lower() == ".json" else load_yaml(text, path)
-    except (RecursionError, ValueError, yaml.YAMLError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise SpecError(f"{path}: cannot read {what}: {first}") from None
-    if not isinstance(data, dict):
-        raise SpecError(f"{path}: {what} must be a mapping")
-    measure(data, path)
-    context = data if what == "context" else data.get("context")
-    if what in ("context", "request") and context is not None:
-        check_context(context, path)
-    return data
+    return finish(client.wait_for_result(outcome.flow_run_id), args.json)
 
 
 def _objective(args: argparse.Namespace) -> int:
     from promptdag.api import as_objective_request
 
-    data: dict[str, Any] = _read_mapping(args.request, "request") if args.request else {}
+    data: dict[str, Any] = read_mapping(args.request, "request") if args.request else {}
     if args.objective:
         data["objective"] = args.objective
     if "objective" not in data:
         raise SpecError("give an objective: promptdag objective \"...\" (or --request FILE)")
     if args.context_file:
-        data["context"] = _read_mapping(args.context_file, "context")
+        data["context"] = read_mapping(args.context_file, "context")
     overrides = {k: v for k, v in (("breadth", args.breadth), ("depth", args.depth),
                                    ("model", args.model), ("review", args.review or None))
                  if v is not None}
     request = as_objective_request(data, config=overrides or None)
-    _quiet_prefect(args.verbose)
-    _use_local_server(quiet=args.quiet, start=True)
+    quiet_prefect(args.verbose)
+    use_local_server(quiet=args.quiet, start=True)
     from promptdag.api import run_objective
 
     banner = (f"Objective: {request.objective!r} (breadth {request.config.breadth}, "
@@ -505,7 +392,7 @@ def _objective(args: argparse.Namespace) -> int:
     asking = request.config.review and sys.stdin.isatty() and sys.stderr.isatty()
     stop = cli_review.watch_reviews(asking) if request.config.review else None
     try:
-        return _execute(banner, lambda: run_objective(request, fresh=args.fresh, on_notice=_say),
+        return _execute(banner, lambda: run_objective(request, fresh=args.fresh, on_notice=say),
                         render_objective_summary, args.json, args.quiet,
                         plain=asking or args.verbose)
     finally:
@@ -545,87 +432,11 @@ def _execute(banner: str, call: Callable[[], R], render: Callable[[R], str], as_
         print("promptdag: the run was cancelled (promptdag cancel, or Cancel in the UI)",
               file=sys.stderr)
         return EXIT_FAILED
-    print(result.model_dump_json(indent=2) if as_json else _with_url(render(result), result))
+    print(result.model_dump_json(indent=2) if as_json else with_url(render(result), result))
     if isinstance(result, WorkflowResult) and result.summary.unsaved_count:
-        print(f"promptdag: {safe(_unsaved_line(result))}", file=sys.stderr)
-    _exit_now_if_the_api_is_gone(exit_code(result))
+        print(f"promptdag: {safe(unsaved_line(result))}", file=sys.stderr)
+    exit_now_if_the_api_is_gone(exit_code(result))
     return exit_code(result)
-
-
-def _exit_now_if_the_api_is_gone(code: int) -> None:
-    """The result is printed; Prefect's log and event workers would spend minutes retrying a
-    server that is gone at interpreter exit (measured: 437 s). Exit without them."""
-    from promptdag.flows import lost_api
-
-    if lost_api.API_LOST:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-
-
-def _unsaved_line(result: WorkflowResult) -> str:
-    unsaved = [t for t in result.tasks if t.warning and t.status == "completed"]
-    reasons = sorted({(t.warning or "").removeprefix("result not saved: ") for t in unsaved})
-    return (f"{len(unsaved)} of {result.summary.total_tasks} results were not saved "
-            f"({'; '.join(reasons)}): a resume would call their models again")
-
-
-def render_objective_summary(result: ObjectiveResult) -> str:
-    lines = [
-        f"{result.status.upper()} after {len(result.rounds)} round(s) "
-        f"(stop: {result.stop_reason}) in {result.elapsed_seconds:.2f}s",
-        f"usage: {result.usage.input_tokens} input + {result.usage.output_tokens} output tokens, "
-        f"${result.usage.cost_usd:.4f}",
-    ]
-    for r in result.rounds:
-        done = r.result.summary.completed_count if r.result else 0
-        lines.append(f"  round {r.round}: {len(r.plan.tasks)} tasks, {done} completed"
-                     + (f"; reflection: {safe(r.reflection.critique)}" if r.reflection else ""))
-    if result.error:
-        lines.append(f"error: {safe(result.error)}")
-    if result.final_answer:
-        lines += ["", safe(result.final_answer, multiline=True)]
-    return "\n".join(lines)
-
-
-def render_summary(result: WorkflowResult, source: str = "", tasks: bool = True) -> str:
-    """The human-readable end of a run: status, counts, usage, each task's outcome (unless
-    `tasks` is false: a batch reports rows instead)."""
-    s = result.summary
-    lines = [
-        f"{safe(result.name)}: {result.status.upper()} in {result.elapsed_seconds:.2f}s "
-        f"({s.completed_count}/{s.total_tasks} completed, {s.failed_count} failed, "
-        f"{s.skipped_count} skipped, {s.cancelled_count} cancelled)",
-        f"usage: {result.usage.input_tokens} input + {result.usage.output_tokens} output tokens, "
-        f"${result.usage.cost_usd:.4f}",
-    ]
-    if s.reused_count:
-        saved = result.saved_usage
-        lines.append(
-            f"reused: {s.reused_count} task(s) not asked again, saving "
-            f"{sum(t.saved_calls for t in result.tasks)} call(s), {saved.input_tokens} input + "
-            f"{saved.output_tokens} output tokens, ${saved.cost_usd:.4f}")
-    if s.retried_count or s.truncated_count:
-        lines.append(f"retries: {s.retried_count}; truncated answers: {s.truncated_count}"
-                     + (" (raise max_tokens in model_options)" if s.truncated_count else ""))
-    if s.unsaved_count:
-        lines.append(f"NOT SAVED: {safe(_unsaved_line(result))}")
-    if result.flow_run_id:
-        lines.append(f"flow run: {result.flow_run_id}")
-    if not tasks:
-        return "\n".join(lines)
-    names = {t.name: safe(t.name) for t in result.tasks}  # escaped: as wide as printed
-    width = min(40, max(len(name) for name in names.values()))
-    for task in result.tasks:
-        detail = task.error if task.status != "completed" else (task.result or "")
-        detail = detail.splitlines()[0] if detail else ""
-        if len(detail) > 90:
-            detail = detail[:87] + "..."
-        status: str = "reused" if task.reused else task.status
-        if task.truncated:
-            status, detail = "truncated", f"[cut at the token limit] {detail}"
-        lines.append(f"  {status:<9} {names[task.name][:width]:<{width}}  {safe(detail)}")
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":  # pragma: no cover

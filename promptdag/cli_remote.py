@@ -67,10 +67,10 @@ def add_commands(sub: Any) -> None:
 def run_command(args: argparse.Namespace) -> int:
     if args.command == "server":
         return _server(args)
-    from promptdag.cli import _quiet_prefect, _use_local_server
+    from promptdag.cli_common import quiet_prefect, use_local_server
 
-    _quiet_prefect(verbose=False)
-    _use_local_server(quiet=True)  # no PREFECT_API_URL: the server `server start` left running
+    quiet_prefect(verbose=False)
+    use_local_server(quiet=True)  # no PREFECT_API_URL: the server `server start` left running
     if args.command == "submit":
         return _submit(args)
     if args.command == "status":
@@ -88,9 +88,9 @@ def _submit(args: argparse.Namespace) -> int:
     if args.data:
         return _submit_batch(args)
     if args.objective:
-        from promptdag.cli import _read_mapping
+        from promptdag.cli_common import read_mapping
 
-        context = _read_mapping(args.context_file, "context") if args.context_file else None
+        context = read_mapping(args.context_file, "context") if args.context_file else None
         config = {k: v for k, v in (("breadth", args.breadth), ("depth", args.depth),
                                     ("model", args.model), ("review", args.review or None))
                   if v is not None}
@@ -99,9 +99,9 @@ def _submit(args: argparse.Namespace) -> int:
     else:
         if args.context_file or args.depth is not None or args.review:
             raise SpecError("--context-file, --depth and --review are for --objective")
-        from promptdag.cli import _load
+        from promptdag.cli_common import load_for_cli
 
-        spec, _ = _load(args.spec, args.model, args.breadth)
+        spec, _ = load_for_cli(args.spec, args.model, args.breadth)
         run_id = client.submit_workflow(spec, deployment=args.deployment
                                         or client.WORKFLOW_DEPLOYMENT)
     url = client.ui_url(run_id)
@@ -131,7 +131,7 @@ def _say_if_nobody_polls(run_id: Any) -> None:
 def _submit_batch(args: argparse.Namespace) -> int:
     """A spec over --data as --shards runs: their ids on stdout, one a line."""
     from promptdag import client
-    from promptdag.cli import _load
+    from promptdag.cli_common import load_for_cli
 
     if args.objective or args.context_file or args.depth is not None:
         raise SpecError("--data goes with a spec file, not --objective")
@@ -140,7 +140,7 @@ def _submit_batch(args: argparse.Namespace) -> int:
     from promptdag.batch import read_rows
 
     rows = read_rows(args.data, args.limit)
-    spec, _ = _load(args.spec, args.model, args.breadth, rows=rows)
+    spec, _ = load_for_cli(args.spec, args.model, args.breadth, rows=rows)
     batch = client.submit_batch(spec, rows, shards=args.shards or 1,
                                 deployment=args.deployment or client.WORKFLOW_DEPLOYMENT)
     ids = [str(r) for r in batch.run_ids]
@@ -213,7 +213,7 @@ def _result(args: argparse.Namespace) -> int:
 
 
 def _print_result(result: Any, as_json: bool) -> int:
-    from promptdag.cli import render_objective_summary, render_summary
+    from promptdag.cli_common import render_objective_summary, render_summary
     from promptdag.objective import ObjectiveResult
 
     if as_json:

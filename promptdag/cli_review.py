@@ -47,11 +47,11 @@ def add_commands(sub: Any) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from promptdag.cli import _quiet_prefect, _use_local_server
+    from promptdag.cli_common import quiet_prefect, use_local_server
     from promptdag.review_client import answer_review
 
-    _quiet_prefect(verbose=False)
-    _use_local_server(quiet=True)  # the server in use; never start one to answer a run
+    quiet_prefect(verbose=False)
+    use_local_server(quiet=True)  # the server in use; never start one to answer a run
     if args.command == "reject":
         answer = ReviewAnswer(decision="reject", reason=args.reason)
         answer_review(args.run_id, answer)

@@ -44,10 +44,10 @@ def add_commands(sub: Any) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from promptdag.cli import _quiet_prefect, _use_local_server
+    from promptdag.cli_common import quiet_prefect, use_local_server
 
-    _quiet_prefect(verbose=False)
-    _use_local_server(quiet=True)  # no PREFECT_API_URL: the local server promptdag started
+    quiet_prefect(verbose=False)
+    use_local_server(quiet=True)  # no PREFECT_API_URL: the local server promptdag started
     return {"runs": _runs, "logs": _logs, "cancel": _cancel, "watch": _watch}[args.command](args)
 
 
@@ -109,7 +109,7 @@ def _cancel(args: argparse.Namespace) -> int:
 
 def _watch(args: argparse.Namespace) -> int:
     from promptdag import runs
-    from promptdag.cli import _finish
+    from promptdag.cli_common import finish
     from promptdag.events import emit
     from promptdag.progress import choose_mode, show_progress
 
@@ -123,7 +123,7 @@ def _watch(args: argparse.Namespace) -> int:
         run = runs.watch(args.run_id, on_event=emit)
     result = runs.result_of(run)
     if result is not None:
-        return _finish(result, args.json)
+        return finish(result, args.json)
     why = f": {safe(run.state.message)}" if run.state and run.state.message else ""
     print(f"{safe(run.name)}: {(run.state_name or 'ended').upper()}{why}")
     from promptdag.progress import run_url

@@ -196,7 +196,7 @@ async def test_a_prefect_flow_run_retry_reuses_the_runs_own_tasks(probe):
     from prefect.client.orchestration import get_client
     from prefect.states import Scheduled
 
-    from promptdag.flows.resume import run_flow_run
+    from promptdag.flows.lost_api import run_flow_run
     from promptdag.flows.run_workflow import run_workflow
 
     first = await arun(failing_c(reuse_results=False))
@@ -232,8 +232,8 @@ async def test_an_objective_retry_reuses_its_plan_reflection_and_finished_tasks(
     from prefect.states import Scheduled
 
     from promptdag.api import arun_objective
+    from promptdag.flows.lost_api import run_flow_run
     from promptdag.flows.plan_execute_reflect import plan_execute_reflect
-    from promptdag.flows.resume import run_flow_run
     from promptdag.objective import ObjectiveResult
 
     roles = {"planner_model": "simulated", "reflector_model": "simulated",

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from promptdag.api import arun
-from promptdag.cli import render_summary
+from promptdag.cli_common import render_summary
 from promptdag.events import TaskEvent, subscribe
 from promptdag.spec import parse_spec
 from promptdag.template import render_task_prompt

@@ -1,0 +1,227 @@
+"""What every `promptdag` command shares: loading a spec with command-line overrides, quieting
+Prefect and finding the local server before it starts, reading mapping files, exit codes and the
+summaries printed at the end of a run. The command modules (cli, cli_remote, cli_runs,
+cli_review) import it; it imports none of them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from promptdag.errors import SpecError
+from promptdag.graph import WorkflowGraph, build_graph
+from promptdag.inheritance import override
+from promptdag.objective import ObjectiveResult
+from promptdag.results import WorkflowResult
+from promptdag.settings import get_settings
+from promptdag.spec import WorkflowSpec, load_spec, parse_spec
+from promptdag.terminal import safe
+from promptdag.validation import validate_spec
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+def load_for_cli(
+    path: str,
+    model: str | None = None,
+    breadth: int | None = None,
+    infer_deps: bool = False,
+    check_keys: bool = False,
+    rows: list[dict[str, Any]] | None = None,
+) -> tuple[WorkflowSpec, WorkflowGraph]:
+    """Load and validate a spec; a run (`check_keys`) also needs every real model's key.
+    With `rows` (a batch), what is validated is every row's instance of it."""
+    spec = load_spec(path)
+    if infer_deps:
+        config = spec.config.model_copy(update={"infer_dependencies": True})
+        spec = spec.model_copy(update={"config": config})
+    spec = override(spec, model=model, breadth=breadth, default_model=get_settings().model)
+    if model is not None or breadth is not None:  # values the file never had: check them again
+        spec = parse_spec(spec.model_dump(exclude_unset=True),
+                          source=f"{path} (with command-line options)")
+    if rows is not None:
+        from promptdag.batch import validate_batch
+
+        batch = validate_batch(spec, rows, check_keys=check_keys)
+        return spec, build_graph(batch.spec)
+    return spec, validate_spec(spec, check_keys=check_keys)
+
+
+def quiet_prefect(verbose: bool) -> None:
+    """Keep Prefect's console chatter (and offline telemetry errors) away from users.
+
+    Logs still reach the Prefect API, so the UI shows them. Set before Prefect is imported.
+    """
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    if verbose or not get_settings().quiet_prefect:
+        return
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+    os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
+    os.environ.setdefault("PREFECT_LOGGING_INTERNAL_LEVEL", "CRITICAL")
+
+
+def use_local_server(quiet: bool, start: bool = False) -> None:
+    """Point Prefect at the local server (started now if `start`), then check the environment:
+    an API that does not answer or a PREFECT_HOME that cannot be written is one line and exit
+    2 here, before Prefect starts (promptdag/environment.py)."""
+    from promptdag.environment import check_environment
+
+    find_local_server(quiet, start)
+    check_environment()
+
+
+def find_local_server(quiet: bool, start: bool = False) -> None:
+    """Fast by default (promptdag/autoserver.py): with no PREFECT_API_URL set, use the local
+    server running in PREFECT_HOME, or for a run (`start`) start one in the background and
+    say so once; about 2 s to the first task instead of 8-25 s for Prefect's temporary API,
+    and the run shows in the server's UI."""
+    if os.environ.get("PREFECT_API_URL"):  # the user's server always wins
+        return
+    from promptdag import autoserver
+    from promptdag.environment import prefect_home
+
+    # Before Prefect is imported (its settings are fixed at import): PREFECT_HOME as set, or
+    # Prefect's default home.
+    info = autoserver.local_server(prefect_home(), start, say=lambda line: None if quiet
+                                   else print(safe(line, multiline=True), file=sys.stderr))
+    if info is not None:
+        autoserver.use(info)
+
+
+def say(message: str) -> None:
+    print(safe(message), file=sys.stderr, flush=True)
+
+
+def finish(result: WorkflowResult | ObjectiveResult, as_json: bool) -> int:
+    if as_json:
+        print(result.model_dump_json(indent=2))
+    elif isinstance(result, ObjectiveResult):
+        print(with_url(render_objective_summary(result), result))
+    else:
+        print(with_url(render_summary(result), result))
+    exit_now_if_the_api_is_gone(exit_code(result))
+    return exit_code(result)
+
+
+def with_url(summary: str, result: WorkflowResult | ObjectiveResult) -> str:
+    """The summary, ending with the run's page in the Prefect UI when a server is in use."""
+    from promptdag.progress import run_url
+
+    url = run_url(result.flow_run_id)
+    return f"{summary}\nview: {url}" if url else summary
+
+
+def exit_code(result: WorkflowResult | ObjectiveResult) -> int:
+    """0 only when the run completed and nothing was lost: a result that could not be saved
+    (full or read-only storage) makes the run exit 1 even though its tasks completed."""
+    if result.status != "completed":
+        return EXIT_FAILED
+    if isinstance(result, WorkflowResult) and (result.summary.unsaved_count or result.warning):
+        return EXIT_FAILED  # unsaved results, or a result from memory the server never got
+    return EXIT_OK
+
+
+def read_mapping(path: str, what: str) -> dict[str, Any]:
+    """A JSON or YAML file holding a mapping; SpecError (exit 2) otherwise. Bounded like a
+    spec (promptdag/limits.py): a regular file, sizes, YAML aliases and depth; a context (as
+    a file or in a request) at most PROMPTDAG_MAX_CONTEXT_BYTES."""
+    import json
+
+    import yaml
+
+    from promptdag.limits import check_context, load_yaml, measure, read_text
+
+    file = Path(path)
+    text = read_text(file, what)
+    try:
+        data = json.loads(text) if file.suffix.lower() == ".json" else load_yaml(text, path)
+    except (RecursionError, ValueError, yaml.YAMLError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise SpecError(f"{path}: cannot read {what}: {first}") from None
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}: {what} must be a mapping")
+    measure(data, path)
+    context = data if what == "context" else data.get("context")
+    if what in ("context", "request") and context is not None:
+        check_context(context, path)
+    return data
+
+
+def exit_now_if_the_api_is_gone(code: int) -> None:
+    """The result is printed; Prefect's log and event workers would spend minutes retrying a
+    server that is gone at interpreter exit (measured: 437 s). Exit without them."""
+    from promptdag.flows import lost_api
+
+    if lost_api.API_LOST:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def unsaved_line(result: WorkflowResult) -> str:
+    unsaved = [t for t in result.tasks if t.warning and t.status == "completed"]
+    reasons = sorted({(t.warning or "").removeprefix("result not saved: ") for t in unsaved})
+    return (f"{len(unsaved)} of {result.summary.total_tasks} results were not saved "
+            f"({'; '.join(reasons)}): a resume would call their models again")
+
+
+def render_objective_summary(result: ObjectiveResult) -> str:
+    lines = [
+        f"{result.status.upper()} after {len(result.rounds)} round(s) "
+        f"(stop: {result.stop_reason}) in {result.elapsed_seconds:.2f}s",
+        f"usage: {result.usage.input_tokens} input + {result.usage.output_tokens} output tokens, "
+        f"${result.usage.cost_usd:.4f}",
+    ]
+    for r in result.rounds:
+        done = r.result.summary.completed_count if r.result else 0
+        lines.append(f"  round {r.round}: {len(r.plan.tasks)} tasks, {done} completed"
+                     + (f"; reflection: {safe(r.reflection.critique)}" if r.reflection else ""))
+    if result.error:
+        lines.append(f"error: {safe(result.error)}")
+    if result.final_answer:
+        lines += ["", safe(result.final_answer, multiline=True)]
+    return "\n".join(lines)
+
+
+def render_summary(result: WorkflowResult, source: str = "", tasks: bool = True) -> str:
+    """The human-readable end of a run: status, counts, usage, each task's outcome (unless
+    `tasks` is false: a batch reports rows instead)."""
+    s = result.summary
+    lines = [
+        f"{safe(result.name)}: {result.status.upper()} in {result.elapsed_seconds:.2f}s "
+        f"({s.completed_count}/{s.total_tasks} completed, {s.failed_count} failed, "
+        f"{s.skipped_count} skipped, {s.cancelled_count} cancelled)",
+        f"usage: {result.usage.input_tokens} input + {result.usage.output_tokens} output tokens, "
+        f"${result.usage.cost_usd:.4f}",
+    ]
+    if s.reused_count:
+        saved = result.saved_usage
+        lines.append(
+            f"reused: {s.reused_count} task(s) not asked again, saving "
+            f"{sum(t.saved_calls for t in result.tasks)} call(s), {saved.input_tokens} input + "
+            f"{saved.output_tokens} output tokens, ${saved.cost_usd:.4f}")
+    if s.retried_count or s.truncated_count:
+        lines.append(f"retries: {s.retried_count}; truncated answers: {s.truncated_count}"
+                     + (" (raise max_tokens in model_options)" if s.truncated_count else ""))
+    if s.unsaved_count:
+        lines.append(f"NOT SAVED: {safe(unsaved_line(result))}")
+    if result.flow_run_id:
+        lines.append(f"flow run: {result.flow_run_id}")
+    if not tasks:
+        return "\n".join(lines)
+    names = {t.name: safe(t.name) for t in result.tasks}  # escaped: as wide as printed
+    width = min(40, max(len(name) for name in names.values()))
+    for task in result.tasks:
+        detail = task.error if task.status != "completed" else (task.result or "")
+        detail = detail.splitlines()[0] if detail else ""
+        if len(detail) > 90:
+            detail = detail[:87] + "..."
+        status: str = "reused" if task.reused else task.status
+        if task.truncated:
+            status, detail = "truncated", f"[cut at the token limit] {detail}"
+        lines.append(f"  {status:<9} {names[task.name][:width]:<{width}}  {safe(detail)}")
+    return "\n".join(lines)
