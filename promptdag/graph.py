@@ -50,11 +50,15 @@ class WorkflowGraph:
                 stack.extend(self.dependents[current])
         return [n for n in self.names if n in seen]
 
+    def ready_key(self, name: str, index: Mapping[str, int]) -> tuple[int, int, str]:
+        """Order among tasks ready at once (a heap key): higher priority, then declaration."""
+        return (-self.priority[name], index[name], name)
+
     def topological_order(self) -> list[str]:
         """Dependencies first; among tasks free at once, higher priority, then declaration."""
         index = self.index
         remaining = {name: len(self.depends_on[name]) for name in self.names}
-        ready = [(-self.priority[n], index[n], n) for n in self.names if remaining[n] == 0]
+        ready = [self.ready_key(n, index) for n in self.names if remaining[n] == 0]
         heapq.heapify(ready)
         order: list[str] = []
         while ready:
@@ -63,7 +67,7 @@ class WorkflowGraph:
             for child in self.dependents[name]:
                 remaining[child] -= 1
                 if remaining[child] == 0:
-                    heapq.heappush(ready, (-self.priority[child], index[child], child))
+                    heapq.heappush(ready, self.ready_key(child, index))
         return order
 
     def levels(self) -> list[list[str]]:
