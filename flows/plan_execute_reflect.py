@@ -15,6 +15,7 @@ from prefect import flow
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State
 
+from promptdag.dependencies import fill_missing
 from promptdag.errors import PromptDagError
 from promptdag.estimate import Estimate
 from promptdag.flows.artifacts import RunView, slug
@@ -54,12 +55,7 @@ async def _with_dependencies(
     inferred = await infer_dependencies.with_options(
         **role_task_options(config, f"infer dependencies (round {round_no})")
     )([(t.name, t.prompt) for t in tasks], config.role_model("planner"), config.model_options)
-    filled = [
-        t if t.depends_on is not None
-        else t.model_copy(update={"depends_on": inferred.depends_on.get(t.name, [])})
-        for t in tasks
-    ]
-    return filled, inferred.usage
+    return fill_missing(tasks, inferred.depends_on), inferred.usage
 
 
 async def _synthesise(

@@ -12,6 +12,7 @@ from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State
 
 from promptdag.batch import Batch, expand, read_rows, row_result
+from promptdag.dependencies import fill_missing
 from promptdag.flows.artifacts import RunView, workflow_tag
 from promptdag.flows.lost_api import remember
 from promptdag.flows.runners import task_placement
@@ -127,11 +128,7 @@ async def _infer_dependencies(spec: WorkflowSpec) -> tuple[WorkflowSpec, Usage]:
     inferred = await infer_dependencies.with_options(task_run_name="infer dependencies")(
         [(t.name, t.prompt) for t in spec.tasks], model, spec.config.model_options
     )
-    tasks = [
-        t if t.depends_on is not None
-        else t.model_copy(update={"depends_on": inferred.depends_on.get(t.name, [])})
-        for t in spec.tasks
-    ]
+    tasks = fill_missing(spec.tasks, inferred.depends_on)
     return spec.model_copy(update={"tasks": tasks}), inferred.usage
 
 

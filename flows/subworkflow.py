@@ -16,6 +16,7 @@ from promptdag.graph import build_graph
 from promptdag.results import TaskResult, WorkflowResult
 from promptdag.spec import TaskSpec, WorkflowSpec
 from promptdag.tasks.prompt_cache import child_scope, current_scope
+from promptdag.template import carry_inputs
 
 
 def with_inputs(sub: WorkflowSpec, upstream: dict[str, str]) -> WorkflowSpec:
@@ -29,13 +30,8 @@ def with_inputs(sub: WorkflowSpec, upstream: dict[str, str]) -> WorkflowSpec:
         if task.name not in roots or task.workflow is not None:
             tasks.append(task)
             continue
-        context = dict(task.context)
-        sections = []
-        for dep, text in upstream.items():
-            key = dep if dep not in names and dep not in context else f"{dep} (from parent)"
-            context[key] = text
-            sections.append(f"### {dep}\n{{{{ {key} }}}}")
-        prompt = task.prompt + "\n\n## Inputs from the parent workflow\n\n" + "\n\n".join(sections)
+        prompt, context = carry_inputs(task.prompt, task.context, upstream,
+                                       "Inputs from the parent workflow", names)
         tasks.append(task.model_copy(update={"context": context, "prompt": prompt}))
     return sub.model_copy(update={"tasks": tasks})
 

@@ -8,8 +8,12 @@ depends on the task before it (sequential order is always safe).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field
+
+T = TypeVar("T", bound=BaseModel)
 
 
 class TaskDependencies(BaseModel):
@@ -54,3 +58,15 @@ def keyword_dependencies(tasks: list[tuple[str, str]]) -> dict[str, list[str]]:
             named = [other for other, _ in tasks[:i]]
         inferred[name] = named
     return inferred
+
+
+def fill_missing(tasks: list[T], depends_on: Mapping[str, list[str]]) -> list[T]:
+    """Tasks (spec tasks or planned ones) with `depends_on` filled in where they had none;
+    dependencies a task states itself are kept as written."""
+    filled = []
+    for task in tasks:
+        fields: Any = task  # a TaskSpec or a PlannedTask: both have name and depends_on
+        if fields.depends_on is None:
+            task = task.model_copy(update={"depends_on": list(depends_on.get(fields.name, []))})
+        filled.append(task)
+    return filled

@@ -16,6 +16,7 @@ from promptdag.llm.base import Usage
 from promptdag.presets import Preset, apply_preset
 from promptdag.results import WorkflowResult
 from promptdag.spec import FailureMode, ModelRef, WorkflowSpec, parse_spec
+from promptdag.template import carry_inputs
 from promptdag.validation import validate_spec
 
 StopReason = Literal["complete", "depth_reached", "reflection_failed", "failed", "rejected"]
@@ -158,9 +159,10 @@ def plan_to_spec(
             carried = [d for d in task.depends_on if d in earlier and d not in planned]
             entry["depends_on"] = [d for d in task.depends_on if d not in carried]
             if carried:
-                entry["context"] = {d: earlier[d] for d in carried}
-                sections = "\n\n".join(f"### {d}\n{{{{ {d} }}}}" for d in carried)
-                entry["prompt"] = f"{task.prompt}\n\n## Results of earlier rounds\n\n{sections}"
+                entry["prompt"], entry["context"] = carry_inputs(
+                    task.prompt, {}, {d: earlier[d] for d in carried},
+                    "Results of earlier rounds", planned,
+                )
         specs.append(entry)
     return parse_spec(
         {

@@ -10,7 +10,6 @@ from any shell. `PREFECT_UI_API_URL` is set so the UI calls this server's API on
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import socket
@@ -47,9 +46,6 @@ class ServerInfo(BaseModel):
     @property
     def api_url(self) -> str:
         return f"{self.url}/api"
-
-    def flow_run_url(self, run_id: str) -> str:
-        return f"{self.url}/runs/flow-run/{run_id}"
 
 
 def prefect_home() -> Path:
@@ -240,10 +236,3 @@ def ensure_work_pool(name: str = WORK_POOL, pool_type: str = "process") -> bool:
             return True
 
     return asyncio.run(create())
-
-
-def describe(info: ServerInfo) -> str:
-    """What to run next, for the `promptdag server start` output."""
-    return json.dumps(
-        {"ui": info.url, "api": info.api_url, "pid": info.pid, "log": info.log}, indent=2
-    )

@@ -92,7 +92,11 @@ class WorkflowConfig(_Strict):
     """Settings for a whole workflow run; each task may override the per-task ones."""
 
     breadth: int = Field(3, ge=1, le=1024, description="Max tasks running at once.")
-    depth: int = Field(5, ge=1, le=20, description="Max plan-execute-reflect rounds.")
+    depth: int = Field(
+        5, ge=1, le=20,
+        description="Max plan-execute-reflect rounds: read by `promptdag objective`; a workflow "
+        "run has no rounds and ignores it (accepted so seed API bodies load unchanged).",
+    )
     timeout_seconds: float = Field(
         300, gt=0, le=86_400, description="Per-task timeout (default for every task)."
     )

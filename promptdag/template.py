@@ -141,3 +141,23 @@ def shorten(
         name: texts[name][:cap] + CUT_MARKER.format(cut=lengths[name] - cap, name=name)
         for name in names if lengths[name] > cap
     }
+
+
+def carry_inputs(
+    prompt: str,
+    context: Mapping[str, Any],
+    inputs: Mapping[str, str],
+    heading: str,
+    taken: set[str] | frozenset[str] = frozenset(),
+) -> tuple[str, dict[str, Any]]:
+    """Results from outside a workflow (a parent workflow's, an earlier round's) carried into a
+    task: each becomes a context value, referenced under `heading` at the end of the prompt.
+    A name already used (`taken`: the workflow's task names; or a context key) is carried as
+    `<name> (from outside)` so it never shadows a task or a value of the task's own."""
+    carried = dict(context)
+    sections = []
+    for name, text in inputs.items():
+        key = name if name not in taken and name not in carried else f"{name} (from outside)"
+        carried[key] = text
+        sections.append(f"### {name}\n{{{{ {key} }}}}")
+    return f"{prompt}\n\n## {heading}\n\n" + "\n\n".join(sections), carried
