@@ -57,7 +57,8 @@ def slug(text: str, limit: int = KEY_LIMIT) -> str:
 
 
 def workflow_tag(name: str) -> str:
-    """The tag on a workflow's flow run and on each of its task runs."""
+    """The tag on a workflow's flow run (its task runs carry none: they would cost a
+    concurrency-slot lookup each)."""
     return f"workflow:{name}"
 
 
