@@ -202,7 +202,8 @@ def unique_names(tasks: list[PlannedTask], taken: set[str] | dict[str, str]) -> 
     """Planned tasks with every name unique: a name already used (by an earlier round, or
     earlier in the same list) gets a number, `Energy Efficiency (2)`, instead of failing the
     objective. Dependencies follow: within the list, a reused name means the task of this
-    list that carried it (the planner's own task), else the earlier round's."""
+    list that carried it (the planner's own task), else the earlier round's. A task listed
+    in its own `depends_on`, or a dependency listed twice, is dropped (not fatal either)."""
     used = set(taken)
     renamed: dict[str, str] = {}
     out: list[PlannedTask] = []
@@ -216,13 +217,15 @@ def unique_names(tasks: list[PlannedTask], taken: set[str] | dict[str, str]) -> 
         used.add(name)
         renamed.setdefault(task.name, name)
         out.append(task if name == task.name else task.model_copy(update={"name": name}))
-    return [
-        t if t.depends_on is None
-        else t.model_copy(update={"depends_on": [
-            d if renamed.get(d, d) == t.name else renamed.get(d, d) for d in t.depends_on
-        ]})
-        for t in out
-    ]
+    fixed = []
+    for t in out:
+        if t.depends_on is not None:
+            deps = [d if renamed.get(d, d) == t.name else renamed.get(d, d) for d in t.depends_on]
+            # a task naming itself (small models do) means nothing more: not a failed plan
+            t = t.model_copy(update={"depends_on": list(dict.fromkeys(
+                d for d in deps if d != t.name))})
+        fixed.append(t)
+    return fixed
 
 
 NAME_CHARS, PROMPT_CHARS, CRITIQUE_CHARS = 100, 1500, 1500

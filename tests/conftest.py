@@ -124,3 +124,15 @@ def result_storage(tmp_path: Path) -> Iterator[Path]:
     storage = tmp_path / "prefect-storage"
     with temporary_settings({PREFECT_LOCAL_STORAGE_PATH: storage}):
         yield storage
+
+
+# Directories whose tests share one expensive server run on one xdist worker, one after the
+# other (each worker would otherwise start its own); everything else is spread test by test.
+SERVER_GROUPS = {"deployments": "prefect-server", "scale": "postgresql", "real": "llama-server"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        group = SERVER_GROUPS.get(item.path.parent.name)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))

@@ -118,6 +118,20 @@ def drain_prefect_workers() -> None:
     run_coro_as_sync(drain())
 
 
+@pytest.fixture(autouse=True)
+def _client_on_the_package_server(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test of the package server talks to it, whatever Prefect settings another fixture
+    entered meanwhile in this process (the session's temporary API of tests/flows, say)."""
+    if "prefect_server" not in request.fixturenames:
+        yield
+        return
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    server: Server = request.getfixturevalue("prefect_server")
+    with temporary_settings(updates={PREFECT_API_URL: server.info.api_url}):
+        yield
+
+
 @pytest.fixture(scope="package")
 def deployed(prefect_server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """prefect.yaml deployed (`prefect deploy --all`) and a process worker on its pool."""

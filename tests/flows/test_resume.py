@@ -8,6 +8,7 @@ import asyncio
 import copy
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -146,7 +147,8 @@ def test_a_killed_cli_run_is_resumed_by_a_plain_rerun(prefect_api: str, tmp_path
     done = subprocess.run([*cli, "--json"], capture_output=True, text=True, env=env,
                           timeout=180)
     assert done.returncode == 0, done.stderr
-    assert "resuming run " in done.stderr and ": 2/4 tasks already done" in done.stderr
+    # the count is the server's: the killed CLI's last state report may not have reached it
+    assert re.search(r"resuming run \S+ \(\w+\): [12]/4 tasks already done", done.stderr)
     tasks = {t["name"]: t for t in json.loads(done.stdout)["tasks"]}
     assert [tasks[f"step {i}"]["reused"] for i in range(1, 5)] == [True, True, False, False]
     assert [tasks[f"step {i}"]["attempts"] for i in range(1, 5)] == [0, 0, 1, 1]

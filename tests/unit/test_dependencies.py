@@ -38,3 +38,11 @@ def test_names_already_used_are_numbered_not_fatal():
     assert [t.name for t in renamed] == ["Energy", "Energy (2)", "Costs (2)"]
     # a reused name means the list's own task, except for the task that took it over
     assert renamed[1].depends_on == ["Energy"] and renamed[2].depends_on == ["Energy"]
+
+
+def test_a_task_depending_on_itself_or_twice_on_one_task_is_cleaned_not_fatal():
+    from promptdag.objective import PlannedTask, unique_names
+
+    tasks = [PlannedTask(name="A", prompt="a", depends_on=[]),
+             PlannedTask(name="B", prompt="b", depends_on=["B", "A", "A"])]
+    assert unique_names(tasks, set())[1].depends_on == ["A"]
