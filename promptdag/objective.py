@@ -257,3 +257,38 @@ def reflection_schema(max_tasks: int) -> dict[str, Any]:
     schema["properties"]["critique"]["maxLength"] = CRITIQUE_CHARS
     _bounded_tasks(schema, max_tasks)
     return schema
+
+
+def repair_plan(
+    tasks: list[PlannedTask], earlier: set[str] | dict[str, str]
+) -> list[PlannedTask]:
+    """What a planner or reflector returned, made runnable where its intent is plain, so a
+    small model's slips do not end the objective: names made unique (`unique_names`), a
+    dependency on a task that exists nowhere (neither in this plan nor in an earlier round)
+    dropped, and, only when the dependencies form a cycle, every dependency on a task listed
+    later dropped (the list's order is the plan's). A plan that is valid is returned as is."""
+    tasks = unique_names(tasks, earlier)
+    known = {t.name for t in tasks} | set(earlier)
+    tasks = [t if t.depends_on is None else t.model_copy(
+        update={"depends_on": [d for d in t.depends_on if d in known]}) for t in tasks]
+    if _has_cycle(tasks):
+        position = {t.name: i for i, t in enumerate(tasks)}
+        tasks = [t if t.depends_on is None else t.model_copy(update={"depends_on": [
+            d for d in t.depends_on if position.get(d, -1) < position[t.name]]}) for t in tasks]
+    return tasks
+
+
+def _has_cycle(tasks: list[PlannedTask]) -> bool:
+    deps = {t.name: [d for d in (t.depends_on or []) if d in {u.name for u in tasks}]
+            for t in tasks}
+    state: dict[str, int] = {}
+
+    def visit(name: str) -> bool:
+        state[name] = 1
+        for dep in deps[name]:
+            if state.get(dep) == 1 or (dep not in state and visit(dep)):
+                return True
+        state[name] = 2
+        return False
+
+    return any(name not in state and visit(name) for name in deps)

@@ -9,7 +9,7 @@ from prefect import task
 from pydantic import BaseModel
 
 from promptdag.llm.base import Usage
-from promptdag.objective import ObjectiveConfig, Plan, check_plan, plan_schema, unique_names
+from promptdag.objective import ObjectiveConfig, Plan, check_plan, plan_schema, repair_plan
 from promptdag.tasks.prompt_cache import ROLE_CACHE
 from promptdag.tasks.role_call import ask_structured
 
@@ -53,8 +53,8 @@ async def plan_objective(
             "breadth": config.breadth,
         },
         Plan,
-        check=lambda p: check_plan(unique_names(p.tasks, set()), config, {}),
+        check=lambda p: check_plan(repair_plan(p.tasks, set()), config, {}),
         system=PLANNER_SYSTEM,
         schema=plan_schema(config.max_tasks),
     )
-    return PlannerOutput(plan=Plan(tasks=unique_names(plan.tasks, set())), usage=usage)
+    return PlannerOutput(plan=Plan(tasks=repair_plan(plan.tasks, set())), usage=usage)

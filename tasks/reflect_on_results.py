@@ -12,7 +12,7 @@ from promptdag.objective import (
     Reflection,
     check_plan,
     reflection_schema,
-    unique_names,
+    repair_plan,
 )
 from promptdag.results import TaskResult
 from promptdag.tasks.prompt_cache import ROLE_CACHE
@@ -81,13 +81,13 @@ async def reflect_on_results(
         },
         Reflection,
         check=lambda r: (
-            check_plan(unique_names(r.follow_up_tasks, earlier), config, earlier)
+            check_plan(repair_plan(r.follow_up_tasks, earlier), config, earlier)
             if r.follow_up_tasks else None
         ),
         system=REFLECTOR_SYSTEM,
         schema=reflection_schema(config.max_tasks),
     )
-    follow_up = unique_names(reflection.follow_up_tasks, earlier)
+    follow_up = repair_plan(reflection.follow_up_tasks, earlier)
     return ReflectorOutput(
         reflection=reflection.model_copy(update={"follow_up_tasks": follow_up}), usage=usage
     )

@@ -5,7 +5,8 @@ offline. Options (set in `model_options`):
 
 - `extra_rounds`: the reflector asks for follow-up work in the first N rounds (default 0:
   satisfied at once);
-- `invalid_plans`: the first N planner answers (first try, then the repair) contain a cycle;
+- `invalid_plans`: the first N planner answers (first try, then the repair) have a task with
+  an empty prompt;
 - `fail_roles`: roles (planner, reflector, synthesiser, dependency_analyzer) whose calls fail
   with a permanent error;
 - `outputs`: {task name: object}: the structured result a task with an `output_schema` gets
@@ -48,8 +49,8 @@ def plan(meta: dict[str, Any], invalid_plans: int) -> dict[str, Any]:
         }
     )
     attempt = 2 if meta.get("repair") else 1
-    if attempt <= invalid_plans:  # an invalid plan on purpose: a two-task cycle
-        tasks[0]["depends_on"] = ["Synthesize findings"]
+    if attempt <= invalid_plans:  # an invalid plan on purpose, one no repair can guess at
+        tasks[0]["prompt"] = ""
     return {"tasks": tasks}
 
 

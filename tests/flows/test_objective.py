@@ -51,7 +51,7 @@ async def test_a_plan_invalid_twice_fails_the_round_with_a_clear_message():
                                                          {"invalid_plans": 2}})
     assert (result.status, result.stop_reason, result.rounds) == ("failed", "failed", [])
     assert result.error and result.error.startswith("planning failed: ")
-    assert "invalid Plan twice" in result.error and "dependency cycle" in result.error
+    assert "invalid Plan twice" in result.error and "'prompt'" in result.error
 
 
 async def test_the_reflector_sees_failed_tasks(probe):

@@ -46,3 +46,16 @@ def test_a_task_depending_on_itself_or_twice_on_one_task_is_cleaned_not_fatal():
     tasks = [PlannedTask(name="A", prompt="a", depends_on=[]),
              PlannedTask(name="B", prompt="b", depends_on=["B", "A", "A"])]
     assert unique_names(tasks, set())[1].depends_on == ["A"]
+
+
+def test_a_plans_plain_slips_are_repaired_and_a_valid_plan_is_left_alone():
+    from promptdag.objective import PlannedTask, repair_plan
+
+    slips = [PlannedTask(name="A", prompt="a", depends_on=["Nowhere", "B"]),
+             PlannedTask(name="B", prompt="b", depends_on=["A", "Earlier"])]
+    repaired = repair_plan(slips, {"Earlier": "text"})
+    # unknown names dropped; the A <-> B cycle broken at the dependency on a later task
+    assert [t.depends_on for t in repaired] == [[], ["A", "Earlier"]]
+    valid = [PlannedTask(name="Synthesis", prompt="s", depends_on=["Research"]),
+             PlannedTask(name="Research", prompt="r", depends_on=[])]
+    assert repair_plan(valid, set()) == valid  # a forward dependency without a cycle stays
