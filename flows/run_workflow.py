@@ -22,10 +22,6 @@ from promptdag.results import (
     RowResult,
     TaskResult,
     WorkflowResult,
-    saved_usage,
-    summarise,
-    total_usage,
-    workflow_status,
 )
 from promptdag.spec import WorkflowSpec, load_spec, parse_spec
 from promptdag.tasks.infer_dependencies import infer_dependencies
@@ -99,19 +95,16 @@ async def run_workflow(
             tasks = await ReadySetScheduler(spec, graph, invoke, subflow=run_workflow).run()
     if not spec.config.collect_intermediate:
         tasks = [_without_intermediate(t, keep=not graph.dependents[t.name]) for t in tasks]
-    result = WorkflowResult(
-        name=spec.name,
-        status=workflow_status(tasks),
-        flow_run_id=str(flow_run.id) if flow_run.id else None,
-        started_at=started,
-        finished_at=datetime.now(timezone.utc),
-        elapsed_seconds=round(time.perf_counter() - clock, 4),
-        tasks=tasks,
-        summary=summarise(tasks),
-        usage=total_usage(tasks) + extra_usage,
-        saved_usage=saved_usage(tasks),
-        rows=_rows(batch, tasks) if batch else None,
-    )
+    result = WorkflowResult.model_validate({  # status, summary, usage: derived from the tasks
+        "name": spec.name,
+        "flow_run_id": str(flow_run.id) if flow_run.id else None,
+        "started_at": started,
+        "finished_at": datetime.now(timezone.utc),
+        "elapsed_seconds": round(time.perf_counter() - clock, 4),
+        "tasks": tasks,
+        "overhead_usage": extra_usage,  # dependency inference: a call beyond the tasks
+        "rows": _rows(batch, tasks) if batch else None,
+    })
     remember(flow_run.id, result)  # the caller's copy if the API goes away (flows/lost_api.py)
     await view.publish_workflow(result, graph, spec)
     if result.status == "completed":

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from promptdag.llm.base import Usage
 
@@ -92,7 +92,12 @@ class RowResult(BaseModel):
 
 
 class WorkflowResult(BaseModel):
-    """The result JSON of DESIGN.md: what `promptdag run --json` prints and the flow returns."""
+    """The result JSON of DESIGN.md: what `promptdag run --json` prints and the flow returns.
+
+    `status`, `summary`, `usage` and `saved_usage` are derived from `tasks` when not given (a
+    run's own calls beyond its tasks, e.g. dependency inference, go in `overhead_usage`);
+    they stay in the JSON, and a result read back keeps what it says.
+    """
 
     name: str
     status: Literal["completed", "failed"]
@@ -113,6 +118,25 @@ class WorkflowResult(BaseModel):
     rows: list[RowResult] | None = Field(
         None, description="A batch run (--data): each row's outcome, in data order."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derived(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not isinstance(data.get("tasks"), list):
+            return data
+        tasks = [t if isinstance(t, TaskResult) else TaskResult.model_validate(t)
+                 for t in data["tasks"]]
+        derived: dict[str, Any] = {"tasks": tasks}
+        if "status" not in data:
+            derived["status"] = workflow_status(tasks)
+        if "summary" not in data:
+            derived["summary"] = summarise(tasks)
+        if "usage" not in data:
+            derived["usage"] = total_usage(tasks) + Usage.model_validate(
+                data.get("overhead_usage") or {})
+        if "saved_usage" not in data:
+            derived["saved_usage"] = saved_usage(tasks)
+        return {k: v for k, v in {**data, **derived}.items() if k != "overhead_usage"}
 
     def task(self, name: str) -> TaskResult:
         for task in self.tasks:

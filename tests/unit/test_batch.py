@@ -88,3 +88,22 @@ def test_rows_are_read_from_jsonl_and_csv(tmp_path: Path):
     bad.write_text('{"text": "a"}\n[1, 2]\n')
     with pytest.raises(SpecError, match="line 2: a row must be a JSON object"):
         read_rows(bad)
+
+
+def test_a_workflow_result_derives_its_status_summary_and_usage_from_its_tasks():
+    from datetime import datetime, timezone
+
+    from promptdag.llm.base import Usage
+    from promptdag.results import WorkflowResult
+
+    now = datetime.now(timezone.utc)
+    tasks = [TaskResult(name="a", status="completed", usage=Usage(input_tokens=3)),
+             TaskResult(name="b", status="failed", error="x", usage=Usage(output_tokens=2))]
+    result = WorkflowResult.model_validate({
+        "name": "w", "started_at": now, "finished_at": now, "elapsed_seconds": 1.0,
+        "tasks": tasks, "overhead_usage": Usage(input_tokens=10)})
+    assert result.status == "failed"
+    assert (result.summary.completed_count, result.summary.failed_count) == (1, 1)
+    assert (result.usage.input_tokens, result.usage.output_tokens) == (13, 2)
+    again = WorkflowResult.model_validate_json(result.model_dump_json())  # read back: as said
+    assert again == result and "overhead_usage" not in result.model_dump()
