@@ -60,3 +60,45 @@ def test_the_cli_writes_one_json_line_per_row(prefect_api: str, tmp_path: Path):
                for line in lines)
     assert "[5/5 rows] ok" in done.stderr
     assert "rows: 5 completed, 0 failed of 5" in done.stdout
+
+
+def test_a_killed_batch_resumes_calling_no_finished_task_again(prefect_api: str,
+                                                                tmp_path: Path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    spec = tmp_path / "rows.json"
+    spec.write_text(json.dumps({
+        "name": "killed batch", "config": {"breadth": 2, "model_options": {"latency_s": 0.4}},
+        "tasks": [{"name": "Read", "prompt": "Read {{ doc }}"},
+                  {"name": "Title", "prompt": "Title {{ Read }}"}]}))
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps({"doc": f"document {i}"}) + "\n" for i in range(6)))
+    env = {**os.environ, "PREFECT_API_URL": prefect_api,
+           "PREFECT_LOCAL_STORAGE_PATH": str(tmp_path / "storage"),
+           "PREFECT_HOME": str(tmp_path / "home")}
+    cli = [sys.executable, "-m", "promptdag.cli", "run", str(spec), "--data", str(data)]
+    proc = subprocess.Popen(cli, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                            env=env, start_new_session=True)
+    assert proc.stderr is not None
+    deadline, rows_done = time.monotonic() + 120, 0
+    while rows_done < 3 and time.monotonic() < deadline:  # half-way: 3 of 6 rows written
+        line = proc.stderr.readline()
+        rows_done += " rows] ok " in line
+        if not line:
+            break
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert rows_done == 3
+
+    done = subprocess.run([*cli, "--json"], capture_output=True, text=True, env=env, timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert "resuming run " in done.stderr
+    result = json.loads(done.stdout)
+    reused = {t["name"] for t in result["tasks"] if t["reused"]}
+    called = {t["name"] for t in result["tasks"] if t["attempts"]}
+    assert len(reused) >= 6 and not reused & called  # the 3 finished rows' tasks, not again
+    assert len(result["rows"]) == 6 and {r["status"] for r in result["rows"]} == {"completed"}
