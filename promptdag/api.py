@@ -39,15 +39,21 @@ def as_parameter(spec: WorkflowSpec) -> WorkflowSpec | str:
     text = spec.model_dump_json(exclude_unset=True)
     if len(spec.model_dump_json().encode()) <= MAX_INLINE_SPEC_BYTES:  # as Prefect sends it
         return spec
-    import hashlib
     import re
+
+    slug = re.sub(r"[^A-Za-z0-9_.]+", "_", spec.name)[:60].strip("_") or "workflow"
+    return _stored(text, "specs", slug, ".json")
+
+
+def _stored(text: str, folder: str, stem: str, suffix: str) -> str:
+    """`text` written once under PREFECT_HOME/promptdag/<folder>, named by its content."""
+    import hashlib
 
     from prefect.settings import PREFECT_HOME
 
-    slug = re.sub(r"[^A-Za-z0-9_.]+", "_", spec.name)[:60].strip("_") or "workflow"
-    folder = Path(PREFECT_HOME.value()) / "promptdag" / "specs"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{slug}-{hashlib.sha256(text.encode()).hexdigest()[:16]}.json"
+    where = Path(PREFECT_HOME.value()) / "promptdag" / folder
+    where.mkdir(parents=True, exist_ok=True)
+    path = where / f"{stem}-{hashlib.sha256(text.encode()).hexdigest()[:16]}{suffix}"
     if not path.exists():
         path.write_text(text, encoding="utf-8")
     return str(path)
@@ -61,16 +67,7 @@ def as_data_parameter(rows: list[dict[str, Any]]) -> list[dict[str, Any]] | str:
     lines = "".join(json.dumps(row, ensure_ascii=False, default=str) + "\n" for row in rows)
     if len(lines.encode()) <= MAX_INLINE_SPEC_BYTES:
         return rows
-    import hashlib
-
-    from prefect.settings import PREFECT_HOME
-
-    folder = Path(PREFECT_HOME.value()) / "promptdag" / "data"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"rows-{hashlib.sha256(lines.encode()).hexdigest()[:16]}.jsonl"
-    if not path.exists():
-        path.write_text(lines, encoding="utf-8")
-    return str(path)
+    return _stored(lines, "data", "rows", ".jsonl")
 
 
 def spec_fingerprint(spec: WorkflowSpec) -> str:

@@ -111,6 +111,19 @@ def render_task_prompt(
     return prompt
 
 
+def fit_texts(
+    texts: Mapping[str, str], build: Callable[[Mapping[str, str]], str], max_chars: int | None
+) -> str:
+    """`build(texts)`, with the texts shortened evenly (each with a marker) when the result
+    would be longer than `max_chars` (a role's prompt: every result of the work done)."""
+    prompt = build(texts)
+    if max_chars is None or len(prompt) <= max_chars:
+        return prompt
+    names = [name for name, text in texts.items() if text]
+    cut = shorten(texts, names, len(prompt) - max_chars, dict.fromkeys(names, 1))
+    return build({**texts, **cut})
+
+
 CUT_MARKER = "\n[... {cut} characters of {name!r} cut to fit the model's context window]"
 
 

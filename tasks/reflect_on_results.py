@@ -3,6 +3,8 @@ objective is answered or which follow-up tasks to run next."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from prefect import task
 from pydantic import BaseModel
 
@@ -17,7 +19,7 @@ from promptdag.objective import (
 from promptdag.results import TaskResult
 from promptdag.tasks.prompt_cache import ROLE_CACHE
 from promptdag.tasks.role_call import ask_structured
-from promptdag.template import shorten
+from promptdag.template import fit_texts
 
 REFLECTOR_SYSTEM = (
     "You review the work done towards an objective. If the results answer it, reply complete. "
@@ -46,16 +48,11 @@ def reflector_prompt(
     }
     status = {t.name: t.status for t in tasks}
 
-    def build(texts: dict[str, str]) -> str:
+    def build(texts: Mapping[str, str]) -> str:
         lines = [f"- {name} [{status[name]}]: {text}" for name, text in texts.items()]
         return "\n".join([*head, *lines, tail])
 
-    prompt = build(texts)
-    if max_chars is not None and len(prompt) > max_chars:
-        names = [name for name, text in texts.items() if text]
-        texts.update(shorten(texts, names, len(prompt) - max_chars, dict.fromkeys(names, 1)))
-        prompt = build(texts)
-    return prompt
+    return fit_texts(texts, build, max_chars)
 
 
 @task(name="reflect_on_results", cache_policy=ROLE_CACHE, persist_result=True)  # resume

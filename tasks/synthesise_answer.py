@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from prefect import task
@@ -13,7 +14,7 @@ from promptdag.objective import ObjectiveConfig
 from promptdag.results import TaskResult
 from promptdag.tasks.prompt_cache import ROLE_CACHE
 from promptdag.tasks.role_call import ask_text
-from promptdag.template import shorten
+from promptdag.template import fit_texts
 
 SYNTHESISER_SYSTEM = (
     "Write the final answer to the objective from the results of the work done. Be complete and "
@@ -43,15 +44,10 @@ def synthesiser_prompt(
         for t in tasks
     }
 
-    def build(texts: dict[str, str]) -> str:
+    def build(texts: Mapping[str, str]) -> str:
         return "\n\n".join([*head, *(f"### {name}\n{text}" for name, text in texts.items())])
 
-    prompt = build(texts)
-    if max_chars is not None and len(prompt) > max_chars:
-        names = [name for name, text in texts.items() if text]
-        texts.update(shorten(texts, names, len(prompt) - max_chars, dict.fromkeys(names, 1)))
-        prompt = build(texts)
-    return prompt
+    return fit_texts(texts, build, max_chars)
 
 
 @task(name="synthesise_answer", cache_policy=ROLE_CACHE, persist_result=True)  # resume
