@@ -18,6 +18,7 @@ from typing import Any
 
 from prefect import Flow
 
+from promptdag.collector import quiet_collector
 from promptdag.errors import attempts_of, describe_failure
 from promptdag.events import TaskEvent, emit
 from promptdag.flows.dispatch import Invoke, run_locally, run_with_fallback
@@ -65,6 +66,12 @@ class ReadySetScheduler:
         return self.state.results
 
     async def run(self) -> list[TaskResult]:
+        """Every task settled (finished, skipped or cancelled), in the collector's quiet mode
+        (promptdag/collector.py)."""
+        with quiet_collector():
+            return await self._run()
+
+    async def _run(self) -> list[TaskResult]:
         state = self.state
         running: dict[asyncio.Task[TaskResult], str] = {}
         limit = self.spec.config.workflow_timeout_seconds

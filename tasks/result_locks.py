@@ -10,13 +10,19 @@ waits for the lock, then finds the committed result and reuses it (a `Cached` st
 - a coroutine that loses the race for a lock file waits with `await` (Prefect's async path falls
   back to its blocking wait, which would freeze the event loop the holder runs on).
 
-Lock files live under `PREFECT_HOME/promptdag/locks` (read at call time, like Prefect's own).
+Lock files live in shared memory (`/dev/shm/promptdag-locks-<uid>-<hash of PREFECT_HOME>`),
+where a lock belongs: machine-local, gone at reboot, and cheap (a file created on a disk cost
+0.03-0.9 ms here, once per task run); under `PREFECT_HOME/promptdag/locks` where there is no
+/dev/shm. PREFECT_HOME is read at call time, like Prefect's own. A lock this process holds
+without expiry is known in memory, so checking and releasing it read no file.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import hashlib
 import json
 import os
 import socket
@@ -28,12 +34,22 @@ from prefect.locking.protocol import LockManager
 POLL_SECONDS = 0.05
 EMPTY_LOCK_SECONDS = 10
 _HOST = socket.gethostname()
+SHARED_MEMORY = Path("/dev/shm")
 
 
 def lock_directory() -> Path:
     from prefect.settings import PREFECT_HOME
 
-    return Path(PREFECT_HOME.value()).expanduser() / "promptdag" / "locks"
+    return _directory_for(str(PREFECT_HOME.value()))
+
+
+@functools.lru_cache(maxsize=8)
+def _directory_for(prefect_home: str) -> Path:
+    home = Path(prefect_home).expanduser()
+    if SHARED_MEMORY.is_dir() and os.access(SHARED_MEMORY, os.W_OK):
+        digest = hashlib.sha256(str(home.resolve()).encode()).hexdigest()[:16]
+        return SHARED_MEMORY / f"promptdag-locks-{os.getuid()}-{digest}"
+    return home / "promptdag" / "locks"
 
 
 def _alive(pid: int) -> bool:
@@ -51,6 +67,7 @@ class LocalLockManager(LockManager):
 
     def __init__(self, directory: Path | None = None) -> None:
         self._directory = directory
+        self._held: dict[Path, str] = {}  # lock file -> holder, for locks taken without expiry
 
     @property
     def directory(self) -> Path:
@@ -89,7 +106,7 @@ class LocalLockManager(LockManager):
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileNotFoundError:  # the first lock in this directory
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             return self._try(key, holder, hold_timeout)
         except FileExistsError:
             info = self._read(key)
@@ -108,6 +125,9 @@ class LocalLockManager(LockManager):
                 json.dump(record, file)
         except OSError:  # a full disk: go on without the lock rather than fail the task
             path.unlink(missing_ok=True)
+            return True
+        if not hold_timeout:  # nobody takes it from a live holder: no need to read it back
+            self._held[path] = holder
         return True
 
     def acquire_lock(
@@ -140,14 +160,19 @@ class LocalLockManager(LockManager):
 
     def release_lock(self, key: str, holder: str) -> None:
         if self.is_lock_holder(key, holder):
+            path = self._path(key)
+            self._held.pop(path, None)
             with contextlib.suppress(OSError):
-                self._path(key).unlink(missing_ok=True)
+                path.unlink(missing_ok=True)
 
     def is_locked(self, key: str) -> bool:
         info = self._read(key)
         return info is not None and not self._stale(info, key)
 
     def is_lock_holder(self, key: str, holder: str) -> bool:
+        held = self._held.get(self._path(key))
+        if held is not None:
+            return held == holder
         info = self._read(key)
         return info is not None and info.get("holder") == holder
 

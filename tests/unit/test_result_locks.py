@@ -61,3 +61,34 @@ def test_an_empty_lock_file_left_by_a_killed_writer_is_stale_after_a_while(tmp_p
     old = time.time() - 60
     os.utime(path, (old, old))
     assert not locks.is_locked("key")
+
+
+def test_locks_live_in_shared_memory_one_folder_per_prefect_home(tmp_path: Path):
+    from prefect.settings import PREFECT_HOME, temporary_settings
+
+    from promptdag.tasks.result_locks import SHARED_MEMORY, lock_directory
+
+    with temporary_settings({PREFECT_HOME: tmp_path / "one"}):
+        one = lock_directory()
+    with temporary_settings({PREFECT_HOME: tmp_path / "two"}):
+        two = lock_directory()
+    assert one != two
+    if SHARED_MEMORY.is_dir() and os.access(SHARED_MEMORY, os.W_OK):
+        assert one.parent == SHARED_MEMORY and one.name.startswith(f"promptdag-locks-{os.getuid()}")
+    else:
+        assert one == tmp_path / "one" / "promptdag" / "locks"
+
+
+def test_a_held_lock_is_known_without_reading_it_and_released_by_its_holder_only(
+    tmp_path: Path,
+):
+    locks = LocalLockManager(tmp_path)
+    assert locks.acquire_lock("key", "me")
+    (tmp_path / "key.lock").write_text("{}")  # the answers below do not come from the file
+    assert locks.is_lock_holder("key", "me") and not locks.is_lock_holder("key", "you")
+    locks.release_lock("key", "you")
+    assert (tmp_path / "key.lock").exists()
+    locks.release_lock("key", "me")
+    assert not (tmp_path / "key.lock").exists()
+    assert locks.acquire_lock("key", "you", acquire_timeout=1)
+    assert not locks.is_lock_holder("key", "me")
