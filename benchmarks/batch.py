@@ -16,8 +16,8 @@ flows' own results), the same against the exact ideal list schedule of the combi
 (benchmarks/schedules.py; for shards, the slowest shard's), the end-to-end wall clock (CLI
 spawned to JSONL written), the server's CPU per task run (until it is idle again; PostgreSQL's
 own processes in their own column) and the JSONL's line count. Markdown on stdout; the
-default (issue 15's) run keeps a copy in benchmarks/results/batch-latest.md. About 13 minutes
-on a shared 2-core machine; `--quick` (100 rows of 0.2 s) about 2.
+default (issue 15's) run keeps a copy in benchmarks/results/batch-latest.md. About 4 minutes
+on a quiet 2-core machine (13 on a loaded one); `--quick` (100 rows of 0.2 s) about 2.
 """
 
 from __future__ import annotations
