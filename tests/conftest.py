@@ -98,6 +98,21 @@ class ProbeModel:
 
 register_provider("probe", ProbeModel)
 atexit.register(shutil.rmtree, os.environ["PREFECT_HOME"], True)
+SESSION_STARTED = time.time()
+
+
+def remove_lock_folders() -> None:
+    """The empty lock folders this session's PREFECT_HOMEs left in shared memory (one per home:
+    tasks/result_locks.py); a folder in use is not empty, and is made again when needed."""
+    for folder in Path("/dev/shm").glob(f"promptdag-locks-{os.getuid()}-*"):
+        try:
+            if folder.stat().st_mtime >= SESSION_STARTED:
+                folder.rmdir()
+        except OSError:
+            pass
+
+
+atexit.register(remove_lock_folders)
 
 
 @pytest.fixture
