@@ -5,11 +5,6 @@ Wraps Prefect's own `prefect server start` (foreground mode, in a new session) i
 to start (Prefect pipes it to nobody), and it stops by process group, so uvicorn and the
 server's services go with it. The state file in PREFECT_HOME lets `stop` and `status` find it
 from any shell. `PREFECT_UI_API_URL` is set so the UI calls this server's API on any port.
-
-The server runs at a lower CPU priority than the flows it serves (`SERVER_NICE`): on a small
-machine a busy flow's task runs come first and the server catches up with their events when
-there is room (measured on 2 cores, 1,000 rows x 3 tasks at breadth 64: makespan ~1 s of 28
-shorter). Nothing waits on it in the meantime: task runs report to it asynchronously.
 """
 
 from __future__ import annotations
@@ -33,7 +28,6 @@ STATE_FILE = "promptdag-server.json"
 LOG_FILE = "promptdag-server.log"
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 4200
 WORK_POOL = "promptdag-process"
-SERVER_NICE = 10  # added to the server's niceness (see module docstring)
 
 
 class ServerInfo(BaseModel):
@@ -127,7 +121,6 @@ def start_server(
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # its own process group: stop kills uvicorn too
         )
-    lower_priority(process.pid, SERVER_NICE)
     info = ServerInfo(pid=process.pid, host=host, port=port, home=str(home), log=str(log))
     (home / STATE_FILE).write_text(info.model_dump_json())
     deadline = time.monotonic() + timeout
@@ -138,18 +131,6 @@ def start_server(
             raise ConfigError(f"the Prefect server {why}: {_last_line(log)} (log: {log})")
         time.sleep(0.25)
     return info
-
-
-def lower_priority(pid: int, nice: int) -> None:
-    """Make `pid` (a session leader) and what it starts yield the CPU to everything else.
-
-    Linux shares the CPU between sessions first (autogroups), so a process's own niceness
-    counts only against its session: the session's is set too. Best effort: where neither
-    can be set (not Linux, no /proc), the server runs at normal priority."""
-    with contextlib.suppress(OSError, AttributeError):
-        os.setpriority(os.PRIO_PROCESS, pid, nice)
-    with contextlib.suppress(OSError):
-        Path(f"/proc/{pid}/autogroup").write_text(str(nice))
 
 
 def stop_server(info: ServerInfo | None = None, grace: float = 10.0) -> bool:
