@@ -68,6 +68,7 @@ def measure(
     workdir = Path(tempfile.mkdtemp(prefix="promptdag-startup-"))
     spec = workdir / "startup.json"
     ephemeral = quiet_env(str(workdir / "ephemeral-home"))
+    ephemeral["PROMPTDAG_AUTO_SERVER"] = "false"  # Prefect's ephemeral API, no background server
     served = quiet_env(str(workdir / "client-home"))
     served["PREFECT_API_URL"] = server.url
 
