@@ -35,6 +35,7 @@ POLL_SECONDS = 0.05
 EMPTY_LOCK_SECONDS = 10
 _HOST = socket.gethostname()
 SHARED_MEMORY = Path("/dev/shm")
+SHARED_FOLDER_PREFIX = f"promptdag-locks-{os.getuid()}-"  # + a hash of PREFECT_HOME
 
 
 def lock_directory() -> Path:
@@ -48,7 +49,7 @@ def _directory_for(prefect_home: str) -> Path:
     home = Path(prefect_home).expanduser()
     if SHARED_MEMORY.is_dir() and os.access(SHARED_MEMORY, os.W_OK):
         digest = hashlib.sha256(str(home.resolve()).encode()).hexdigest()[:16]
-        return SHARED_MEMORY / f"promptdag-locks-{os.getuid()}-{digest}"
+        return SHARED_MEMORY / f"{SHARED_FOLDER_PREFIX}{digest}"
     return home / "promptdag" / "locks"
 
 

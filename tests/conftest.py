@@ -33,6 +33,7 @@ os.environ.pop("PREFECT_PROFILES_PATH", None)
 from promptdag.errors import PermanentProviderError
 from promptdag.llm.base import Completion, CompletionRequest, Usage
 from promptdag.llm.registry import register_provider
+from promptdag.tasks.result_locks import SHARED_FOLDER_PREFIX, SHARED_MEMORY
 
 
 @dataclass
@@ -104,7 +105,7 @@ SESSION_STARTED = time.time()
 def remove_lock_folders() -> None:
     """The empty lock folders this session's PREFECT_HOMEs left in shared memory (one per home:
     tasks/result_locks.py); a folder in use is not empty, and is made again when needed."""
-    for folder in Path("/dev/shm").glob(f"promptdag-locks-{os.getuid()}-*"):
+    for folder in SHARED_MEMORY.glob(f"{SHARED_FOLDER_PREFIX}*"):
         try:
             if folder.stat().st_mtime >= SESSION_STARTED:
                 folder.rmdir()
