@@ -39,11 +39,11 @@ from benchmarks.postgres import PostgresCluster, PostgresUnavailable
 from benchmarks.schedules import ideal_list_schedule
 from benchmarks.server import process_tree
 from benchmarks.shapes import Plan
-from promptdag.batch import expand
-from promptdag.graph import build_graph
-from promptdag.server import WORK_POOL, ServerInfo, free_port, kill_process_group
-from promptdag.shards import split_rows
-from promptdag.spec import WorkflowSpec, parse_spec
+from promptdag.engine.batch import expand
+from promptdag.remote.local_server import WORK_POOL, ServerInfo, free_port, kill_process_group
+from promptdag.remote.shards import split_rows
+from promptdag.spec.graph import build_graph
+from promptdag.spec.models import WorkflowSpec, parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -123,7 +123,7 @@ class Setup:
     """A Prefect server (on SQLite, or on a PostgreSQL cluster) with what runs need."""
 
     def __init__(self, stack: ExitStack, postgres: PostgresCluster | None) -> None:
-        from promptdag.server import server_env, start_server, stop_server
+        from promptdag.remote.local_server import server_env, start_server, stop_server
 
         self.postgres = postgres
         self.home = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-batch-")))

@@ -18,7 +18,7 @@ from typing import Any
 
 from benchmarks.server import LocalServer
 from benchmarks.shapes import fresh, make_shape, random_dag, sim_task
-from promptdag.spec import WorkflowSpec
+from promptdag.spec.models import WorkflowSpec
 
 
 def _on(spec: WorkflowSpec, runner: str, address: str) -> WorkflowSpec:

@@ -4,7 +4,7 @@
 
 A fresh PREFECT_HOME, no PREFECT_API_URL, no setting changed: the first `promptdag run
 examples/seed_api_request.json` starts the local Prefect server in the background
-(promptdag/autoserver.py), later runs reuse it. Reported: the first run end to end (server
+(promptdag/remote/autoserver.py), later runs reuse it. Reported: the first run end to end (server
 start included); then, for runs 2..N, end to end (CLI spawned to exit, the README command as
 written, output to a pipe) and, from the same runs with `--json`, the time to the first task
 (the wall clock read just before spawning, against the first task's `started_at` in the

@@ -23,7 +23,7 @@ async def _scheduler_only(n: int) -> float:
     from prefect import flow
 
     from promptdag.flows.scheduler import ReadySetScheduler
-    from promptdag.validation import validate_spec
+    from promptdag.spec.validation import validate_spec
 
     @flow(name="bench-scheduler-only", persist_result=False)
     async def scheduler_only(n: int) -> float:

@@ -98,7 +98,7 @@ class PostgresCluster:
         """SIGTERM (a smart shutdown: clients are gone by now) to the group, then SIGKILL."""
         process = getattr(self, "process", None)
         if process is not None and process.poll() is None:
-            from promptdag.server import kill_process_group
+            from promptdag.remote.local_server import kill_process_group
 
             kill_process_group(process.pid, grace=15)
             with contextlib.suppress(subprocess.TimeoutExpired):

@@ -8,7 +8,7 @@ instant its last dependency ends) with zero overhead, as a discrete-event simula
 from __future__ import annotations
 
 from benchmarks.shapes import Plan
-from promptdag.estimate import list_schedule
+from promptdag.engine.estimate import list_schedule
 
 
 def sequential(plan: Plan) -> float:
@@ -32,7 +32,7 @@ def lower_bound(plan: Plan) -> float:
 
 def ideal_list_schedule(plan: Plan) -> tuple[float, dict[str, float]]:
     """The makespan (and each task's start) of the zero-overhead ready-set list schedule:
-    the core's simulation (`promptdag.estimate.list_schedule`, which `promptdag validate`
+    the core's simulation (`promptdag.engine.estimate.list_schedule`, which `promptdag validate`
     prints as its estimate), so the benchmarks' ideal and the user's estimate are one code."""
     return list_schedule(plan.names, plan.depends_on, plan.latency, plan.breadth, plan.priority)
 

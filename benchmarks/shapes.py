@@ -13,8 +13,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from promptdag.graph import build_graph
-from promptdag.spec import WorkflowSpec, parse_spec
+from promptdag.spec.graph import build_graph
+from promptdag.spec.models import WorkflowSpec, parse_spec
 
 
 @dataclass(frozen=True)

@@ -25,10 +25,9 @@ from contextvars import ContextVar, Token
 from typing import Any
 from uuid import UUID
 
-from promptdag.events import TaskEvent, subscribe
-from promptdag.graph import WorkflowGraph
-from promptdag.objective import ObjectiveResult
-from promptdag.report import (
+from promptdag.engine.events import TaskEvent, subscribe
+from promptdag.engine.objective import ObjectiveResult
+from promptdag.engine.report import (
     mermaid_markdown,
     objective_report,
     objective_task_rows,
@@ -36,9 +35,10 @@ from promptdag.report import (
     task_rows,
     workflow_report,
 )
-from promptdag.results import WorkflowResult
+from promptdag.engine.results import WorkflowResult
 from promptdag.settings import get_settings
-from promptdag.spec import WorkflowSpec
+from promptdag.spec.graph import WorkflowGraph
+from promptdag.spec.models import WorkflowSpec
 
 PROGRESS_INTERVAL = 0.5  # seconds between progress updates sent to the API
 KEY_LIMIT = 60  # characters of the key's stem
@@ -230,7 +230,7 @@ class RunView:
         await self._flush()
         estimated = None
         if spec is not None:  # offline (hints, options, defaults): no extra API call per run
-            from promptdag.estimate import estimate
+            from promptdag.engine.estimate import estimate
 
             estimated = estimate(spec, graph)
         await self._publish(

@@ -15,15 +15,8 @@ from prefect import flow
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State
 
-from promptdag.dependencies import fill_missing
-from promptdag.errors import PromptDagError
-from promptdag.estimate import Estimate
-from promptdag.flows.artifacts import RunView, slug
-from promptdag.flows.lost_api import remember
-from promptdag.flows.review import plan_estimate, review_plan
-from promptdag.flows.run_workflow import run_workflow
-from promptdag.llm.base import Usage
-from promptdag.objective import (
+from promptdag.engine.estimate import Estimate
+from promptdag.engine.objective import (
     ObjectiveConfig,
     ObjectiveResult,
     Plan,
@@ -32,7 +25,14 @@ from promptdag.objective import (
     StopReason,
     plan_to_spec,
 )
-from promptdag.results import TaskResult, WorkflowResult
+from promptdag.engine.results import TaskResult, WorkflowResult
+from promptdag.errors import PromptDagError
+from promptdag.flows.artifacts import RunView, slug
+from promptdag.flows.lost_api import remember
+from promptdag.flows.review import plan_estimate, review_plan
+from promptdag.flows.run_workflow import run_workflow
+from promptdag.llm.base import Usage
+from promptdag.spec.dependencies import fill_missing
 from promptdag.tasks.infer_dependencies import infer_dependencies
 from promptdag.tasks.plan_objective import plan_objective
 from promptdag.tasks.prompt_cache import child_scope, current_scope

@@ -2,7 +2,7 @@
 
 With `review: true` the objective pauses after planning (and after a reflection that adds
 tasks, unless the reviewer chose "approve all") with a typed run input (`ReviewInput`, the
-fields of `promptdag.review.ReviewAnswer`), which the Prefect UI shows as a form under the
+fields of `promptdag.engine.review.ReviewAnswer`), which the Prefect UI shows as a form under the
 run's Resume button. How it waits depends on where it runs:
 
 - a deployment run *suspends* (`suspend_flow_run`): its process ends and the worker is free;
@@ -28,12 +28,9 @@ from uuid import UUID
 
 from prefect.input import RunInput
 
-from promptdag.errors import SpecError
-from promptdag.estimate import Estimate, estimate
-from promptdag.graph import build_graph
-from promptdag.latency_history import amodel_latencies
-from promptdag.objective import ObjectiveConfig, PlannedTask, check_plan, plan_to_spec
-from promptdag.review import (
+from promptdag.engine.estimate import Estimate, estimate
+from promptdag.engine.objective import ObjectiveConfig, PlannedTask, check_plan, plan_to_spec
+from promptdag.engine.review import (
     ReviewAnswer,
     ReviewRequest,
     announce,
@@ -43,10 +40,13 @@ from promptdag.review import (
     review_text,
     same_plan,
 )
+from promptdag.errors import SpecError
+from promptdag.flows.latency_history import amodel_latencies
+from promptdag.spec.graph import build_graph
 
 POLL_SECONDS = 1  # a paused run's check for an answer: one small API read
 PAUSE_GRACE_SECONDS = 120  # Prefect's own deadline for a paused run, after ours
-_log = logging.getLogger("promptdag.review")
+_log = logging.getLogger("promptdag.engine.review")
 
 
 class ReviewInput(RunInput, ReviewAnswer):

@@ -11,21 +11,21 @@ from prefect import flow
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State
 
-from promptdag.batch import Batch, expand, read_rows, row_result
-from promptdag.dependencies import fill_missing
+from promptdag.engine.batch import Batch, expand, read_rows, row_result
+from promptdag.engine.results import (
+    RowResult,
+    TaskResult,
+    WorkflowResult,
+)
 from promptdag.flows.artifacts import RunView, workflow_tag
 from promptdag.flows.lost_api import remember
 from promptdag.flows.runners import task_placement
 from promptdag.flows.scheduler import ReadySetScheduler
 from promptdag.llm.base import Usage
-from promptdag.results import (
-    RowResult,
-    TaskResult,
-    WorkflowResult,
-)
-from promptdag.spec import WorkflowSpec, load_spec, parse_spec
+from promptdag.spec.dependencies import fill_missing
+from promptdag.spec.models import WorkflowSpec, load_spec, parse_spec
+from promptdag.spec.validation import validate_spec
 from promptdag.tasks.infer_dependencies import infer_dependencies
-from promptdag.validation import validate_spec
 
 
 def _flow_run_name() -> str:
@@ -72,7 +72,7 @@ async def run_workflow(
             default this flow run's own (so a retry of it resumes it and a new run starts
             afresh); a resume passes the scope of the run it resumes, a parent flow its own.
         data: a batch: rows (mappings of field -> value), or the path of a .jsonl/.csv file;
-            the workflow runs once per row, all rows in one DAG (see promptdag/batch.py).
+            the workflow runs once per row, all rows in one DAG (see promptdag/engine/batch.py).
         row_offset: the index of the first row (a shard of a larger batch).
     """
     if isinstance(spec, str):

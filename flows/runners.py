@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from promptdag.errors import ConfigError, SpecError
 from promptdag.flows.dispatch import Invoke, run_locally
-from promptdag.spec import WorkflowConfig
+from promptdag.spec.models import WorkflowConfig
 from promptdag.tasks.run_prompt import PromptJob
 
 

@@ -18,16 +18,16 @@ from typing import Any
 
 from prefect import Flow
 
-from promptdag.collector import quiet_collector
+from promptdag.engine.events import TaskEvent, emit
+from promptdag.engine.gc_tuning import quiet_collector
+from promptdag.engine.ready_set import ReadySet
+from promptdag.engine.results import TaskResult
 from promptdag.errors import attempts_of, describe_failure
-from promptdag.events import TaskEvent, emit
 from promptdag.flows.dispatch import Invoke, run_locally, run_with_fallback
 from promptdag.flows.subworkflow import run_subworkflow
-from promptdag.graph import WorkflowGraph
 from promptdag.llm.base import Usage
-from promptdag.ready_set import ReadySet
-from promptdag.results import TaskResult
-from promptdag.spec import WorkflowSpec
+from promptdag.spec.graph import WorkflowGraph
+from promptdag.spec.models import WorkflowSpec
 from promptdag.tasks.run_prompt import PromptJob, PromptOutput
 from promptdag.tasks.task_options import prompt_task_options
 
@@ -67,7 +67,7 @@ class ReadySetScheduler:
 
     async def run(self) -> list[TaskResult]:
         """Every task settled (finished, skipped or cancelled), in the collector's quiet mode
-        (promptdag/collector.py)."""
+        (promptdag/engine/gc_tuning.py)."""
         with quiet_collector():
             return await self._run()
 

@@ -12,11 +12,11 @@ from typing import Any
 
 from prefect import Flow
 
-from promptdag.graph import build_graph
-from promptdag.results import TaskResult, WorkflowResult
-from promptdag.spec import TaskSpec, WorkflowSpec
+from promptdag.engine.results import TaskResult, WorkflowResult
+from promptdag.spec.graph import build_graph
+from promptdag.spec.models import TaskSpec, WorkflowSpec
+from promptdag.spec.template import carry_inputs
 from promptdag.tasks.prompt_cache import child_scope, current_scope
-from promptdag.template import carry_inputs
 
 
 def with_inputs(sub: WorkflowSpec, upstream: dict[str, str]) -> WorkflowSpec:

@@ -1,11 +1,11 @@
 """promptdag: run DAGs of LLM prompts on Prefect 3, as fast as their dependencies allow."""
 
-from promptdag.builder import WorkflowBuilder
+from promptdag.engine.results import TaskResult, WorkflowResult
 from promptdag.errors import PromptDagError, SpecError
-from promptdag.graph import WorkflowGraph, build_graph
-from promptdag.results import TaskResult, WorkflowResult
-from promptdag.spec import TaskSpec, WorkflowConfig, WorkflowSpec, load_spec, parse_spec
-from promptdag.validation import validate_spec
+from promptdag.spec.builder import WorkflowBuilder
+from promptdag.spec.graph import WorkflowGraph, build_graph
+from promptdag.spec.models import TaskSpec, WorkflowConfig, WorkflowSpec, load_spec, parse_spec
+from promptdag.spec.validation import validate_spec
 
 __all__ = [
     "PromptDagError",

@@ -11,11 +11,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from promptdag.engine.objective import ObjectiveRequest, ObjectiveResult
+from promptdag.engine.results import WorkflowResult
 from promptdag.errors import SpecError
-from promptdag.objective import ObjectiveRequest, ObjectiveResult
-from promptdag.results import WorkflowResult
-from promptdag.spec import WorkflowSpec, load_spec, parse_spec
-from promptdag.validation import validate_spec
+from promptdag.spec.models import WorkflowSpec, load_spec, parse_spec
+from promptdag.spec.validation import validate_spec
 
 
 def as_spec(spec: WorkflowSpec | dict[str, Any] | str | Path) -> WorkflowSpec:
@@ -103,7 +103,7 @@ async def arun(
     `config.reuse_results: false` (`--fresh`) starts over instead.
 
     `data` makes it a batch: the workflow once per row (mappings, or a .jsonl/.csv path), all
-    rows in one run (promptdag/batch.py); the result's `rows` holds each row's outcome.
+    rows in one run (promptdag/engine/batch.py); the result's `rows` holds each row's outcome.
     """
     workflow = as_spec(spec)
     rows = None
@@ -111,7 +111,7 @@ async def arun(
     if data is None:
         validate_spec(workflow)  # bad input fails here, before Prefect starts
     else:  # a batch: its prompts use the rows' fields, so every row's instance is checked
-        from promptdag.batch import read_rows, validate_batch
+        from promptdag.engine.batch import read_rows, validate_batch
 
         rows = read_rows(data) if isinstance(data, (str, Path)) else list(data)
         names = {t.name for t in validate_batch(workflow, rows).spec.tasks}
@@ -170,7 +170,7 @@ def as_objective_request(
     """An objective text (with optional context/config) or a seed `plan-execute` body."""
     from pydantic import ValidationError
 
-    from promptdag.spec import describe_validation_error
+    from promptdag.spec.models import describe_validation_error
 
     if isinstance(objective, ObjectiveRequest):
         return objective
@@ -181,7 +181,7 @@ def as_objective_request(
         data["context"] = context
     if config is not None:
         data["config"] = {**data.get("config", {}), **config}
-    from promptdag.limits import check_context, measure
+    from promptdag.spec.input_limits import check_context, measure
 
     measure(data, "objective")  # depth and size bounded before pydantic walks it
     if data.get("context") is not None:
@@ -190,7 +190,7 @@ def as_objective_request(
         request = ObjectiveRequest.model_validate(data)
     except ValidationError as exc:
         raise SpecError(f"objective: {describe_validation_error(exc, data)}") from None
-    from promptdag.validation import check_model_ready
+    from promptdag.spec.validation import check_model_ready
 
     options = request.config.model_options
     models = {request.config.role_model(role) for role in  # type: ignore[arg-type]

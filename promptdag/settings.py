@@ -31,7 +31,7 @@ class Settings(BaseSettings):
         True,
         description="With no PREFECT_API_URL, start a local Prefect server in the background "
         "on the first run and reuse it (runs take ~2 s and show in its UI); false: Prefect's "
-        "temporary API for each run (promptdag/autoserver.py).",
+        "temporary API for each run (promptdag/remote/autoserver.py).",
     )
     artifacts: bool = Field(
         True,
@@ -79,7 +79,7 @@ class Settings(BaseSettings):
         description='Per-provider limits across flow runs, e.g. {"openai": {"max_in_flight": 8, '
         '"requests_per_second": 5}}. Off by default; needs a Prefect server.',
     )
-    # Input bounds (promptdag/limits.py): `validate` and `run` enforce them alike.
+    # Input bounds (promptdag/spec/input_limits.py): `validate` and `run` enforce them alike.
     max_spec_bytes: int = Field(
         8_000_000,
         ge=1,

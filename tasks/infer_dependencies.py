@@ -8,9 +8,9 @@ from typing import Any, Literal
 from prefect import task
 from pydantic import BaseModel
 
-from promptdag.dependencies import DependencyAnalysis, heuristic_dependencies
 from promptdag.errors import ProviderError
 from promptdag.llm.base import Usage
+from promptdag.spec.dependencies import DependencyAnalysis, heuristic_dependencies
 from promptdag.tasks.prompt_cache import ROLE_CACHE
 from promptdag.tasks.role_call import ask_structured
 

@@ -8,8 +8,8 @@ from typing import Any
 from prefect import task
 from pydantic import BaseModel
 
+from promptdag.engine.objective import ObjectiveConfig, Plan, check_plan, plan_schema, repair_plan
 from promptdag.llm.base import Usage
-from promptdag.objective import ObjectiveConfig, Plan, check_plan, plan_schema, repair_plan
 from promptdag.tasks.prompt_cache import ROLE_CACHE
 from promptdag.tasks.role_call import ask_structured
 

@@ -8,18 +8,18 @@ from collections.abc import Mapping
 from prefect import task
 from pydantic import BaseModel
 
-from promptdag.llm.base import Usage
-from promptdag.objective import (
+from promptdag.engine.objective import (
     ObjectiveConfig,
     Reflection,
     check_plan,
     reflection_schema,
     repair_plan,
 )
-from promptdag.results import TaskResult
+from promptdag.engine.results import TaskResult
+from promptdag.llm.base import Usage
+from promptdag.spec.template import fit_texts
 from promptdag.tasks.prompt_cache import ROLE_CACHE
 from promptdag.tasks.role_call import ask_structured
-from promptdag.template import fit_texts
 
 REFLECTOR_SYSTEM = (
     "You review the work done towards an objective. If the results answer it, reply complete. "

@@ -18,14 +18,14 @@ from promptdag.errors import PermanentProviderError
 from promptdag.llm.base import Usage
 from promptdag.llm.options import options_for
 from promptdag.llm.structured import complete_schema
-from promptdag.schemas import resolve_schema
 from promptdag.settings import get_settings
-from promptdag.spec import TaskSpec, WorkflowSpec
+from promptdag.spec.models import TaskSpec, WorkflowSpec
+from promptdag.spec.schemas import resolve_schema
+from promptdag.spec.template import render_task_prompt
+from promptdag.spec.validation import task_models, task_options
 from promptdag.tasks.model_call import ModelCall
 from promptdag.tasks.prompt_cache import PROMPT_CACHE
 from promptdag.tasks.result_persistence import note_unsaved
-from promptdag.template import render_task_prompt
-from promptdag.validation import task_models, task_options
 
 
 class PromptJob(BaseModel):

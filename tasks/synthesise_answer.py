@@ -9,12 +9,12 @@ from typing import Any
 from prefect import task
 from pydantic import BaseModel
 
+from promptdag.engine.objective import ObjectiveConfig
+from promptdag.engine.results import TaskResult
 from promptdag.llm.base import Usage
-from promptdag.objective import ObjectiveConfig
-from promptdag.results import TaskResult
+from promptdag.spec.template import fit_texts
 from promptdag.tasks.prompt_cache import ROLE_CACHE
 from promptdag.tasks.role_call import ask_text
-from promptdag.template import fit_texts
 
 SYNTHESISER_SYSTEM = (
     "Write the final answer to the objective from the results of the work done. Be complete and "

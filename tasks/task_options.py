@@ -18,10 +18,10 @@ from prefect.logging import get_run_logger
 from prefect.states import State
 from prefect.tasks import exponential_backoff
 
+from promptdag.engine.events import TaskEvent, emit
+from promptdag.engine.objective import ObjectiveConfig
 from promptdag.errors import ProviderError, RetryableProviderError, describe_failure
-from promptdag.events import TaskEvent, emit
-from promptdag.objective import ObjectiveConfig
-from promptdag.spec import TaskSpec, WorkflowConfig, WorkflowSpec
+from promptdag.spec.models import TaskSpec, WorkflowConfig, WorkflowSpec
 from promptdag.tasks.prompt_cache import PROMPT_CACHE, SHARED_PROMPT_CACHE
 from promptdag.tasks.run_prompt import PromptJob
 

@@ -25,7 +25,7 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 # imported: no test writes into the user's real ~/.prefect (specs, results, profiles, servers).
 os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="promptdag-tests-prefect-home-")
 os.environ.pop("PREFECT_API_URL", None)  # the user's server is not the tests'
-# No background server started by a CLI run (promptdag/autoserver.py): runs stay on the API a
+# No background server started by a CLI run (promptdag/remote/autoserver.py): runs stay on the API a
 # test gives them; tests/deployments/test_auto_server.py turns it on in its own PREFECT_HOME.
 os.environ["PROMPTDAG_AUTO_SERVER"] = "false"
 os.environ.pop("PREFECT_PROFILES_PATH", None)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from promptdag.dependencies import keyword_dependencies
+from promptdag.spec.dependencies import keyword_dependencies
 
 GENERIC_QUESTIONS = ("Background", "Key developments", "Open challenges")
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from websockets.sync.client import ClientConnection, connect
 
-from promptdag.server import kill_process_group
+from promptdag.remote.local_server import kill_process_group
 
 FLAGS = [
     "--headless",

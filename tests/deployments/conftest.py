@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from promptdag.server import (
+from promptdag.remote.local_server import (
     WORK_POOL,
     ServerInfo,
     free_port,

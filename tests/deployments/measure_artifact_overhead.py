@@ -102,7 +102,7 @@ def main() -> None:
                       PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL="CRITICAL")
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from promptdag.server import free_port, start_server, stop_server
+    from promptdag.remote.local_server import free_port, start_server, stop_server
     from tests.deployments.conftest import drain_prefect_workers
 
     info = start_server(port=free_port(), home=Path(tempfile.mkdtemp(prefix="overhead-")))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from promptdag.server import read_state, stop_server
+from promptdag.remote.local_server import read_state, stop_server
 from tests.deployments.conftest import ROOT
 
 pytestmark = pytest.mark.deployments

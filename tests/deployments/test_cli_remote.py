@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from promptdag.server import free_port
+from promptdag.remote.local_server import free_port
 from tests.deployments.conftest import ROOT, Server
 
 pytestmark = pytest.mark.deployments

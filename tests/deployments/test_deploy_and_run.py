@@ -30,10 +30,10 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import StateType
 from prefect.deployments import arun_deployment
 
-from promptdag import client
 from promptdag.deployments.serve import load_declarations
-from promptdag.objective import ObjectiveResult
-from promptdag.results import WorkflowResult
+from promptdag.engine.objective import ObjectiveResult
+from promptdag.engine.results import WorkflowResult
+from promptdag.remote import client
 from tests.deployments.conftest import Server
 
 pytestmark = pytest.mark.deployments

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from promptdag.server import free_port, kill_process_group, start_server
+from promptdag.remote.local_server import free_port, kill_process_group, start_server
 from tests.deployments.conftest import ROOT, child_env
 
 pytestmark = pytest.mark.deployments

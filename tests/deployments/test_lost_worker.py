@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from promptdag import client
+from promptdag.remote import client
 from tests.deployments.conftest import PREFECT, ROOT, Server
 
 pytestmark = pytest.mark.deployments

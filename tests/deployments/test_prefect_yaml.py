@@ -9,10 +9,10 @@ import yaml
 from prefect.flows import load_flow_from_entrypoint
 
 from promptdag.deployments.serve import PREFECT_YAML, ROOT, load_declarations, runner_deployments
-from promptdag.objective import ObjectiveConfig
-from promptdag.server import WORK_POOL
-from promptdag.spec import parse_spec
-from promptdag.validation import validate_spec
+from promptdag.engine.objective import ObjectiveConfig
+from promptdag.remote.local_server import WORK_POOL
+from promptdag.spec.models import parse_spec
+from promptdag.spec.validation import validate_spec
 
 DECLARATIONS = load_declarations()
 BY_NAME = {d["name"]: d for d in DECLARATIONS}

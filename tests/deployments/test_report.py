@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from promptdag.flows.artifacts import slug
-from promptdag.llm.base import Usage
-from promptdag.objective import ObjectiveResult, Plan, PlannedTask, Reflection, RoundResult
-from promptdag.report import (
+from promptdag.engine.objective import ObjectiveResult, Plan, PlannedTask, Reflection, RoundResult
+from promptdag.engine.report import (
     MERMAID_LIMIT,
     final_tasks,
     mermaid_markdown,
@@ -17,7 +15,9 @@ from promptdag.report import (
     task_rows,
     workflow_report,
 )
-from promptdag.results import TaskResult, WorkflowResult, summarise
+from promptdag.engine.results import TaskResult, WorkflowResult, summarise
+from promptdag.flows.artifacts import slug
+from promptdag.llm.base import Usage
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 

@@ -22,8 +22,8 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import FlowRun
 from prefect.flow_runs import aresume_flow_run
 
-from promptdag import client
-from promptdag.objective import ObjectiveResult, PlannedTask
+from promptdag.engine.objective import ObjectiveResult, PlannedTask
+from promptdag.remote import client
 from tests.deployments.conftest import Server
 
 pytestmark = pytest.mark.deployments

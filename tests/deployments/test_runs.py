@@ -14,7 +14,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.client.schemas.objects import WorkPoolStatus
 
-from promptdag.server import WORK_POOL
+from promptdag.remote.local_server import WORK_POOL
 from tests.deployments.conftest import ROOT, Server, wait_until
 
 pytestmark = pytest.mark.deployments

@@ -14,7 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from promptdag.server import STATE_FILE, free_port, kill_process_group, process_alive, read_state
+from promptdag.remote.local_server import (
+    STATE_FILE,
+    free_port,
+    kill_process_group,
+    process_alive,
+    read_state,
+)
 from tests.deployments.conftest import ROOT, Server, child_env, wait_until
 
 pytestmark = pytest.mark.deployments

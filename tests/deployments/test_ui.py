@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from promptdag import client
+from promptdag.remote import client
 from tests.deployments.browser import Browser, find_chromium
 from tests.deployments.conftest import ARTIFACTS, Server
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from promptdag.api import arun, arun_objective
-from promptdag.spec import parse_spec
-from promptdag.validation import validate_spec
+from promptdag.spec.models import parse_spec
+from promptdag.spec.validation import validate_spec
 
 
 class Author(BaseModel):

@@ -234,9 +234,9 @@ async def test_an_objective_retry_reuses_its_plan_reflection_and_finished_tasks(
     from prefect.states import Scheduled
 
     from promptdag.api import arun_objective
+    from promptdag.engine.objective import ObjectiveResult
     from promptdag.flows.lost_api import run_flow_run
     from promptdag.flows.plan_execute_reflect import plan_execute_reflect
-    from promptdag.objective import ObjectiveResult
 
     roles = {"planner_model": "simulated", "reflector_model": "simulated",
              "synthesiser_model": "simulated"}

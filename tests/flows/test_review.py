@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from promptdag.api import arun_objective
-from promptdag.review import ReviewAnswer, ReviewRequest, add_reviewer
-from promptdag.review_client import aanswer_in_process
+from promptdag.engine.review import ReviewAnswer, ReviewRequest, add_reviewer
+from promptdag.remote.review_client import aanswer_in_process
 
 FAST = {"retry_backoff_seconds": 0, "review": True}
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from promptdag.api import arun
-from promptdag.events import TaskEvent, subscribe
+from promptdag.engine.events import TaskEvent, subscribe
 
 
 def fill(folder: Path) -> None:
@@ -82,7 +82,7 @@ def test_results_that_cannot_be_saved_are_reported(probe, small_disk: Path):
     assert result.task("t2").warning == "result not saved: No space left on device"
     assert result.summary.unsaved_count == 4
 
-    from promptdag.cli_common import exit_code, render_summary
+    from promptdag.cli._common import exit_code, render_summary
 
     assert exit_code(result) == 1
     assert "NOT SAVED: 4 of 6 results were not saved (No space left on device)" in (

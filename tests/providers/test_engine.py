@@ -27,7 +27,7 @@ from prefect.client.schemas.sorting import TaskRunSort
 from prefect.logging.handlers import APILogHandler
 
 from promptdag.api import arun
-from promptdag.results import WorkflowResult
+from promptdag.engine.results import WorkflowResult
 from tests.providers.servers import (
     ANTHROPIC_KEY,
     OPENAI_KEY,

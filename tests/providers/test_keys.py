@@ -11,8 +11,8 @@ import pytest
 from promptdag.errors import ConfigError, SpecError
 from promptdag.llm.keys import scrub
 from promptdag.llm.options import options_for
-from promptdag.spec import parse_spec
-from promptdag.validation import validate_spec
+from promptdag.spec.models import parse_spec
+from promptdag.spec.validation import validate_spec
 
 
 def spec(model: object, **options: object) -> object:

@@ -11,8 +11,8 @@ from promptdag.errors import ConfigError
 from promptdag.llm.base import CompletionRequest
 from promptdag.llm.pricing import DEFAULT_PRICES, Price, cost_usd, load_prices, price_of
 from promptdag.llm.registry import get_model
-from promptdag.spec import parse_spec
-from promptdag.validation import validate_spec
+from promptdag.spec.models import parse_spec
+from promptdag.spec.validation import validate_spec
 from tests.providers.servers import OpenAIServer
 
 

@@ -19,10 +19,10 @@ import pytest
 import yaml
 
 from promptdag.api import arun
-from promptdag.cli_common import render_summary
-from promptdag.events import TaskEvent, subscribe
-from promptdag.spec import parse_spec
-from promptdag.template import render_task_prompt
+from promptdag.cli._common import render_summary
+from promptdag.engine.events import TaskEvent, subscribe
+from promptdag.spec.models import parse_spec
+from promptdag.spec.template import render_task_prompt
 from tests.real.conftest import LlamaServer
 
 EXAMPLES = Path(__file__).parents[2] / "examples"

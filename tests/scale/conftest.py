@@ -20,7 +20,13 @@ from pathlib import Path
 import pytest
 
 from benchmarks.postgres import PostgresCluster, PostgresUnavailable
-from promptdag.server import WORK_POOL, free_port, kill_process_group, start_server, stop_server
+from promptdag.remote.local_server import (
+    WORK_POOL,
+    free_port,
+    kill_process_group,
+    start_server,
+    stop_server,
+)
 from tests.deployments.conftest import (
     PREFECT,
     ROOT,

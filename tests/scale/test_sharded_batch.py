@@ -19,7 +19,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 from prefect.client.schemas.objects import FlowRun
 
-from promptdag.results import WorkflowResult
+from promptdag.engine.results import WorkflowResult
 from tests.deployments.conftest import ROOT, Server
 from tests.scale.conftest import SIMULATED_IN_FLIGHT, Cluster
 

@@ -1,4 +1,4 @@
-"""How a batch is cut into shards and put back together (pure: promptdag/shards.py), and the
+"""How a batch is cut into shards and put back together (pure: promptdag/remote/shards.py), and the
 command line's answers to misuse (no server needed: they fail before any call)."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
+from promptdag.engine.results import RowResult
 from promptdag.errors import SpecError
-from promptdag.results import RowResult
-from promptdag.shards import gather_rows, new_batch_tag, split_rows
+from promptdag.remote.shards import gather_rows, new_batch_tag, split_rows
 
 
 def rows(n: int) -> list[dict[str, int]]:

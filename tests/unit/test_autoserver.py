@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from promptdag.autoserver import configured_api_url, local_server
+from promptdag.remote.autoserver import configured_api_url, local_server
 
 
 @pytest.fixture

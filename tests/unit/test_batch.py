@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from promptdag.batch import expand, read_rows, row_result
+from promptdag.engine.batch import expand, read_rows, row_result
+from promptdag.engine.results import TaskResult
 from promptdag.errors import SpecError
-from promptdag.graph import build_graph
-from promptdag.results import TaskResult
-from promptdag.spec import parse_spec
+from promptdag.spec.graph import build_graph
+from promptdag.spec.models import parse_spec
 
 
 def triage() -> dict:
@@ -93,8 +93,8 @@ def test_rows_are_read_from_jsonl_and_csv(tmp_path: Path):
 def test_a_workflow_result_derives_its_status_summary_and_usage_from_its_tasks():
     from datetime import datetime, timezone
 
+    from promptdag.engine.results import WorkflowResult
     from promptdag.llm.base import Usage
-    from promptdag.results import WorkflowResult
 
     now = datetime.now(timezone.utc)
     tasks = [TaskResult(name="a", status="completed", usage=Usage(input_tokens=3)),

@@ -13,7 +13,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from promptdag.reference import spec_reference, spec_schema
+from promptdag.spec.reference import spec_reference, spec_schema
 
 ROOT = Path(__file__).parents[2]
 

@@ -7,7 +7,7 @@ import gc
 
 import pytest
 
-from promptdag.collector import RUN_THRESHOLDS, quiet_collector
+from promptdag.engine.gc_tuning import RUN_THRESHOLDS, quiet_collector
 
 
 def test_a_run_freezes_the_heap_and_puts_everything_back_at_the_end():

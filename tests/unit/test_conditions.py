@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from promptdag import SpecError, build_graph, load_spec, parse_spec
-from promptdag.conditions import evaluate, parse_condition
+from promptdag.spec.conditions import evaluate, parse_condition
 
 LABEL = {"type": "object", "properties": {"label": {"type": "string"}, "score": {"type": "number"}}}
 

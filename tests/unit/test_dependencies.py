@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from promptdag.dependencies import heuristic_dependencies, keyword_dependencies
+from promptdag.spec.dependencies import heuristic_dependencies, keyword_dependencies
 
 
 def test_a_prompt_that_names_earlier_tasks_depends_on_them():
@@ -29,7 +29,7 @@ def test_keyword_analysis_makes_synthesis_depend_on_everything_before():
 
 
 def test_names_already_used_are_numbered_not_fatal():
-    from promptdag.objective import PlannedTask, unique_names
+    from promptdag.engine.objective import PlannedTask, unique_names
 
     tasks = [PlannedTask(name="Energy", prompt="a", depends_on=[]),
              PlannedTask(name="Energy", prompt="b", depends_on=["Energy"]),
@@ -41,7 +41,7 @@ def test_names_already_used_are_numbered_not_fatal():
 
 
 def test_a_task_depending_on_itself_or_twice_on_one_task_is_cleaned_not_fatal():
-    from promptdag.objective import PlannedTask, unique_names
+    from promptdag.engine.objective import PlannedTask, unique_names
 
     tasks = [PlannedTask(name="A", prompt="a", depends_on=[]),
              PlannedTask(name="B", prompt="b", depends_on=["B", "A", "A"])]
@@ -49,7 +49,7 @@ def test_a_task_depending_on_itself_or_twice_on_one_task_is_cleaned_not_fatal():
 
 
 def test_a_plans_plain_slips_are_repaired_and_a_valid_plan_is_left_alone():
-    from promptdag.objective import PlannedTask, repair_plan
+    from promptdag.engine.objective import PlannedTask, repair_plan
 
     slips = [PlannedTask(name="A", prompt="a", depends_on=["Nowhere", "B"]),
              PlannedTask(name="B", prompt="b", depends_on=["A", "Earlier"])]

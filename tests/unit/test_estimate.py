@@ -10,10 +10,10 @@ import pytest
 
 from benchmarks import schedules
 from benchmarks.shapes import suite
-from promptdag.estimate import estimate, list_schedule
-from promptdag.graph import build_graph
-from promptdag.latency_history import medians
-from promptdag.spec import parse_spec
+from promptdag.engine.estimate import estimate, list_schedule
+from promptdag.flows.latency_history import medians
+from promptdag.spec.graph import build_graph
+from promptdag.spec.models import parse_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 

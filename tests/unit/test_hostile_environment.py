@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from promptdag.environment import environment_problem
+from promptdag.remote.environment import environment_problem
 
 RSS_LIMIT_MB = 100  # the CLI's own start-up is ~40 MB; a bomb once grew to 14.8 GB
 TIME_LIMIT_S = 20  # generous for a loaded CI machine; each of these takes well under 1 s
@@ -42,7 +42,7 @@ class Outcome:
         return lines[0]
 
 
-# Runs the CLI as `python -m promptdag.cli` does, then records the process's own peak RSS
+# Runs the CLI as `python -m promptdag.cli.main` does, then records the process's own peak RSS
 # (VmHWM: since its exec) at exit. wait4()'s ru_maxrss would also count the memory of the
 # pytest process it was forked from (~90 MB here), hiding what the CLI itself used.
 LAUNCH = """

@@ -15,11 +15,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from promptdag import SpecError, parse_spec, validate_spec
-from promptdag.cli import main
-from promptdag.limits import read_text
-from promptdag.spec import load_spec
-from promptdag.template import render_task_prompt
-from promptdag.terminal import safe
+from promptdag.cli._terminal import safe
+from promptdag.cli.main import main
+from promptdag.spec.input_limits import read_text
+from promptdag.spec.models import load_spec
+from promptdag.spec.template import render_task_prompt
 
 SETTINGS = settings(
     max_examples=150,

@@ -1,4 +1,5 @@
-"""Imports point one way: core <- tasks <- flows <- entry points, with no cycle anywhere (lazy
+"""Imports point one way, by folder: core (spec/, engine/, llm/) <- tasks <- flows <- remote/ (and
+the Python API) <- entry points (cli/, deployments/), with no cycle anywhere (lazy
 imports inside functions included), and nothing imports the top-level `flows`, `tasks` or
 `deployments` names that an installed promptdag does not have (see test_packaging)."""
 
@@ -10,12 +11,10 @@ from collections import defaultdict
 from pathlib import Path
 
 PACKAGE = Path(__file__).parents[2] / "promptdag"
-ENTRY_POINTS = {
-    "promptdag", "promptdag.api", "promptdag.client", "promptdag.server", "promptdag.autoserver",
-    "promptdag.runs", "promptdag.progress", "promptdag.review_client", "promptdag.cli",
-    "promptdag.cli_common", "promptdag.cli_remote", "promptdag.cli_runs", "promptdag.cli_review",
-}
-LAYERS = {"core": 0, "tasks": 1, "flows": 2, "entry point": 3}
+# The rule by folder, lowest first: a module may import its own layer and the layers below it.
+LAYERS = {"core": 0, "tasks": 1, "flows": 2, "remote": 3, "entry point": 4}
+CORE = ("promptdag.spec", "promptdag.engine", "promptdag.llm", "promptdag.errors",
+        "promptdag.settings", "promptdag._prefect_compat")
 
 
 def modules() -> dict[str, Path]:
@@ -31,13 +30,21 @@ def modules() -> dict[str, Path]:
 
 
 def layer(module: str) -> str:
-    if module in ENTRY_POINTS or module.startswith("promptdag.deployments"):
-        return "entry point"
-    if module.startswith("promptdag.flows"):
-        return "flows"
-    if module.startswith("promptdag.tasks"):
+    """promptdag.spec, .engine and .llm (and the errors and settings every layer shares) are the
+    core; then tasks, flows, remote (a Prefect server, and the Python API beside it); the command
+    line, deployments and the package's front door are entry points."""
+    def under(*prefixes: str) -> bool:
+        return any(module == p or module.startswith(p + ".") for p in prefixes)
+    if under(*CORE):
+        return "core"
+    if under("promptdag.tasks"):
         return "tasks"
-    return "core"
+    if under("promptdag.flows"):
+        return "flows"
+    if under("promptdag.remote", "promptdag.api"):
+        return "remote"
+    assert under("promptdag", "promptdag.cli", "promptdag.deployments"), module
+    return "entry point"
 
 
 def imports() -> dict[str, set[str]]:
@@ -46,7 +53,9 @@ def imports() -> dict[str, set[str]]:
     for name, path in known.items():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                targets = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+                # `from package import module` imports the module, not the package's own code
+                targets = [f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in known
+                           else node.module for a in node.names]
             elif isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]
             else:

@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from promptdag.inheritance import override
-from promptdag.spec import WorkflowSpec, parse_spec
+from promptdag.spec.models import WorkflowSpec, parse_spec
+from promptdag.spec.overrides import override
 
 
 def nested(sub_config: dict | None = None, parent_config: dict | None = None) -> WorkflowSpec:

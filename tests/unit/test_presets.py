@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from promptdag.engine.objective import ObjectiveConfig
 from promptdag.errors import SpecError
-from promptdag.objective import ObjectiveConfig
-from promptdag.presets import PRESETS, presets_table
-from promptdag.spec import parse_spec
+from promptdag.spec.models import parse_spec
+from promptdag.spec.presets import PRESETS, presets_table
 
 
 def _spec(config: dict[str, object]):  # type: ignore[no-untyped-def]

@@ -3,10 +3,10 @@ modes, cancellation. (flows/scheduler.py only runs the loop around them.)"""
 
 from __future__ import annotations
 
-from promptdag.graph import build_graph
-from promptdag.ready_set import ReadySet
-from promptdag.results import TaskResult
-from promptdag.spec import parse_spec
+from promptdag.engine.ready_set import ReadySet
+from promptdag.engine.results import TaskResult
+from promptdag.spec.graph import build_graph
+from promptdag.spec.models import parse_spec
 
 
 def ready_set(tasks: list[dict], mode: str = "skip_dependents") -> ReadySet:

@@ -6,11 +6,11 @@ import json
 
 import pytest
 
+from promptdag.engine.estimate import estimate
+from promptdag.engine.objective import ObjectiveConfig, PlannedTask, check_plan
+from promptdag.engine.review import parse_tasks, plan_json, review_markdown, review_text
 from promptdag.errors import SpecError
-from promptdag.estimate import estimate
-from promptdag.graph import build_graph
-from promptdag.objective import ObjectiveConfig, PlannedTask, check_plan
-from promptdag.review import parse_tasks, plan_json, review_markdown, review_text
+from promptdag.spec.graph import build_graph
 
 TASKS = [PlannedTask(name="Look", prompt="Look | around", depends_on=[]),
          PlannedTask(name="Sum up", prompt="Sum up", depends_on=["Look"])]
@@ -48,9 +48,9 @@ def test_the_review_shows_tasks_dependencies_the_dag_and_the_estimate() -> None:
 
 
 def test_the_objective_report_compares_each_round_with_its_estimate() -> None:
-    from promptdag.objective import ObjectiveResult, Plan, RoundResult
-    from promptdag.report import objective_report
-    from promptdag.results import WorkflowResult
+    from promptdag.engine.objective import ObjectiveResult, Plan, RoundResult
+    from promptdag.engine.report import objective_report
+    from promptdag.engine.results import WorkflowResult
 
     spec = check_plan(TASKS, ObjectiveConfig(latency_hint_s=2), {})
     outcome = WorkflowResult.model_validate({

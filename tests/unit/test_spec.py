@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from promptdag import SpecError, load_spec, parse_spec
-from promptdag.spec import Priority, TaskType
+from promptdag.spec.models import Priority, TaskType
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from promptdag.template import placeholders, render_task_prompt
+from promptdag.spec.template import placeholders, render_task_prompt
 
 
 def test_placeholders_in_order_without_repeats():

@@ -3,7 +3,7 @@
 Without a server, every `promptdag run` starts Prefect's temporary API and stops it again
 (8-25 s here before the first task), and its runs appear in no UI. Build tools solve the same
 problem with a daemon started on first use (Gradle, Bazel); this is that daemon: the first run
-with no `PREFECT_API_URL` starts `promptdag server start`'s server (promptdag/server.py) in
+with no `PREFECT_API_URL` starts `promptdag server start`'s server (local_server.py) in
 PREFECT_HOME, says so once (its UI, how to stop it, how to opt out), and every later run finds
 it there and takes about 2 s end to end.
 
@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from promptdag.errors import ConfigError
-from promptdag.server import (
+from promptdag.remote.local_server import (
     DEFAULT_HOST,
     DEFAULT_PORT,
     ServerInfo,

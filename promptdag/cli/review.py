@@ -1,7 +1,7 @@
 """Plan review from the command line: `promptdag approve RUN [--plan FILE] [--all]`,
 `promptdag reject RUN [--reason TEXT]`, and the terminal of `promptdag objective --review`.
 
-The answers go through Prefect's API (`promptdag/review_client.py`), exactly as the UI's Resume
+The answers go through Prefect's API (`remote/review_client.py`), exactly as the UI's Resume
 form sends them, so any shell can answer any run waiting for review. `objective --review` in a
 terminal shows the plan and asks: approve (this round, or all rounds), edit in $EDITOR, run a
 plan from a file, or reject; elsewhere (a pipe, CI) it prints the plan, the run's UI address
@@ -24,9 +24,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from promptdag.cli._terminal import safe
+from promptdag.engine.review import (
+    ReviewAnswer,
+    ReviewRequest,
+    add_reviewer,
+    parse_tasks,
+    plan_json,
+)
 from promptdag.errors import PromptDagError, SpecError
-from promptdag.review import ReviewAnswer, ReviewRequest, add_reviewer, parse_tasks, plan_json
-from promptdag.terminal import safe
 
 COMMANDS = ("approve", "reject")
 EXIT_OK = 0
@@ -47,8 +53,8 @@ def add_commands(sub: Any) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from promptdag.cli_common import quiet_prefect, use_local_server
-    from promptdag.review_client import answer_review
+    from promptdag.cli._common import quiet_prefect, use_local_server
+    from promptdag.remote.review_client import answer_review
 
     quiet_prefect(verbose=False)
     use_local_server(quiet=True)  # the server in use; never start one to answer a run
@@ -77,7 +83,7 @@ def read_plan(path: str) -> list[Any]:
 
     import yaml
 
-    from promptdag.limits import load_yaml, read_text
+    from promptdag.spec.input_limits import load_yaml, read_text
 
     text = read_text(Path(path), "plan")
     try:
@@ -118,7 +124,7 @@ def _show(request: ReviewRequest) -> None:
     if request.error:
         _print(f"promptdag: the edited plan was not accepted: {safe(request.error)}")
     _print(safe(request.text, multiline=True))
-    from promptdag.progress import run_url
+    from promptdag.cli._progress import run_url
 
     if url := run_url(request.flow_run_id):
         _print(f"review it in the UI too: {url}")
@@ -133,7 +139,7 @@ def _say_how_to_answer(request: ReviewRequest) -> None:
 
 def _ask(request: ReviewRequest) -> None:
     """Ask until there is an answer, then send it (a thread of its own: the run waits)."""
-    from promptdag.review_client import aanswer_in_process
+    from promptdag.remote.review_client import aanswer_in_process
 
     _show(request)
     while True:

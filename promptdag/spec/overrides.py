@@ -1,7 +1,7 @@
 """Command-line overrides: `--model` reaches every task at every level (it means "this model
 for every task"); `--breadth` the workflow, and its sub-workflows that set none of their own. A
 sub-workflow's defaults from its parent are applied when a spec is parsed
-(`promptdag.spec.inherit_parent_config`); overrides re-apply them, so the values travel
+(`promptdag.spec.models.inherit_parent_config`); overrides re-apply them, so the values travel
 explicitly in the spec (a flow parameter) and a deployment run sees what a local run sees.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from promptdag.spec import WorkflowSpec, inherit_parent_config
+from promptdag.spec.models import WorkflowSpec, inherit_parent_config
 
 
 def override(

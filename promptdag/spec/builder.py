@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from promptdag.spec import TaskType, WorkflowSpec, parse_spec
-from promptdag.validation import validate_spec
+from promptdag.spec.models import TaskType, WorkflowSpec, parse_spec
+from promptdag.spec.validation import validate_spec
 
 
 class WorkflowBuilder:

@@ -1,5 +1,5 @@
 """The spec file's JSON Schema and its field reference, both generated from the pydantic models
-(`promptdag.spec`), so editors, docs and validation never disagree.
+(`promptdag.spec.models`), so editors, docs and validation never disagree.
 
 `promptdag schema` prints the JSON Schema (for YAML editors: `# yaml-language-server:
 $schema=...`); `promptdag schema --reference` prints the Markdown reference that the README's
@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from promptdag.spec import TaskSpec, WorkflowConfig, WorkflowSpec
+from promptdag.spec.models import TaskSpec, WorkflowConfig, WorkflowSpec
 
 
 def spec_schema() -> dict[str, Any]:
@@ -72,7 +72,7 @@ def _table(model: type[BaseModel]) -> list[str]:
 def spec_reference() -> str:
     """Every field of a spec file, as Markdown tables (top level, `config`, `tasks[]`)."""
     parts = [
-        "Generated from `promptdag/spec.py` by `promptdag schema --reference`; "
+        "Generated from `promptdag/spec/models.py` by `promptdag schema --reference`; "
         "`promptdag schema` prints the same as JSON Schema for editors.",
         "",
         "**Top level**",

@@ -22,8 +22,8 @@ from pydantic import (
 )
 
 from promptdag.errors import SpecError
-from promptdag.limits import load_yaml, measure, read_text
-from promptdag.presets import Preset, apply_preset
+from promptdag.spec.input_limits import load_yaml, measure, read_text
+from promptdag.spec.presets import Preset, apply_preset
 
 FailureMode = Literal["fail_fast", "skip_dependents", "continue"]
 

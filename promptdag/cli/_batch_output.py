@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 from typing import IO
 
-from promptdag.batch import Batch, BatchRow, row_result
-from promptdag.events import TaskEvent
-from promptdag.results import RowResult, TaskResult, WorkflowResult
+from promptdag.engine.batch import Batch, BatchRow, row_result
+from promptdag.engine.events import TaskEvent
+from promptdag.engine.results import RowResult, TaskResult, WorkflowResult
 
 
 class RowWriter:

@@ -14,8 +14,8 @@ import time
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from promptdag.engine.review import ReviewAnswer
 from promptdag.errors import ConfigError, SpecError
-from promptdag.review import ReviewAnswer
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import PrefectClient
@@ -59,11 +59,11 @@ async def aanswer_review(
         ConfigError: no reachable server; Prefect refused the answer.
     """
     if client is None:
-        from promptdag.client import _connect
+        from promptdag.remote.client import _connect
 
         async with _connect() as connected:
             return await aanswer_review(run_id, answer, wait, connected, pause_key)
-    from promptdag.client import _read_run
+    from promptdag.remote.client import _read_run
 
     flow_run = await _read_run(client, run_id)
     if not _waiting(flow_run, pause_key) and wait > 0:

@@ -1,7 +1,7 @@
 """Shards of a batch: the rows split into N contiguous parts, one flow run each, and the
 shards' rows gathered back into one list in data order.
 
-Pure: rows and row results in and out; `promptdag.client` submits and waits.
+Pure: rows and row results in and out; `promptdag.remote.client` submits and waits.
 Contiguous parts keep each row's index (`row_offset` + its position in the shard) equal to
 its position in the data, so a gathered output reads like the output of one run.
 """
@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
+from promptdag.engine.results import RowResult
 from promptdag.errors import SpecError
-from promptdag.results import RowResult
 
 BATCH_TAG_PREFIX = "batch:"
 

@@ -8,7 +8,7 @@ configured breadth, the sequential sum (one task at a time) and the speedup betw
 A task's latency comes, first match wins, from:
 
 1. the median duration of its model's past task runs (`history`: see
-   `promptdag/latency_history.py`, read from Prefect's API only where one is reachable);
+   `flows/latency_history.py`, read from Prefect's API only where one is reachable);
 2. the task's `latency_hint_s`, else the config's;
 3. the simulated model's own `latency_s` option (it sleeps exactly that long);
 4. the provider's default in `DEFAULT_LATENCY_S`.
@@ -25,8 +25,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from promptdag.graph import WorkflowGraph
-from promptdag.spec import TaskSpec, WorkflowSpec
+from promptdag.spec.graph import WorkflowGraph
+from promptdag.spec.models import TaskSpec, WorkflowSpec
 
 # Seconds per call when nothing better is known: typical end-to-end latencies of a
 # few-hundred-token answer (measured orders of magnitude, not promises).

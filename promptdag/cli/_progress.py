@@ -1,6 +1,6 @@
 """Live progress of a run for a person: a rich display on a terminal, plain lines elsewhere.
 
-The scheduler emits `TaskEvent`s (promptdag/events.py); `show_progress` picks the listener:
+The scheduler emits `TaskEvent`s (promptdag/engine/events.py); `show_progress` picks the listener:
 
 - on a terminal (stderr is a TTY): a progress bar (finished / total, elapsed, estimate), the
   tasks running now with their elapsed time and attempt, and, printed above it as they happen,
@@ -25,8 +25,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, ClassVar, Literal
 
-from promptdag.events import TaskEvent, subscribe
-from promptdag.terminal import safe
+from promptdag.cli._terminal import safe
+from promptdag.engine.events import TaskEvent, subscribe
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -212,7 +212,7 @@ def run_url(flow_run_id: str | None) -> str | None:
         return None
     from uuid import UUID
 
-    from promptdag.client import ui_url
+    from promptdag.remote.client import ui_url
 
     try:
         return ui_url(UUID(flow_run_id))

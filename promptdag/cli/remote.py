@@ -16,8 +16,8 @@ import json
 import sys
 from typing import Any
 
+from promptdag.cli._terminal import safe
 from promptdag.errors import SpecError
-from promptdag.terminal import safe
 
 COMMANDS = ("submit", "status", "result", "server")
 EXIT_OK, EXIT_FAILED = 0, 1
@@ -67,7 +67,7 @@ def add_commands(sub: Any) -> None:
 def run_command(args: argparse.Namespace) -> int:
     if args.command == "server":
         return _server(args)
-    from promptdag.cli_common import quiet_prefect, use_local_server
+    from promptdag.cli._common import quiet_prefect, use_local_server
 
     quiet_prefect(verbose=False)
     use_local_server(quiet=True)  # no PREFECT_API_URL: the server `server start` left running
@@ -79,7 +79,7 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def _submit(args: argparse.Namespace) -> int:
-    from promptdag import client
+    from promptdag.remote import client
 
     if bool(args.spec) == bool(args.objective):
         raise SpecError("give a spec file or --objective \"...\" (one of them)")
@@ -88,7 +88,7 @@ def _submit(args: argparse.Namespace) -> int:
     if args.data:
         return _submit_batch(args)
     if args.objective:
-        from promptdag.cli_common import read_mapping
+        from promptdag.cli._common import read_mapping
 
         context = read_mapping(args.context_file, "context") if args.context_file else None
         config = {k: v for k, v in (("breadth", args.breadth), ("depth", args.depth),
@@ -99,7 +99,7 @@ def _submit(args: argparse.Namespace) -> int:
     else:
         if args.context_file or args.depth is not None or args.review:
             raise SpecError("--context-file, --depth and --review are for --objective")
-        from promptdag.cli_common import load_for_cli
+        from promptdag.cli._common import load_for_cli
 
         spec, _ = load_for_cli(args.spec, args.model, args.breadth)
         run_id = client.submit_workflow(spec, deployment=args.deployment
@@ -122,7 +122,7 @@ def _submit(args: argparse.Namespace) -> int:
 
 def _say_if_nobody_polls(run_id: Any) -> None:
     """A deployment's run waits forever if no worker (or `serve`) polls for it: say so."""
-    from promptdag.runs import nobody_polling
+    from promptdag.remote.runs import nobody_polling
 
     if (hint := nobody_polling(run_id)) is not None:
         print(f"promptdag: {hint}", file=sys.stderr)
@@ -130,14 +130,14 @@ def _say_if_nobody_polls(run_id: Any) -> None:
 
 def _submit_batch(args: argparse.Namespace) -> int:
     """A spec over --data as --shards runs: their ids on stdout, one a line."""
-    from promptdag import client
-    from promptdag.cli_common import load_for_cli
+    from promptdag.cli._common import load_for_cli
+    from promptdag.remote import client
 
     if args.objective or args.context_file or args.depth is not None:
         raise SpecError("--data goes with a spec file, not --objective")
     if args.limit is not None and args.limit < 1:
         raise SpecError("--limit must be at least 1")
-    from promptdag.batch import read_rows
+    from promptdag.engine.batch import read_rows
 
     rows = read_rows(args.data, args.limit)
     spec, _ = load_for_cli(args.spec, args.model, args.breadth, rows=rows)
@@ -159,8 +159,8 @@ def _submit_batch(args: argparse.Namespace) -> int:
 
 def _print_rows(rows: list[Any], output: str | None) -> int:
     """Rows as JSONL (to `output`, else stdout), the totals on stderr; exit 1 if any failed."""
-    from promptdag import client
-    from promptdag.batch_output import rows_line
+    from promptdag.cli._batch_output import rows_line
+    from promptdag.remote import client
 
     if output:
         client.write_rows(rows, output)
@@ -173,7 +173,7 @@ def _print_rows(rows: list[Any], output: str | None) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from promptdag import client
+    from promptdag.remote import client
 
     status = client.get_status(args.run_id)
     if args.json:
@@ -197,7 +197,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _result(args: argparse.Namespace) -> int:
-    from promptdag import client
+    from promptdag.remote import client
 
     batch = len(args.run_id) > 1 or args.output or args.run_id[0].startswith("batch:")
     if batch:  # a batch's runs: their rows, gathered
@@ -213,8 +213,8 @@ def _result(args: argparse.Namespace) -> int:
 
 
 def _print_result(result: Any, as_json: bool) -> int:
-    from promptdag.cli_common import render_objective_summary, render_summary
-    from promptdag.objective import ObjectiveResult
+    from promptdag.cli._common import render_objective_summary, render_summary
+    from promptdag.engine.objective import ObjectiveResult
 
     if as_json:
         print(result.model_dump_json(indent=2))
@@ -226,7 +226,7 @@ def _print_result(result: Any, as_json: bool) -> int:
 
 
 def _server(args: argparse.Namespace) -> int:
-    from promptdag import server
+    from promptdag.remote import local_server as server
 
     info = server.read_state()
     if args.action == "start":

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
-    from promptdag.results import TaskResult
+    from promptdag.engine.results import TaskResult
 
 
 @dataclass(frozen=True)

@@ -20,13 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from promptdag.conditions import split_reference
+from promptdag.engine.results import RowResult, TaskResult, workflow_status
 from promptdag.errors import SpecError
-from promptdag.graph import build_graph
 from promptdag.llm.base import Usage
-from promptdag.results import RowResult, TaskResult, workflow_status
-from promptdag.spec import TaskSpec, WorkflowSpec
-from promptdag.template import PLACEHOLDER, placeholders
+from promptdag.spec.conditions import split_reference
+from promptdag.spec.graph import build_graph
+from promptdag.spec.models import TaskSpec, WorkflowSpec
+from promptdag.spec.template import PLACEHOLDER, placeholders
 
 Row = dict[str, Any]
 
@@ -54,8 +54,8 @@ class Batch:
 def read_rows(path: str | Path, limit: int | None = None) -> list[Row]:
     """Rows of a `.jsonl` file (one JSON object a line) or a `.csv` file (a header line);
     SpecError naming the line for anything else."""
-    from promptdag.limits import read_text
     from promptdag.settings import get_settings
+    from promptdag.spec.input_limits import read_text
 
     file = Path(path)
     text = read_text(file, "data", get_settings().max_data_bytes, "max_data_bytes")
@@ -170,10 +170,10 @@ def _instance(
 
 def validate_batch(spec: WorkflowSpec, rows: list[Row], check_keys: bool = True) -> Batch:
     """Check a batch before it runs: the workflow and each row within the input limits
-    (promptdag/limits.py: the batch as a whole is as big as its data), every row's instance
+    (spec/input_limits.py: the batch as a whole is as big as its data), every row's instance
     as a spec (fields, names, models, keys)."""
-    from promptdag.limits import check_context, check_spec
-    from promptdag.validation import validate_spec
+    from promptdag.spec.input_limits import check_context, check_spec
+    from promptdag.spec.validation import validate_spec
 
     check_spec(spec)
     for index, row in enumerate(rows):

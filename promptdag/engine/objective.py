@@ -10,14 +10,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from promptdag.engine.estimate import Estimate
+from promptdag.engine.results import WorkflowResult
 from promptdag.errors import SpecError
-from promptdag.estimate import Estimate
 from promptdag.llm.base import Usage
-from promptdag.presets import Preset, apply_preset
-from promptdag.results import WorkflowResult
-from promptdag.spec import FailureMode, ModelRef, WorkflowSpec, parse_spec
-from promptdag.template import carry_inputs
-from promptdag.validation import validate_spec
+from promptdag.spec.models import FailureMode, ModelRef, WorkflowSpec, parse_spec
+from promptdag.spec.presets import Preset, apply_preset
+from promptdag.spec.template import carry_inputs
+from promptdag.spec.validation import validate_spec
 
 StopReason = Literal["complete", "depth_reached", "reflection_failed", "failed", "rejected"]
 
@@ -121,7 +121,7 @@ class RoundResult(BaseModel):
     reflection: Reflection | None = None
     error: str | None = None
     estimate: Estimate | None = Field(
-        None, description="The round's plan estimated before it ran (promptdag/estimate.py)."
+        None, description="The round's plan estimated before it ran (promptdag/engine/estimate.py)."
     )
     edited: bool = Field(False, description="A reviewer changed the plan before it ran.")
 

@@ -21,11 +21,11 @@ import heapq
 from collections.abc import Callable
 from typing import Any
 
-from promptdag.conditions import evaluate, parse_condition, split_reference
-from promptdag.graph import WorkflowGraph
-from promptdag.results import TaskResult
-from promptdag.spec import FailureMode
-from promptdag.template import field_value
+from promptdag.engine.results import TaskResult
+from promptdag.spec.conditions import evaluate, parse_condition, split_reference
+from promptdag.spec.graph import WorkflowGraph
+from promptdag.spec.models import FailureMode
+from promptdag.spec.template import field_value
 
 
 def failure_text(name: str, error: str) -> str:

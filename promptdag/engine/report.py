@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from promptdag.estimate import Estimate
+from promptdag.engine.estimate import Estimate
+from promptdag.engine.objective import ObjectiveResult
+from promptdag.engine.results import TaskResult, WorkflowResult
 from promptdag.llm.base import Usage
-from promptdag.objective import ObjectiveResult
-from promptdag.results import TaskResult, WorkflowResult
 
 TEXT_LIMIT = 4_000  # characters of one task's result in a report; the result JSON has it all
 MERMAID_LIMIT = 200  # tasks; bigger graphs are too dense to read (and slow to draw)

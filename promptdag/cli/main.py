@@ -14,8 +14,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from promptdag import cli_remote, cli_review, cli_runs
-from promptdag.cli_common import (
+from promptdag.cli import remote as cli_remote
+from promptdag.cli import review as cli_review
+from promptdag.cli import runs as cli_runs
+from promptdag.cli._common import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
     EXIT_INTERNAL,
@@ -35,12 +37,12 @@ from promptdag.cli_common import (
     use_local_server,
     with_url,
 )
+from promptdag.cli._terminal import safe
+from promptdag.engine.events import subscribe
+from promptdag.engine.objective import ObjectiveResult
+from promptdag.engine.results import WorkflowResult
 from promptdag.errors import PromptDagError, SpecError
-from promptdag.events import subscribe
-from promptdag.objective import ObjectiveResult
-from promptdag.results import WorkflowResult
-from promptdag.spec import WorkflowSpec
-from promptdag.terminal import safe
+from promptdag.spec.models import WorkflowSpec
 
 
 class _Parser(argparse.ArgumentParser):
@@ -156,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush is silent too
         return EXIT_OK
     except Exception as exc:  # a bug, not bad input: one line, traceback on request
-        from promptdag.environment import environment_problem
+        from promptdag.remote.environment import environment_problem
 
         if (problem := environment_problem(exc)) is not None:  # the machine's, not a bug
             print(f"promptdag: error: {safe(problem)}", file=sys.stderr)
@@ -183,7 +185,7 @@ def _version() -> str:
 def _schema(args: argparse.Namespace) -> int:
     import json
 
-    from promptdag.reference import spec_reference, spec_schema
+    from promptdag.spec.reference import spec_reference, spec_schema
 
     print(spec_reference() if args.reference else json.dumps(spec_schema(), indent=2))
     return EXIT_OK
@@ -216,7 +218,7 @@ def _validate(args: argparse.Namespace) -> int:
     for i, level in enumerate(graph.levels(), 1):
         print(f"  stage {i}: {', '.join(map(safe, level))}")
     print(f"  critical path ({len(path)} tasks): {' -> '.join(map(safe, path))}")
-    from promptdag.estimate import estimate
+    from promptdag.engine.estimate import estimate
 
     found = estimate(spec, graph, _latency_history() if args.history else None)
     print(f"  {found.line()}")
@@ -233,7 +235,7 @@ def _latency_history() -> dict[str, tuple[float, int]]:
               "defaults", file=sys.stderr)
         return {}
     quiet_prefect(verbose=False)
-    from promptdag.latency_history import model_latencies
+    from promptdag.flows.latency_history import model_latencies
 
     return model_latencies()
 
@@ -248,7 +250,7 @@ def _run(args: argparse.Namespace) -> int:
     _check_batch_args(args)
     rows = None
     if args.data:
-        from promptdag.batch import read_rows
+        from promptdag.engine.batch import read_rows
 
         rows = read_rows(args.data, args.limit)
     spec, _ = load_for_cli(args.spec, args.model, args.breadth, args.infer_deps, check_keys=True,
@@ -279,12 +281,12 @@ def _check_batch_args(args: argparse.Namespace) -> None:
 
 
 def _run_batch(args: argparse.Namespace, spec: WorkflowSpec, rows: list[dict[str, Any]]) -> int:
-    """One run of the workflow over every row (promptdag/batch.py); rows reported, and written
+    """One run of the workflow over every row (engine/batch.py); rows reported, and written
     to --output, as they finish."""
     from promptdag.api import run
-    from promptdag.batch import expand
-    from promptdag.batch_output import RowWriter, rows_line
-    from promptdag.progress import choose_mode, show_progress
+    from promptdag.cli._batch_output import RowWriter, rows_line
+    from promptdag.cli._progress import choose_mode, show_progress
+    from promptdag.engine.batch import expand
 
     batch = expand(spec, rows)
     mode = choose_mode(quiet=args.json or args.quiet)
@@ -349,7 +351,7 @@ def _retry(args: argparse.Namespace) -> int:
                 result = result.model_copy(update={"warning": retried.outcome.lost_api})
         return result
 
-    from promptdag.progress import choose_mode, show_progress
+    from promptdag.cli._progress import choose_mode, show_progress
 
     mode = choose_mode(quiet=args.json)
     with show_progress("plain" if mode == "live" and args.verbose else mode,
@@ -363,7 +365,7 @@ def _retry(args: argparse.Namespace) -> int:
               f"follow it with `promptdag status {outcome.flow_run_id}`", file=sys.stderr)
         print(outcome.flow_run_id)
         return EXIT_OK
-    from promptdag import client
+    from promptdag.remote import client
 
     return finish(client.wait_for_result(outcome.flow_run_id), args.json)
 
@@ -388,7 +390,7 @@ def _objective(args: argparse.Namespace) -> int:
 
     banner = (f"Objective: {request.objective!r} (breadth {request.config.breadth}, "
               f"depth {request.config.depth})")
-    # Review (promptdag/cli_review.py): a terminal asks; elsewhere, how to answer is printed
+    # Review (promptdag/cli/review.py): a terminal asks; elsewhere, how to answer is printed
     asking = request.config.review and sys.stdin.isatty() and sys.stderr.isatty()
     stop = cli_review.watch_reviews(asking) if request.config.review else None
     try:
@@ -405,9 +407,9 @@ R = TypeVar("R", WorkflowResult, ObjectiveResult)
 
 def _execute(banner: str, call: Callable[[], R], render: Callable[[R], str], as_json: bool,
              quiet: bool = False, total: int | None = None, plain: bool = False) -> int:
-    """Run with live progress on stderr (promptdag/progress.py); print the result JSON (--json)
+    """Run with live progress on stderr (promptdag/cli/_progress.py); print the result JSON (--json)
     or a summary ending with the run's UI URL."""
-    from promptdag.progress import choose_mode, show_progress
+    from promptdag.cli._progress import choose_mode, show_progress
 
     mode = choose_mode(quiet=as_json or quiet)
     # a question is asked on the terminal, or Prefect's logs go there (--verbose): no redrawn bar
@@ -417,7 +419,7 @@ def _execute(banner: str, call: Callable[[], R], render: Callable[[R], str], as_
         print(banner, file=sys.stderr)
     from prefect.exceptions import TerminationSignal
 
-    from promptdag.runs import honour_cancellation
+    from promptdag.remote.runs import honour_cancellation
 
     try:
         with show_progress(mode, title=banner.split(":")[0], total=total), \
@@ -428,7 +430,7 @@ def _execute(banner: str, call: Callable[[], R], render: Callable[[R], str], as_
 
         if control_listener.get_intent() != "cancel":  # a plain SIGTERM: let it end us
             raise
-        # `promptdag cancel` or the UI's Cancel (promptdag/runs.py): Prefect ended the run
+        # `promptdag cancel` or the UI's Cancel (promptdag/remote/runs.py): Prefect ended the run
         print("promptdag: the run was cancelled (promptdag cancel, or Cancel in the UI)",
               file=sys.stderr)
         return EXIT_FAILED

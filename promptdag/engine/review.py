@@ -23,11 +23,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
+from promptdag.engine.estimate import Estimate
+from promptdag.engine.objective import PlannedTask
+from promptdag.engine.report import mermaid_markdown
 from promptdag.errors import SpecError
-from promptdag.estimate import Estimate
-from promptdag.graph import WorkflowGraph
-from promptdag.objective import PlannedTask
-from promptdag.report import mermaid_markdown
+from promptdag.spec.graph import WorkflowGraph
 
 Decision = Literal["approve", "edit", "reject"]
 PROMPT_PREVIEW = 160  # characters of a prompt in the review's table

@@ -6,14 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 from promptdag.errors import SpecError
-from promptdag.graph import WorkflowGraph, build_graph
-from promptdag.limits import check_spec
 from promptdag.llm.keys import check_key
 from promptdag.llm.options import OPTION_MODELS, check_options, parse_options
 from promptdag.llm.pricing import load_prices
 from promptdag.llm.registry import check_model, split_model
 from promptdag.llm.simulated import parse_options as parse_simulated_options
-from promptdag.spec import TaskSpec, WorkflowSpec
+from promptdag.spec.graph import WorkflowGraph, build_graph
+from promptdag.spec.input_limits import check_spec
+from promptdag.spec.models import TaskSpec, WorkflowSpec
 
 
 def task_models(task: TaskSpec, spec: WorkflowSpec) -> list[str]:
@@ -35,10 +35,10 @@ def validate_spec(
 
     With `check_keys` (a run, not `promptdag validate`), also raise ConfigError when a real
     model has no API key or the prices file is unreadable: one line before anything starts.
-    Input bounds (depth, size, prompt and context sizes: promptdag/limits.py) are checked
+    Input bounds (depth, size, prompt and context sizes: promptdag/spec/input_limits.py) are checked
     here, so `validate` and `run` accept exactly the same specs.
     """
-    if bounded:  # a batch's expansion is bounded by its parts instead (promptdag/batch.py)
+    if bounded:  # a batch's expansion is bounded by its parts instead (promptdag/engine/batch.py)
         check_spec(spec)
     graph = build_graph(spec)
     real = False

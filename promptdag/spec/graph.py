@@ -12,12 +12,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from promptdag.conditions import parse_condition, split_reference
-from promptdag.conditions import references as condition_references
 from promptdag.errors import SpecError
-from promptdag.schemas import has_field, resolve_schema
-from promptdag.spec import TaskSpec, TaskType, WorkflowSpec
-from promptdag.template import PLACEHOLDER, placeholders
+from promptdag.spec.conditions import parse_condition, split_reference
+from promptdag.spec.conditions import references as condition_references
+from promptdag.spec.models import TaskSpec, TaskType, WorkflowSpec
+from promptdag.spec.schemas import has_field, resolve_schema
+from promptdag.spec.template import PLACEHOLDER, placeholders
 
 
 @dataclass(frozen=True)

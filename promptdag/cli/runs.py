@@ -1,5 +1,5 @@
 """`promptdag runs | logs | cancel | watch`: find and steer runs through Prefect's API
-(promptdag/runs.py). Any run of promptdag's flows: run here, submitted, or started from the UI.
+(remote/runs.py). Any run of promptdag's flows: run here, submitted, or started from the UI.
 
 Exit codes: 0 found / done (`watch`: the run completed), 1 `watch` saw the run fail or be
 cancelled, 2 no server, an unknown run, or nothing to cancel (one line saying what to do).
@@ -12,7 +12,7 @@ import json
 import sys
 from typing import Any
 
-from promptdag.terminal import safe
+from promptdag.cli._terminal import safe
 
 COMMANDS = ("runs", "logs", "cancel", "watch")
 EXIT_OK, EXIT_FAILED = 0, 1
@@ -44,7 +44,7 @@ def add_commands(sub: Any) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from promptdag.cli_common import quiet_prefect, use_local_server
+    from promptdag.cli._common import quiet_prefect, use_local_server
 
     quiet_prefect(verbose=False)
     use_local_server(quiet=True)  # no PREFECT_API_URL: the local server promptdag started
@@ -52,7 +52,7 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def _runs(args: argparse.Namespace) -> int:
-    from promptdag import runs
+    from promptdag.remote import runs
 
     found = runs.list_runs(limit=args.limit, name=args.name)
     if args.json:
@@ -79,7 +79,7 @@ def _runs(args: argparse.Namespace) -> int:
 
 
 def _logs(args: argparse.Namespace) -> int:
-    from promptdag import runs
+    from promptdag.remote import runs
 
     lines = runs.read_logs(args.run_id, limit=args.tail)
     for line in lines:
@@ -94,7 +94,7 @@ def _logs(args: argparse.Namespace) -> int:
 
 
 def _cancel(args: argparse.Namespace) -> int:
-    from promptdag import runs
+    from promptdag.remote import runs
 
     print(f"cancelling run {args.run_id}...", file=sys.stderr)
     state = runs.cancel(args.run_id, wait_seconds=args.timeout)
@@ -108,10 +108,10 @@ def _cancel(args: argparse.Namespace) -> int:
 
 
 def _watch(args: argparse.Namespace) -> int:
-    from promptdag import runs
-    from promptdag.cli_common import finish
-    from promptdag.events import emit
-    from promptdag.progress import choose_mode, show_progress
+    from promptdag.cli._common import finish
+    from promptdag.cli._progress import choose_mode, show_progress
+    from promptdag.engine.events import emit
+    from promptdag.remote import runs
 
     mode = choose_mode(quiet=args.quiet or args.json)
     if mode != "quiet":
@@ -126,7 +126,7 @@ def _watch(args: argparse.Namespace) -> int:
         return finish(result, args.json)
     why = f": {safe(run.state.message)}" if run.state and run.state.message else ""
     print(f"{safe(run.name)}: {(run.state_name or 'ended').upper()}{why}")
-    from promptdag.progress import run_url
+    from promptdag.cli._progress import run_url
 
     if url := run_url(str(run.id)):
         print(f"view: {url}")

@@ -35,10 +35,10 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
+from promptdag.engine.objective import ObjectiveRequest, ObjectiveResult
+from promptdag.engine.results import RowResult, WorkflowResult
 from promptdag.errors import ConfigError, PromptDagError, SpecError
-from promptdag.objective import ObjectiveRequest, ObjectiveResult
-from promptdag.results import RowResult, WorkflowResult
-from promptdag.spec import WorkflowSpec
+from promptdag.spec.models import WorkflowSpec
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import PrefectClient
@@ -95,7 +95,7 @@ async def asubmit_workflow(
         ConfigError: no server, an unreachable server or an unknown deployment.
     """
     from promptdag.api import as_parameter, as_spec
-    from promptdag.validation import validate_spec
+    from promptdag.spec.validation import validate_spec
 
     workflow = as_spec(spec)
     validate_spec(workflow)
@@ -183,9 +183,9 @@ async def asubmit_batch(
         ConfigError: no server, an unreachable server or an unknown deployment.
     """
     from promptdag.api import as_data_parameter, as_parameter, as_spec
-    from promptdag.batch import expand, read_rows
-    from promptdag.shards import new_batch_tag, split_rows
-    from promptdag.validation import validate_spec
+    from promptdag.engine.batch import expand, read_rows
+    from promptdag.remote.shards import new_batch_tag, split_rows
+    from promptdag.spec.validation import validate_spec
 
     workflow = as_spec(spec)
     rows = read_rows(data, limit) if isinstance(data, (str, Path)) else list(data)[:limit]
@@ -301,7 +301,7 @@ async def await_rows(
             is not a batch run (it has no rows).
         SpecError: two runs report the same row (runs of different batches).
     """
-    from promptdag.shards import BATCH_TAG_PREFIX, gather_rows
+    from promptdag.remote.shards import BATCH_TAG_PREFIX, gather_rows
 
     expanded: list[str] = []
     for run in run_ids:

@@ -6,7 +6,7 @@ started here by `promptdag run`, by a worker for `promptdag submit`, or by `pref
 run`. This module reads them back with Prefect's client: `list_runs` (state, tasks done,
 tokens, cost), `read_logs`, `cancel` (Prefect's Cancelling state; a worker stops a deployment's
 run, and `honour_cancellation` stops a run in this process) and `watch` (a run's task runs
-turned back into the scheduler's `TaskEvent`s, so the live display of promptdag/progress.py
+turned back into the scheduler's `TaskEvent`s, so the live display of promptdag/cli/_progress.py
 shows any run, local or submitted, the way `run` shows its own).
 """
 
@@ -23,11 +23,18 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
-from promptdag.client import FINAL, _connect, _counts, _read_progress, _read_result, _read_run
+from promptdag.engine.events import TaskEvent
+from promptdag.engine.objective import ObjectiveResult
+from promptdag.engine.results import WorkflowResult
 from promptdag.errors import SpecError
-from promptdag.events import TaskEvent
-from promptdag.objective import ObjectiveResult
-from promptdag.results import WorkflowResult
+from promptdag.remote.client import (
+    FINAL,
+    _connect,
+    _counts,
+    _read_progress,
+    _read_result,
+    _read_run,
+)
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import PrefectClient
@@ -69,7 +76,7 @@ async def alist_runs(limit: int = 20, name: str | None = None) -> list[RunSummar
     )
     from prefect.client.schemas.sorting import FlowRunSort
 
-    from promptdag.client import ui_url
+    from promptdag.remote.client import ui_url
 
     async with _connect() as client:
         flows = {f.id: f.name for f in await client.read_flows(
@@ -224,7 +231,7 @@ def honour_cancellation(poll_seconds: float = 1.0) -> Iterator[None]:
     import os
     import signal
 
-    from promptdag.events import subscribe
+    from promptdag.engine.events import subscribe
 
     if not os.environ.get("PREFECT_API_URL") or threading.current_thread() is not (
             threading.main_thread()):

@@ -11,15 +11,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from promptdag.cli._terminal import safe
+from promptdag.engine.objective import ObjectiveResult
+from promptdag.engine.results import WorkflowResult
 from promptdag.errors import SpecError
-from promptdag.graph import WorkflowGraph, build_graph
-from promptdag.inheritance import override
-from promptdag.objective import ObjectiveResult
-from promptdag.results import WorkflowResult
 from promptdag.settings import get_settings
-from promptdag.spec import WorkflowSpec, load_spec, parse_spec
-from promptdag.terminal import safe
-from promptdag.validation import validate_spec
+from promptdag.spec.graph import WorkflowGraph, build_graph
+from promptdag.spec.models import WorkflowSpec, load_spec, parse_spec
+from promptdag.spec.overrides import override
+from promptdag.spec.validation import validate_spec
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -43,7 +43,7 @@ def load_for_cli(
         spec = parse_spec(spec.model_dump(exclude_unset=True),
                           source=f"{path} (with command-line options)")
     if rows is not None:
-        from promptdag.batch import validate_batch
+        from promptdag.engine.batch import validate_batch
 
         batch = validate_batch(spec, rows, check_keys=check_keys)
         return spec, build_graph(batch.spec)
@@ -67,22 +67,22 @@ def quiet_prefect(verbose: bool) -> None:
 def use_local_server(quiet: bool, start: bool = False) -> None:
     """Point Prefect at the local server (started now if `start`), then check the environment:
     an API that does not answer or a PREFECT_HOME that cannot be written is one line and exit
-    2 here, before Prefect starts (promptdag/environment.py)."""
-    from promptdag.environment import check_environment
+    2 here, before Prefect starts (promptdag/remote/environment.py)."""
+    from promptdag.remote.environment import check_environment
 
     find_local_server(quiet, start)
     check_environment()
 
 
 def find_local_server(quiet: bool, start: bool = False) -> None:
-    """Fast by default (promptdag/autoserver.py): with no PREFECT_API_URL set, use the local
+    """Fast by default (promptdag/remote/autoserver.py): with no PREFECT_API_URL set, use the local
     server running in PREFECT_HOME, or for a run (`start`) start one in the background and
     say so once; about 2 s to the first task instead of 8-25 s for Prefect's temporary API,
     and the run shows in the server's UI."""
     if os.environ.get("PREFECT_API_URL"):  # the user's server always wins
         return
-    from promptdag import autoserver
-    from promptdag.environment import prefect_home
+    from promptdag.remote import autoserver
+    from promptdag.remote.environment import prefect_home
 
     # Before Prefect is imported (its settings are fixed at import): PREFECT_HOME as set, or
     # Prefect's default home.
@@ -109,7 +109,7 @@ def finish(result: WorkflowResult | ObjectiveResult, as_json: bool) -> int:
 
 def with_url(summary: str, result: WorkflowResult | ObjectiveResult) -> str:
     """The summary, ending with the run's page in the Prefect UI when a server is in use."""
-    from promptdag.progress import run_url
+    from promptdag.cli._progress import run_url
 
     url = run_url(result.flow_run_id)
     return f"{summary}\nview: {url}" if url else summary
@@ -127,13 +127,13 @@ def exit_code(result: WorkflowResult | ObjectiveResult) -> int:
 
 def read_mapping(path: str, what: str) -> dict[str, Any]:
     """A JSON or YAML file holding a mapping; SpecError (exit 2) otherwise. Bounded like a
-    spec (promptdag/limits.py): a regular file, sizes, YAML aliases and depth; a context (as
+    spec (spec/input_limits.py): a regular file, sizes, YAML aliases and depth; a context (as
     a file or in a request) at most PROMPTDAG_MAX_CONTEXT_BYTES."""
     import json
 
     import yaml
 
-    from promptdag.limits import check_context, load_yaml, measure, read_text
+    from promptdag.spec.input_limits import check_context, load_yaml, measure, read_text
 
     file = Path(path)
     text = read_text(file, what)

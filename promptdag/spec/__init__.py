@@ -1,0 +1,2 @@
+"""What a user writes: spec models, loading within input bounds, the graph, conditions,
+templates, schemas and presets."""
