@@ -1,7 +1,7 @@
 """What every `promptdag` command shares: loading a spec with command-line overrides, quieting
 Prefect and finding the local server before it starts, reading mapping files, exit codes and the
-summaries printed at the end of a run. The command modules (cli, cli_remote, cli_runs,
-cli_review) import it; it imports none of them.
+summaries printed at the end of a run. The command modules (workflow, spec, objective, remote,
+runs, review) import it; it imports none of them.
 """
 
 from __future__ import annotations

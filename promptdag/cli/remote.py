@@ -19,11 +19,10 @@ from typing import Any
 from promptdag.cli._terminal import safe
 from promptdag.errors import SpecError
 
-COMMANDS = ("submit", "status", "result", "server")
 EXIT_OK, EXIT_FAILED = 0, 1
 
 
-def add_commands(sub: Any) -> None:
+def register(sub: Any) -> None:
     """Add the remote subcommands to the `promptdag` parser's subparsers."""
     submit = sub.add_parser("submit", help="submit a spec (or an objective) to a deployment")
     submit.add_argument("spec", nargs="?", help="spec file (.yaml, .yml or .json)")
@@ -62,6 +61,8 @@ def add_commands(sub: Any) -> None:
     server.add_argument("action", choices=["start", "stop", "status", "env", "open"])
     server.add_argument("--host", default="127.0.0.1")
     server.add_argument("--port", type=int, default=4200)
+    for command in (submit, status, result, server):
+        command.set_defaults(handler=run_command)
 
 
 def run_command(args: argparse.Namespace) -> int:

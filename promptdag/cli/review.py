@@ -34,11 +34,10 @@ from promptdag.engine.review import (
 )
 from promptdag.errors import PromptDagError, SpecError
 
-COMMANDS = ("approve", "reject")
 EXIT_OK = 0
 
 
-def add_commands(sub: Any) -> None:
+def register(sub: Any) -> None:
     """Add `approve` and `reject` to the `promptdag` parser's subparsers."""
     approve = sub.add_parser("approve", help="approve the plan of a run waiting for review")
     approve.add_argument("run_id", help="the objective's flow run id")
@@ -50,6 +49,8 @@ def add_commands(sub: Any) -> None:
                             "run ends (stop_reason: rejected) without running it")
     reject.add_argument("run_id", help="the objective's flow run id")
     reject.add_argument("--reason", default="", help="why (kept in the run's result)")
+    for command in (approve, reject):
+        command.set_defaults(handler=run_command)
 
 
 def run_command(args: argparse.Namespace) -> int:

@@ -14,11 +14,10 @@ from typing import Any
 
 from promptdag.cli._terminal import safe
 
-COMMANDS = ("runs", "logs", "cancel", "watch")
 EXIT_OK, EXIT_FAILED = 0, 1
 
 
-def add_commands(sub: Any) -> None:
+def register(sub: Any) -> None:
     """Add the run-steering subcommands to the `promptdag` parser's subparsers."""
     runs = sub.add_parser("runs", help="recent runs: workflow, state, tasks, duration, tokens, "
                           "cost, id")
@@ -41,6 +40,8 @@ def add_commands(sub: Any) -> None:
     watch.add_argument("run_id")
     watch.add_argument("--quiet", "-q", action="store_true", help="no progress: only the end")
     watch.add_argument("--json", action="store_true", help="at the end, the result JSON")
+    for command in (runs, logs, cancel, watch):
+        command.set_defaults(handler=run_command)
 
 
 def run_command(args: argparse.Namespace) -> int:

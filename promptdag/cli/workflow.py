@@ -1,0 +1,195 @@
+"""`promptdag run` (a spec, or a batch with --data) and `promptdag retry`: workflows run here.
+
+Exit codes: 0 completed, 1 the workflow failed, 2 bad input, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from promptdag.cli._common import (
+    EXIT_OK,
+    exit_code,
+    finish,
+    load_for_cli,
+    quiet_prefect,
+    render_summary,
+    say,
+    use_local_server,
+    with_url,
+)
+from promptdag.cli._execute import execute
+from promptdag.engine.events import subscribe
+from promptdag.engine.objective import ObjectiveResult
+from promptdag.engine.results import WorkflowResult
+from promptdag.errors import SpecError
+from promptdag.spec.models import WorkflowSpec
+
+
+def register(sub: Any) -> None:
+    """Add `run` and `retry` to the `promptdag` parser's subparsers."""
+    run = sub.add_parser("run", help="run a workflow spec")
+    run.add_argument("spec", help="spec file (.yaml, .yml or .json)")
+    run.add_argument("--model", help='use this model for every task ("provider:model")')
+    run.add_argument("--breadth", type=int, help="max tasks running at once")
+    run.add_argument("--json", action="store_true", help="print only the result JSON on stdout")
+    run.add_argument("--quiet", "-q", action="store_true", help="no progress: only the summary")
+    run.add_argument("--verbose", action="store_true", help="show Prefect's own logs")
+    reuse = run.add_mutually_exclusive_group()
+    reuse.add_argument(
+        "--resume",
+        action="store_true",
+        help="if the latest run of this spec did not complete, resume it (the default)",
+    )
+    reuse.add_argument(
+        "--fresh", action="store_true",
+        help="start a new run even if the latest did not complete; call every model",
+    )
+    run.add_argument("--data", help="run the workflow once per row of this .jsonl or .csv file "
+                     "(row fields are {{ field }} in every prompt)")
+    run.add_argument("--output", help="with --data: write one JSON line per row as rows finish")
+    run.add_argument("--limit", type=int, help="with --data: only the first N rows (a trial)")
+    run.add_argument(
+        "--infer-deps",
+        action="store_true",
+        help="let the model infer dependencies of tasks without depends_on (seed 002)",
+    )
+
+    run.set_defaults(handler=_run)
+
+    retry = sub.add_parser(
+        "retry", help="retry a run that did not complete, reusing its finished tasks"
+    )
+    retry.add_argument("run_id", help="the flow run id (as `run` and `submit` print it)")
+    retry.add_argument("--json", action="store_true", help="print only the result JSON")
+    retry.add_argument("--wait", action="store_true",
+                       help="a deployment run: wait for the worker and print the result")
+    retry.add_argument("--verbose", action="store_true", help="show Prefect's own logs")
+    retry.set_defaults(handler=_retry)
+
+
+def _run(args: argparse.Namespace) -> int:
+    _check_batch_args(args)
+    rows = None
+    if args.data:
+        from promptdag.engine.batch import read_rows
+
+        rows = read_rows(args.data, args.limit)
+    spec, _ = load_for_cli(args.spec, args.model, args.breadth, args.infer_deps, check_keys=True,
+                    rows=rows)
+    if args.fresh:
+        spec = spec.model_copy(
+            update={"config": spec.config.model_copy(update={"reuse_results": False})}
+        )
+    quiet_prefect(args.verbose)
+    use_local_server(quiet=args.quiet, start=True)
+    from promptdag.api import run  # Prefect starts here, only for valid input
+    from promptdag.tasks.result_persistence import check_storage
+
+    check_storage()  # full or read-only: one line, exit 2, before the banner
+    if rows is not None:
+        return _run_batch(args, spec, rows)
+    banner = f"Running {spec.name!r}: {len(spec.tasks)} tasks, breadth {spec.config.breadth}"
+    return execute(banner, lambda: run(spec, on_notice=say),
+                    lambda result: render_summary(result, Path(args.spec).name), args.json,
+                    args.quiet, total=len(spec.tasks), plain=args.verbose)
+
+
+def _check_batch_args(args: argparse.Namespace) -> None:
+    if not args.data and (args.output or args.limit is not None):
+        raise SpecError("--output and --limit go with --data ROWS_FILE")
+    if args.limit is not None and args.limit < 1:
+        raise SpecError("--limit must be at least 1")
+
+
+def _run_batch(args: argparse.Namespace, spec: WorkflowSpec, rows: list[dict[str, Any]]) -> int:
+    """One run of the workflow over every row (engine/batch.py); rows reported, and written
+    to --output, as they finish."""
+    from promptdag.api import run
+    from promptdag.cli._batch_output import RowWriter, rows_line
+    from promptdag.cli._progress import choose_mode, show_progress
+    from promptdag.engine.batch import expand
+
+    batch = expand(spec, rows)
+    mode = choose_mode(quiet=args.json or args.quiet)
+    mode = "plain" if mode == "live" and args.verbose else mode  # Prefect's logs on stderr too
+    # plain: a line per row; live: the task bar, with the rows so far under it
+    writer = RowWriter(batch, Path(args.output) if args.output else None,
+                       progress=mode == "plain")
+    unsubscribe = subscribe(writer)
+    if mode != "quiet":
+        print(f"Running {spec.name!r} over {len(rows)} rows: {len(batch.spec.tasks)} tasks, "
+              f"breadth {spec.config.breadth}", file=sys.stderr)
+    try:
+        with show_progress("quiet" if mode == "plain" else mode, title=spec.name,
+                           total=len(batch.spec.tasks),
+                           extra=lambda: f"rows: {writer.written} of {writer.total} done"
+                           + (f", {writer.failed} failed" if writer.failed else "")):
+            result = run(spec, on_notice=say, data=rows)
+    finally:
+        unsubscribe()
+    writer.finish(result)
+    if args.json:
+        print(result.model_dump_json(indent=2))
+    else:
+        lines = [render_summary(result, Path(args.spec).name, tasks=False),
+                 rows_line(result.rows or [])]
+        if args.output:
+            lines.append(f"rows written to {args.output}")
+        print(with_url("\n".join(lines), result))
+    return exit_code(result)
+
+
+def _retry(args: argparse.Namespace) -> int:
+    """Prefect's flow-run retry (flows/resume.py): a deployment run goes back to Scheduled for a
+    worker; a local run runs again here, as the same flow run, reusing its finished tasks."""
+    import asyncio
+
+    quiet_prefect(args.verbose)
+    use_local_server(quiet=False)  # a run to retry lives on a server: never start a new one
+    from promptdag.flows.plan_execute_reflect import plan_execute_reflect
+    from promptdag.flows.resume import retry
+    from promptdag.flows.run_workflow import run_workflow
+
+    flows: dict[str, Any] = {"run-workflow": lambda: run_workflow,
+                             "plan-execute-reflect": lambda: plan_execute_reflect}
+
+    def started(previous: str) -> None:
+        say(f"retrying run {args.run_id} ({previous.lower()}) here, reusing its finished tasks")
+
+    def call() -> Any:
+        retried = asyncio.run(retry(args.run_id, flows, on_start=started))
+        if retried.deployment:
+            return retried
+        assert retried.outcome is not None
+        data = asyncio.run(retried.outcome.value())
+        if isinstance(data, BaseException):
+            raise data
+        result = (ObjectiveResult if isinstance(data, dict) and "objective" in data
+                  else WorkflowResult).model_validate(data)
+        if retried.outcome.lost_api:
+            say(retried.outcome.lost_api)
+            if isinstance(result, WorkflowResult):
+                result = result.model_copy(update={"warning": retried.outcome.lost_api})
+        return result
+
+    from promptdag.cli._progress import choose_mode, show_progress
+
+    mode = choose_mode(quiet=args.json)
+    with show_progress("plain" if mode == "live" and args.verbose else mode,
+                       title=f"retry {args.run_id[:8]}"):
+        outcome = call()
+    if isinstance(outcome, (WorkflowResult, ObjectiveResult)):
+        return finish(outcome, args.json)
+    if not args.wait:
+        print(f"run {outcome.flow_run_id} ({outcome.previous_state.lower()}) is scheduled "
+              f"again: a worker of its deployment will run it, reusing its finished tasks; "
+              f"follow it with `promptdag status {outcome.flow_run_id}`", file=sys.stderr)
+        print(outcome.flow_run_id)
+        return EXIT_OK
+    from promptdag.remote import client
+
+    return finish(client.wait_for_result(outcome.flow_run_id), args.json)
