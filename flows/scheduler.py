@@ -5,8 +5,8 @@ a task waiting for inputs holds no slot (it is not submitted until it is ready);
 tasks, higher priority first, then declaration order. No stage barriers.
 
 Each started task is an awaited call of the async Prefect task `run_prompt` on the flow's own
-event loop (measured on prefect 3.8.8: about 4-5 ms per task, against 7-22 ms for `.submit()`,
-and no worker thread blocked resolving `wait_for`). Prefect runs the retries and timeouts.
+event loop: cheaper per task than `.submit()`, and no worker thread blocked resolving
+`wait_for` (the figures are in docs/architecture.md). Prefect runs the retries and timeouts.
 """
 
 from __future__ import annotations
