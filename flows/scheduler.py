@@ -23,8 +23,8 @@ from promptdag.engine.gc_tuning import quiet_collector
 from promptdag.engine.ready_set import ReadySet
 from promptdag.engine.results import TaskResult
 from promptdag.errors import attempts_of, describe_failure
+from promptdag.flows._subworkflow import run_subworkflow
 from promptdag.flows.dispatch import Invoke, run_locally, run_with_fallback
-from promptdag.flows.subworkflow import run_subworkflow
 from promptdag.llm.base import Usage
 from promptdag.spec.graph import WorkflowGraph
 from promptdag.spec.models import WorkflowSpec

@@ -14,7 +14,7 @@ failure profile for tests and benchmarks:
 - `context_window`: what `context_window()` reports (default: None, unknown).
 
 Structured requests (planning, reflection, dependency analysis) are answered by
-`simulated_roles`, which documents its own options.
+`_simulated_roles`, which documents its own options.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ import hashlib
 from typing import Any
 
 from promptdag.errors import PermanentProviderError, RetryableProviderError
+from promptdag.llm._simulated_roles import structured_answer, task_output
 from promptdag.llm.base import Completion, CompletionRequest, Usage
 from promptdag.llm.options import SimulatedOptions, validate_options
-from promptdag.llm.simulated_roles import structured_answer, task_output
 
 
 def estimate_tokens(text: str) -> int:
