@@ -75,21 +75,14 @@ def use_local_server(quiet: bool, start: bool = False) -> None:
 
 
 def find_local_server(quiet: bool, start: bool = False) -> None:
-    """Fast by default (promptdag/remote/autoserver.py): with no PREFECT_API_URL set, use the local
-    server running in PREFECT_HOME, or for a run (`start`) start one in the background and
-    say so once; about 2 s to the first task instead of 8-25 s for Prefect's temporary API,
-    and the run shows in the server's UI."""
-    if os.environ.get("PREFECT_API_URL"):  # the user's server always wins
-        return
+    """Fast by default (promptdag/remote/autoserver.py): with no PREFECT_API_URL set, use the
+    local server running in PREFECT_HOME, or for a run (`start`) start one in the background
+    and say so once; the run then shows in the server's UI. The Python API follows the same
+    rules (`autoserver.reach_prefect`)."""
     from promptdag.remote import autoserver
-    from promptdag.remote.environment import prefect_home
 
-    # Before Prefect is imported (its settings are fixed at import): PREFECT_HOME as set, or
-    # Prefect's default home.
-    info = autoserver.local_server(prefect_home(), start, say=lambda line: None if quiet
-                                   else print(safe(line, multiline=True), file=sys.stderr))
-    if info is not None:
-        autoserver.use(info)
+    autoserver.connect(start, say=lambda line: None if quiet
+                       else print(safe(line, multiline=True), file=sys.stderr))
 
 
 def say(message: str) -> None:

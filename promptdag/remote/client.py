@@ -37,7 +37,7 @@ from pydantic import BaseModel, Field
 
 from promptdag.engine.objective import ObjectiveRequest, ObjectiveResult
 from promptdag.engine.results import RowResult, WorkflowResult
-from promptdag.errors import ConfigError, PromptDagError, SpecError
+from promptdag.errors import ConfigError, PromptDagError, RunFailedError, SpecError
 from promptdag.spec.models import WorkflowSpec
 
 if TYPE_CHECKING:
@@ -234,6 +234,7 @@ async def aget_status(run_id: str | UUID) -> RunStatus:
         status = flow_run.state_type.value.lower() if flow_run.state_type else "scheduled"
         progress = await _read_progress(client, flow_run.id)
         result = await _read_result(flow_run) if status in FINAL else None
+        url = ui_url(flow_run.id)  # while connected: the server found is the one to link
     done, failed, total, depth, max_depth = _counts(flow_run, progress, result)
     return RunStatus(
         run_id=str(flow_run.id),
@@ -248,7 +249,7 @@ async def aget_status(run_id: str | UUID) -> RunStatus:
         max_depth=max_depth,
         elapsed_seconds=_elapsed(flow_run),
         message=flow_run.state.message if flow_run.state else None,
-        url=ui_url(flow_run.id),
+        url=url,
     )
 
 
@@ -256,8 +257,8 @@ async def aget_result(run_id: str | UUID) -> WorkflowResult | ObjectiveResult:
     """The finished run's result, read from Prefect's result storage.
 
     Raises:
-        ConfigError: the run has not finished, or it ended without a result (crashed,
-            cancelled, or its result was not persisted).
+        ConfigError: the run has not finished, or completed without a persisted result.
+        RunFailedError: it ended failed, crashed or cancelled without a result.
     """
     async with _connect() as client:
         flow_run = await _read_run(client, run_id)
@@ -269,8 +270,8 @@ async def aget_result(run_id: str | UUID) -> WorkflowResult | ObjectiveResult:
     result = await _read_result(flow_run)
     if result is None:
         why = flow_run.state.message if flow_run.state and flow_run.state.message else status
-        raise ConfigError(f"run {flow_run.id} ended {flow_run.state_name} without a result: "
-                          f"{why}")
+        error = RunFailedError if status != "completed" else ConfigError  # failed: exit 1
+        raise error(f"run {flow_run.id} ended {flow_run.state_name} without a result: {why}")
     return result
 
 
@@ -432,15 +433,20 @@ def ui_url(run_id: UUID) -> str | None:
 
 @asynccontextmanager
 async def _connect() -> AsyncIterator[PrefectClient]:
-    """A Prefect client for a configured, reachable server (never an ephemeral one)."""
-    from prefect.client.orchestration import get_client
+    """A Prefect client for a configured, reachable server (never an ephemeral one): with no
+    PREFECT_API_URL, the local server running in PREFECT_HOME, as the CLI finds it."""
+    from promptdag.remote.autoserver import reach_prefect
 
-    url = _api_url()
-    async with get_client() as client:
-        if (problem := await client.api_healthcheck()) is not None:
-            raise ConfigError(f"cannot reach the Prefect API at {url} ({type(problem).__name__})"
-                              f": is the server running? {START_SERVER}")
-        yield client
+    with reach_prefect(start=False, say=lambda line: None):  # before Prefect is imported
+        from prefect.client.orchestration import get_client
+
+        url = _api_url()
+        async with get_client() as client:
+            if (problem := await client.api_healthcheck()) is not None:
+                raise ConfigError(f"cannot reach the Prefect API at {url} "
+                                  f"({type(problem).__name__}): is the server running? "
+                                  f"{START_SERVER}")
+            yield client
 
 
 async def _read_run(client: PrefectClient, run_id: str | UUID) -> FlowRun:
