@@ -275,6 +275,22 @@ async def aget_result(run_id: str | UUID) -> WorkflowResult | ObjectiveResult:
     return result
 
 
+async def aget_spec(run_id: str | UUID) -> WorkflowSpec | None:
+    """The workflow spec a run was started with, as its `spec` parameter holds it (fields as
+    the user wrote them); None for an objective or a spec that can no longer be read."""
+    from promptdag.spec.models import load_spec, parse_spec
+
+    async with _connect() as client:
+        flow_run = await _read_run(client, run_id)
+    spec = (flow_run.parameters or {}).get("spec")
+    try:
+        if isinstance(spec, dict):
+            return parse_spec(spec)
+        return load_spec(spec) if isinstance(spec, str) and Path(spec).is_file() else None
+    except PromptDagError:
+        return None
+
+
 async def await_result(
     run_id: str | UUID, timeout: float | None = None, poll_seconds: float = 1.0
 ) -> WorkflowResult | ObjectiveResult:
@@ -401,6 +417,11 @@ def get_status(run_id: str | UUID) -> RunStatus:
 def get_result(run_id: str | UUID) -> WorkflowResult | ObjectiveResult:
     """Synchronous `aget_result`."""
     return asyncio.run(aget_result(run_id))
+
+
+def get_spec(run_id: str | UUID) -> WorkflowSpec | None:
+    """Synchronous `aget_spec`."""
+    return asyncio.run(aget_spec(run_id))
 
 
 def wait_for_result(
