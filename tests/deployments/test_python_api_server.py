@@ -50,7 +50,7 @@ def test_two_concurrent_python_callers_run_on_the_running_local_server(prefect_s
     assert Path(prefect_server.info.home, "promptdag-server.json").exists()  # as `server start`
     callers = [python(prefect_server, WORKFLOW), python(prefect_server, OBJECTIVE)]
     outputs = [caller.communicate(timeout=240) for caller in callers]
-    for caller, (out, err) in zip(callers, outputs):
+    for caller, (_, err) in zip(callers, outputs, strict=True):
         assert caller.returncode == 0, err
         assert "database is locked" not in err
     workflow_run, workflow_status, api_url = outputs[0][0].split()
