@@ -200,8 +200,11 @@ def as_objective_request(
     objective: ObjectiveRequest | dict[str, Any] | str,
     context: dict[str, Any] | None = None,
     config: dict[str, Any] | None = None,
+    check_keys: bool = True,
 ) -> ObjectiveRequest:
-    """An objective text (with optional context/config) or a seed `plan-execute` body."""
+    """An objective text (with optional context/config) or a seed `plan-execute` body; every
+    model it may call checked (and, with `check_keys`, their keys: not for a submission, whose
+    worker checks them)."""
     from pydantic import ValidationError
 
     from promptdag.spec.models import describe_validation_error
@@ -226,13 +229,8 @@ def as_objective_request(
         raise SpecError(f"objective: {describe_validation_error(exc, data)}") from None
     from promptdag.spec.validation import check_model_ready
 
-    options = request.config.model_options
-    models = {request.config.role_model(role) for role in  # type: ignore[arg-type]
-              ("planner", "reflector", "synthesiser")}
-    executors = request.config.model
-    models |= {executors} if isinstance(executors, str) else set(executors)
-    for model in sorted(models):
-        check_model_ready(model, options)  # unknown models and missing keys: before any run
+    for model in request.config.models():  # unknown models and missing keys: before any run
+        check_model_ready(model, request.config.model_options, check_keys=check_keys)
     return request
 
 

@@ -98,7 +98,7 @@ async def asubmit_workflow(
     from promptdag.spec.validation import validate_spec
 
     workflow = as_spec(spec)
-    validate_spec(workflow)
+    validate_spec(workflow, check_keys=False)  # provider settings: the worker's (it checks)
     # A spec over Prefect's parameter limit travels as the path of a stored copy (the worker
     # of a process pool shares this machine's PREFECT_HOME).
     stored = as_parameter(workflow)
@@ -118,7 +118,7 @@ async def asubmit_objective(
     """Create a plan-execute-reflect run of `deployment`; returns the run id at once."""
     from promptdag.api import as_objective_request
 
-    request = as_objective_request(objective, context, config)
+    request = as_objective_request(objective, context, config, check_keys=False)
     # Every parameter is sent, so none falls back to the deployment's example defaults.
     parameters = {
         "objective": request.objective,
@@ -192,7 +192,7 @@ async def asubmit_batch(
     parts = split_rows(rows, shards)
     # every row's instance of the workflow (row fields fill its placeholders), ids unique
     # over the whole batch, not only within a shard
-    validate_spec(expand(workflow, rows).spec)
+    validate_spec(expand(workflow, rows).spec, check_keys=False)  # the worker checks keys
     stored = as_parameter(workflow)
     spec_parameter = (stored if isinstance(stored, str)
                       else workflow.model_dump(mode="json", exclude_unset=True))
