@@ -33,6 +33,13 @@ class Settings(BaseSettings):
         "on the first run and reuse it (runs take ~2 s and show in its UI); false: Prefect's "
         "temporary API for each run (promptdag/remote/autoserver.py).",
     )
+    server_port: int = Field(
+        4200,
+        ge=1,
+        le=65535,
+        description="Port of the local Prefect server started in the background (and of "
+        "`promptdag server start` without --port); a free port is taken when it is in use.",
+    )
     artifacts: bool = Field(
         True,
         description="Publish Prefect artifacts for each run: live progress, a report, a task "

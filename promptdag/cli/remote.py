@@ -109,7 +109,7 @@ def _submit(args: argparse.Namespace) -> int:
     if args.wait:
         print(f"submitted {run_id}; waiting (watch it at {url})", file=sys.stderr)
         _say_if_nobody_polls(run_id)
-        return _print_result(client.wait_for_result(run_id), args.json)
+        return _print_result(client.wait_for_result(run_id), args.json, run_id)
     if args.json:
         print(json.dumps({"run_id": str(run_id), "url": url}))
     else:
@@ -210,10 +210,10 @@ def _result(args: argparse.Namespace) -> int:
         result = client.get_result(args.run_id[0])
     else:
         result = client.wait_for_result(args.run_id[0], timeout=args.timeout)
-    return _print_result(result, args.json)
+    return _print_result(result, args.json, args.run_id[0])
 
 
-def _print_result(result: Any, as_json: bool) -> int:
+def _print_result(result: Any, as_json: bool, run_id: Any) -> int:
     from promptdag.cli._common import render_objective_summary, render_summary
     from promptdag.engine.objective import ObjectiveResult
 
@@ -222,7 +222,9 @@ def _print_result(result: Any, as_json: bool) -> int:
     elif isinstance(result, ObjectiveResult):
         print(render_objective_summary(result))
     else:
-        print(render_summary(result))
+        from promptdag.cli._common import spec_of_run
+
+        print(render_summary(result, spec_of_run(str(run_id))))
     return EXIT_OK if result.status == "completed" else EXIT_FAILED
 
 
