@@ -36,9 +36,8 @@ from promptdag.remote.local_server import (
     _port_free,
     free_port,
     healthy,
-    process_alive,
-    read_state,
     start_server,
+    verified_state,
 )
 from promptdag.settings import get_settings
 
@@ -48,8 +47,8 @@ STARTING_WAIT_S = 60.0  # another CLI is starting the server: wait this long for
 
 def running_server(home: Path) -> ServerInfo | None:
     """The server recorded in `home` if it is alive and answers."""
-    info = read_state(home)
-    if info is None or not process_alive(info.pid) or not healthy(info.api_url, 0.5):
+    info = verified_state(home)
+    if info is None or not healthy(info.api_url, 0.5):
         return None
     return info
 
