@@ -38,13 +38,12 @@ def identity(pid: int) -> ProcessIdentity | None:
         command = [part.decode(errors="replace") for part in raw.split(b"\0") if part]
         return ProcessIdentity(started=fields[19], command=command)
     try:
-        started = _ps(pid, "lstart=")
-        command = _ps(pid, "command=")
+        started, line = _ps(pid, "lstart="), _ps(pid, "command=")
     except (OSError, subprocess.SubprocessError):
         return None
     if not started:
         return None
-    return ProcessIdentity(started=started, command=command.split())
+    return ProcessIdentity(started=started, command=line.split())
 
 
 def _ps(pid: int, field: str) -> str:
