@@ -74,6 +74,13 @@ class Settings(BaseSettings):
         "from when it went down) before they fail for good; the `outage_budget_s` model option "
         "overrides it.",
     )
+    api_patience_seconds: float = Field(
+        60,
+        gt=0,
+        description="How long a command waits for a Prefect API that is slow to answer its "
+        "health check (a busy server) before it says the server is not answering; a refused "
+        "connection fails at once.",
+    )
     provider_limits: dict[str, ProviderLimit] = Field(
         default_factory=dict,
         description='Per-provider limits across flow runs, e.g. {"openai": {"max_in_flight": 8, '
