@@ -67,6 +67,13 @@ class Settings(BaseSettings):
         ge=1,
         description="Output-token limit of a call whose model sets no `max_tokens` option.",
     )
+    max_answer_bytes: int = Field(
+        16_000_000,
+        ge=1_000,
+        description="Largest body a provider may answer with, in bytes: counted as it arrives "
+        "(reading stops at the limit, or before it starts when the answer declares a larger "
+        "size) and the call fails as a permanent error naming the limit.",
+    )
     outage_budget_seconds: float = Field(
         60,
         ge=0,

@@ -18,6 +18,7 @@ from typing import Any
 import anthropic
 
 from promptdag.errors import PermanentProviderError, ProviderError
+from promptdag.llm.answer_size import bounded_http_client
 from promptdag.llm.base import Completion, CompletionRequest, Usage
 from promptdag.llm.context import ANTHROPIC_WINDOW, is_overflow, overflow_error
 from promptdag.llm.keys import base_url, resolve_key
@@ -65,7 +66,10 @@ class AnthropicModel:
         key = await resolve_key(self.name, "anthropic", self.options)
         client = cached_client(
             ("anthropic", self.base_url, key),
-            lambda: anthropic.AsyncAnthropic(api_key=key, base_url=self.base_url, max_retries=0),
+            lambda: anthropic.AsyncAnthropic(
+                api_key=key, base_url=self.base_url, max_retries=0,
+                http_client=bounded_http_client(anthropic.DefaultAsyncHttpxClient),
+            ),
         )
         if request.response_schema is None:
             return await self._send(client, request, None, last=True)

@@ -18,6 +18,7 @@ from typing import Any
 import openai
 
 from promptdag.errors import PermanentProviderError, ProviderError
+from promptdag.llm.answer_size import bounded_http_client
 from promptdag.llm.base import Completion, CompletionRequest, Usage
 from promptdag.llm.context import is_overflow, known_window, overflow_error, props_window
 from promptdag.llm.keys import base_url, resolve_key
@@ -64,7 +65,10 @@ class OpenAIModel:
         key = await resolve_key(self.name, "openai", self.options)
         client = cached_client(
             ("openai", self.base_url, key),
-            lambda: openai.AsyncOpenAI(api_key=key, base_url=self.base_url, max_retries=0),
+            lambda: openai.AsyncOpenAI(
+                api_key=key, base_url=self.base_url, max_retries=0,
+                http_client=bounded_http_client(openai.DefaultAsyncHttpxClient),
+            ),
         )
         if request.response_schema is None:
             return await self._send(client, request, None)
