@@ -74,12 +74,26 @@ class Settings(BaseSettings):
         ge=1,
         description="Output-token limit of a call whose model sets no `max_tokens` option.",
     )
+    max_answer_bytes: int = Field(
+        16_000_000,
+        ge=1_000,
+        description="Largest body a provider may answer with, in bytes: counted as it arrives "
+        "(reading stops at the limit, or before it starts when the answer declares a larger "
+        "size) and the call fails as a permanent error naming the limit.",
+    )
     outage_budget_seconds: float = Field(
         60,
         ge=0,
         description="How long calls to an unreachable endpoint wait for it to come back (counted "
         "from when it went down) before they fail for good; the `outage_budget_s` model option "
         "overrides it.",
+    )
+    api_patience_seconds: float = Field(
+        60,
+        gt=0,
+        description="How long a command waits for a Prefect API that is slow to answer its "
+        "health check (a busy server) before it says the server is not answering; a refused "
+        "connection fails at once.",
     )
     provider_limits: dict[str, ProviderLimit] = Field(
         default_factory=dict,

@@ -5,7 +5,9 @@ A key comes from, in order: the model's `api_key_secret` option (a Prefect Secre
 setting, then the SDK's own variable (`OPENAI_API_KEY`, `ANTHROPIC_API_KEY`). A model with its
 own base URL (an OpenAI-compatible server such as Ollama or vLLM) may have no key: it gets a
 placeholder. Keys live in memory only; every message built from a provider's answer goes
-through `scrub`, so a key never reaches a log, a result or an error.
+through `scrub`, so a key never reaches a log, a result or an error. An answer itself goes
+through `mask_keys` (the one model-call path wraps every model in `KeyMasking`): a model or
+server that echoes a key back has it replaced before the answer is stored, printed or published.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from promptdag.errors import ConfigError, PermanentProviderError
+from promptdag.llm.base import Completion, CompletionRequest, Model, context_window_of
 from promptdag.llm.options import ProviderOptions
 from promptdag.settings import get_settings
 
@@ -118,7 +121,37 @@ async def _load_secret(model: str, name: str) -> str:
 
 def scrub(text: str) -> str:
     """Remove every key this process knows, and anything shaped like a vendor key."""
-    known = _seen | {os.environ.get(var, "") for var in SDK_KEY_ENV.values()}
-    for key in sorted((k for k in known if len(k) >= 6), key=len, reverse=True):
+    return _KEY_PATTERN.sub(r"\1***", mask_keys(text))
+
+
+def mask_keys(text: str) -> str:
+    """Replace the value of every configured key with `***`: the keys this process resolved
+    (from environment variables and Prefect Secret blocks) and the SDKs' own variables. Unlike
+    `scrub`, text merely shaped like a key stays: an answer may rightly show an example."""
+    known = _seen | set(_secret_values.values())
+    known |= {os.environ.get(var, "") for var in SDK_KEY_ENV.values()}
+    for key in sorted((k for k in known if len(k) >= 6 and k != NO_KEY), key=len, reverse=True):
         text = text.replace(key, "***")
-    return _KEY_PATTERN.sub(r"\1***", text)
+    return text
+
+
+class KeyMasking:
+    """A model whose answers have every configured key masked (`mask_keys`); everything else
+    is the wrapped model's."""
+
+    def __init__(self, model: Model) -> None:
+        self.model = model
+        self.name = model.name
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        completion = await self.model.complete(request)
+        masked = mask_keys(completion.text)
+        if masked == completion.text:
+            return completion
+        return completion.model_copy(update={"text": masked})
+
+    async def context_window(self) -> int | None:
+        return await context_window_of(self.model)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.model, name)

@@ -41,9 +41,8 @@ from promptdag.remote.local_server import (
     _port_free,
     free_port,
     healthy,
-    process_alive,
-    read_state,
     start_server,
+    verified_state,
 )
 from promptdag.settings import get_settings
 
@@ -54,8 +53,8 @@ _could_not_start: set[Path] = set()  # homes where a start failed: said once, no
 
 def running_server(home: Path) -> ServerInfo | None:
     """The server recorded in `home` if it is alive and answers."""
-    info = read_state(home)
-    if info is None or not process_alive(info.pid) or not healthy(info.api_url, 0.5):
+    info = verified_state(home)
+    if info is None or not healthy(info.api_url, 0.5):
         return None
     return info
 
