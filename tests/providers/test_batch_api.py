@@ -128,13 +128,14 @@ def test_a_run_killed_while_its_batch_is_in_progress_reattaches_to_it(
     name, server = vendor
     server.proceed.clear()  # the first batch stays in progress until the run is killed
     spec = tmp_path / "batched.json"
-    spec.write_text(json.dumps(pipeline(MODELS[name], reuse_results=True)))
+    spec.write_text(json.dumps(pipeline(MODELS[name], reuse_results=True, batch_api=False)))
     data = tmp_path / "rows.jsonl"
     data.write_text("".join(json.dumps(row) + "\n" for row in ROWS))
     env = {**os.environ, "PREFECT_API_URL": prefect_api,
            "PREFECT_LOCAL_STORAGE_PATH": str(tmp_path / "storage"),
            "PREFECT_HOME": str(tmp_path / "home"), **server_env(name, server)}
-    cli = [sys.executable, "-m", "promptdag.cli", "run", str(spec), "--data", str(data)]
+    cli = [sys.executable, "-m", "promptdag.cli", "run", str(spec), "--data", str(data),
+           "--batch-api"]
     proc = subprocess.Popen(cli, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
                             start_new_session=True)
     try:
@@ -150,11 +151,15 @@ def test_a_run_killed_while_its_batch_is_in_progress_reattaches_to_it(
     assert len(server.batches) == 1 and server.direct == []
 
     server.proceed.set()
-    done = subprocess.run([*cli, "--json"], capture_output=True, text=True, env=env,
-                          timeout=180)
+    output = tmp_path / "rows-out.jsonl"
+    done = subprocess.run([*cli, "--output", str(output)], capture_output=True, text=True,
+                          env=env, timeout=180)
     assert done.returncode == 0, done.stderr
     assert "resuming run " in done.stderr
-    result = json.loads(done.stdout)
+    # progress shows the batch's state while the run waits for it
+    first_id = next(iter(server.batches))
+    assert f"batch {first_id} ({MODELS[name]}): " in done.stderr
+    rows = [json.loads(line) for line in output.read_text().splitlines()]
     assert len(server.batches) == 2  # the first batch re-attached, then the second level's
     first, _ = server.batches.values()
     assert first.polls > 2  # polled again by the second run, which then collected it
@@ -162,5 +167,6 @@ def test_a_run_killed_while_its_batch_is_in_progress_reattaches_to_it(
         [f"Read document {i}" for i in range(4)],
         [f"Title for: batch answer to: Read document {i}" for i in range(4)]]
     assert server.direct == []
-    assert {r["status"] for r in result["rows"]} == {"completed"}
-    assert all(t["result"].startswith("batch answer to: ") for t in result["tasks"])
+    assert sorted(r["id"] for r in rows) == [f"d{i}" for i in range(4)]
+    assert all(r["status"] == "completed" for r in rows)
+    assert all(r["results"]["Title"].startswith("batch answer to: ") for r in rows)
