@@ -100,6 +100,15 @@ class Settings(BaseSettings):
         description='Per-provider limits across flow runs, e.g. {"openai": {"max_in_flight": 8, '
         '"requests_per_second": 5}}. Off by default; needs a Prefect server.',
     )
+    batch_poll_seconds: float = Field(
+        10,
+        gt=0,
+        description="First wait between two polls of a provider batch (batch_api); each wait "
+        "is 1.5 times the last, up to batch_poll_max_seconds.",
+    )
+    batch_poll_max_seconds: float = Field(
+        300, gt=0, description="Longest wait between two polls of a provider batch."
+    )
     # Input bounds (promptdag/spec/input_limits.py): `validate` and `run` enforce them alike.
     max_spec_bytes: int = Field(
         8_000_000,

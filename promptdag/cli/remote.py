@@ -37,6 +37,9 @@ def register(sub: Any) -> None:
                         "run-workflow/workflow, or plan-execute-reflect/objective)")
     submit.add_argument("--data", help="a batch: the workflow once per row of this .jsonl or "
                         ".csv file, as --shards runs")
+    submit.add_argument("--batch-api", action="store_true",
+                        help="with --data: the rows' calls through the provider's batch API, at "
+                        "its discount (config batch_api; docs/batch-api.md)")
     submit.add_argument("--shards", type=int, help="with --data: split the rows into this many "
                         "runs, for as many workers (default 1)")
     submit.add_argument("--limit", type=int, help="with --data: only the first N rows (a trial)")
@@ -84,8 +87,8 @@ def _submit(args: argparse.Namespace) -> int:
 
     if bool(args.spec) == bool(args.objective):
         raise SpecError("give a spec file or --objective \"...\" (one of them)")
-    if not args.data and (args.shards is not None or args.limit is not None):
-        raise SpecError("--shards and --limit go with --data ROWS_FILE")
+    if not args.data and (args.shards is not None or args.limit is not None or args.batch_api):
+        raise SpecError("--shards, --limit and --batch-api go with --data ROWS_FILE")
     if args.data:
         return _submit_batch(args)
     if args.objective:
@@ -142,6 +145,9 @@ def _submit_batch(args: argparse.Namespace) -> int:
 
     rows = read_rows(args.data, args.limit)
     spec, _ = load_for_cli(args.spec, args.model, args.breadth, rows=rows)
+    if args.batch_api:
+        spec = spec.model_copy(update={"config": spec.config.model_copy(
+            update={"batch_api": True})})
     batch = client.submit_batch(spec, rows, shards=args.shards or 1,
                                 deployment=args.deployment or client.WORKFLOW_DEPLOYMENT)
     ids = [str(r) for r in batch.run_ids]
