@@ -60,7 +60,7 @@ def register(sub: Any) -> None:
     server = sub.add_parser("server", help="a local Prefect server (and its UI) in the background")
     server.add_argument("action", choices=["start", "stop", "status", "env", "open"])
     server.add_argument("--host", default="127.0.0.1")
-    server.add_argument("--port", type=int, default=4200)
+    server.add_argument("--port", type=int, help="default: PROMPTDAG_SERVER_PORT, else 4200")
     for command in (submit, status, result, server):
         command.set_defaults(handler=run_command)
 
@@ -233,7 +233,9 @@ def _server(args: argparse.Namespace) -> int:
 
     info = server.read_state()
     if args.action == "start":
-        info = server.start_server(args.host, args.port)
+        from promptdag.settings import get_settings
+
+        info = server.start_server(args.host, args.port or get_settings().server_port)
         _with_api(info.api_url, server.ensure_work_pool)
         print(f"Prefect server running: UI {info.url} (pid {info.pid}, log {info.log})",
               file=sys.stderr)
