@@ -66,7 +66,8 @@ def test_a_full_run_replaces_its_tables_in_the_docs_page(tmp_path: Path):
     from benchmarks.publish import DOC, publish
 
     page = tmp_path / "benchmarks.md"
-    page.write_text("intro\n<!-- benchmarks:full:start -->\nold\n<!-- benchmarks:full:end -->\nend\n")
+    page.write_text("intro\n<!-- benchmarks:full:start -->\nold\n"
+                    "<!-- benchmarks:full:end -->\nend\n")
     assert publish("full", "| new | table |", page)
     assert page.read_text() == ("intro\n<!-- benchmarks:full:start -->\n| new | table |\n"
                                 "<!-- benchmarks:full:end -->\nend\n")
