@@ -107,14 +107,13 @@ async def arun(
     """
     workflow = as_spec(spec)
     rows = None
-    names = {t.name for t in workflow.tasks}
     if data is None:
         validate_spec(workflow)  # bad input fails here, before Prefect starts
     else:  # a batch: its prompts use the rows' fields, so every row's instance is checked
         from promptdag.engine.batch import read_rows, validate_batch
 
         rows = read_rows(data) if isinstance(data, (str, Path)) else list(data)
-        names = {t.name for t in validate_batch(workflow, rows).spec.tasks}
+        validate_batch(workflow, rows)
     from prefect.context import FlowRunContext
     from prefect.settings import PREFECT_API_URL
 
@@ -135,7 +134,7 @@ async def arun(
     else:
         flow_run, resumed = await start_run(
             run_workflow, {"spec": parameter, **batch}, spec_fingerprint(workflow),
-            names, resume=workflow.config.reuse_results,
+            resume=workflow.config.reuse_results,
         )
         if resumed is not None:
             (on_notice or _notice)(resumed.message())
@@ -148,6 +147,10 @@ async def arun(
             (on_notice or _notice)(outcome.lost_api)
             return WorkflowResult.model_validate(result).model_copy(
                 update={"warning": outcome.lost_api})
+        if resumed is not None and not isinstance(result, BaseException):
+            done = WorkflowResult.model_validate(result)
+            (on_notice or _notice)(resumed.reused(done.summary.reused_count, len(done.tasks)))
+            return done
     if isinstance(result, BaseException):
         raise result
     return WorkflowResult.model_validate(result)
@@ -231,7 +234,7 @@ async def arun_objective(
     else:
         print_ = fingerprint({"flow": "plan-execute-reflect", "objective": request.objective,
                               "context": request.context, "storage": str(storage_path())})
-        flow_run, resumed = await start_run(plan_execute_reflect, parameters, print_, set(),
+        flow_run, resumed = await start_run(plan_execute_reflect, parameters, print_,
                                             resume=not fresh)
         if resumed is not None:
             (on_notice or _notice)(resumed.message())
