@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from promptdag.errors import ConfigError, SpecError
 from promptdag.flows.lost_api import Outcome, run_to_end
+from promptdag.flows.orphans import claim, crash_orphans
 from promptdag.tasks.result_locks import LOCKS
 
 if TYPE_CHECKING:
@@ -118,6 +119,7 @@ async def start_run(
                                   hold_timeout=START_LOCK_SECONDS)
         try:
             latest = (await _latest(client, flow.name, tag)) if resume else []
+            latest = await crash_orphans(client, latest)  # its process died: Crashed, resumed
             if latest and latest[0].state_type != StateType.COMPLETED:
                 previous = latest[0]
                 resumed = Resumed(str(previous.id), scope_of(previous),
@@ -128,6 +130,7 @@ async def start_run(
             )
         finally:
             LOCKS.release_lock(key, holder)
+        await claim(client, flow_run.id)
     return flow_run, resumed
 
 
@@ -184,6 +187,7 @@ async def retry(run_id: str, flows: dict[str, Callable[[], Flow[Any, Any]]],
         )
         if flow_run.deployment_id is not None:
             return Retried(str(uid), True, previous)
+        await claim(client, uid)
         flow_run = await client.read_flow_run(uid)
     if on_start is not None:
         on_start(previous)

@@ -76,6 +76,7 @@ async def alist_runs(limit: int = 20, name: str | None = None) -> list[RunSummar
     )
     from prefect.client.schemas.sorting import FlowRunSort
 
+    from promptdag.flows.orphans import crash_orphans
     from promptdag.remote.client import ui_url
 
     async with _connect() as client:
@@ -92,6 +93,7 @@ async def alist_runs(limit: int = 20, name: str | None = None) -> list[RunSummar
             sort=FlowRunSort.EXPECTED_START_TIME_DESC,
             limit=limit,
         )
+        runs = await crash_orphans(client, runs)  # a run whose process died: Crashed
         details = await asyncio.gather(*(_details(client, run) for run in runs))
     summaries = []
     for run, (progress, result) in zip(runs, details, strict=True):

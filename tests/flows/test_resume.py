@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -153,7 +154,17 @@ def test_a_killed_cli_run_is_resumed_by_a_plain_rerun(prefect_api: str, tmp_path
     assert done.returncode == 0, done.stderr
     # the count is what was reused (the killed CLI's last state report may never have reached
     # the server: a count of the server's finished tasks could say 1 here)
-    assert re.search(r"resuming run \S+ \(\w+\): the tasks it finished are reused", done.stderr)
+    # The killed run was left Running; the rerun saw its process gone and marked it Crashed
+    # (flows/orphans.py) before resuming it, without a `promptdag retry`.
+    seen = re.search(r"resuming run (\S+) \(crashed\): the tasks it finished are reused",
+                     done.stderr)
+    assert seen, done.stderr
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        killed = client.read_flow_run(uuid.UUID(seen.group(1)))
+    assert killed.state_type is not None and killed.state_type.value == "CRASHED"
+    assert "is gone: marked Crashed by promptdag" in (killed.state.message or "")
     assert re.search(r"resumed run \S+: 2/4 tasks reused", done.stderr)
     tasks = {t["name"]: t for t in json.loads(done.stdout)["tasks"]}
     assert [tasks[f"step {i}"]["reused"] for i in range(1, 5)] == [True, True, False, False]
