@@ -37,6 +37,9 @@ def register(sub: Any) -> None:
                         "run-workflow/workflow, or plan-execute-reflect/objective)")
     submit.add_argument("--data", help="a batch: the workflow once per row of this .jsonl or "
                         ".csv file, as --shards runs")
+    submit.add_argument("--batch-api", action="store_true",
+                        help="with --data: the rows' calls through the provider's batch API, at "
+                        "its discount (config batch_api; docs/batch-api.md)")
     submit.add_argument("--shards", type=int, help="with --data: split the rows into this many "
                         "runs, for as many workers (default 1)")
     submit.add_argument("--limit", type=int, help="with --data: only the first N rows (a trial)")
@@ -84,8 +87,8 @@ def _submit(args: argparse.Namespace) -> int:
 
     if bool(args.spec) == bool(args.objective):
         raise SpecError("give a spec file or --objective \"...\" (one of them)")
-    if not args.data and (args.shards is not None or args.limit is not None):
-        raise SpecError("--shards and --limit go with --data ROWS_FILE")
+    if not args.data and (args.shards is not None or args.limit is not None or args.batch_api):
+        raise SpecError("--shards, --limit and --batch-api go with --data ROWS_FILE")
     if args.data:
         return _submit_batch(args)
     if args.objective:
@@ -109,7 +112,7 @@ def _submit(args: argparse.Namespace) -> int:
     if args.wait:
         print(f"submitted {run_id}; waiting (watch it at {url})", file=sys.stderr)
         _say_if_nobody_polls(run_id)
-        return _print_result(client.wait_for_result(run_id), args.json)
+        return _print_result(client.wait_for_result(run_id), args.json, run_id)
     if args.json:
         print(json.dumps({"run_id": str(run_id), "url": url}))
     else:
@@ -142,6 +145,9 @@ def _submit_batch(args: argparse.Namespace) -> int:
 
     rows = read_rows(args.data, args.limit)
     spec, _ = load_for_cli(args.spec, args.model, args.breadth, rows=rows)
+    if args.batch_api:
+        spec = spec.model_copy(update={"config": spec.config.model_copy(
+            update={"batch_api": True})})
     batch = client.submit_batch(spec, rows, shards=args.shards or 1,
                                 deployment=args.deployment or client.WORKFLOW_DEPLOYMENT)
     ids = [str(r) for r in batch.run_ids]
@@ -210,10 +216,10 @@ def _result(args: argparse.Namespace) -> int:
         result = client.get_result(args.run_id[0])
     else:
         result = client.wait_for_result(args.run_id[0], timeout=args.timeout)
-    return _print_result(result, args.json)
+    return _print_result(result, args.json, args.run_id[0])
 
 
-def _print_result(result: Any, as_json: bool) -> int:
+def _print_result(result: Any, as_json: bool, run_id: Any) -> int:
     from promptdag.cli._common import render_objective_summary, render_summary
     from promptdag.engine.objective import ObjectiveResult
 
@@ -222,7 +228,9 @@ def _print_result(result: Any, as_json: bool) -> int:
     elif isinstance(result, ObjectiveResult):
         print(render_objective_summary(result))
     else:
-        print(render_summary(result))
+        from promptdag.cli._common import spec_of_run
+
+        print(render_summary(result, spec_of_run(str(run_id))))
     return EXIT_OK if result.status == "completed" else EXIT_FAILED
 
 

@@ -25,6 +25,12 @@ from promptdag.settings import get_settings
 SDK_KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
 SDK_BASE_URL_ENV = {"openai": "OPENAI_BASE_URL", "anthropic": "ANTHROPIC_BASE_URL"}
 NO_KEY = "no-key-needed"  # what a keyless OpenAI-compatible server receives
+# Names of the vendors' own models; any other name is a model of a server of the user's own
+VENDOR_MODEL_PREFIXES = {
+    "openai": ("gpt-", "o1", "o3", "o4", "chatgpt-", "codex-", "computer-use-", "davinci-",
+               "babbage-"),
+    "anthropic": ("claude-",),
+}
 
 _KEY_PATTERN = re.compile(r"\b(sk-(?:ant-|proj-)?)[A-Za-z0-9_\-]{6,}")
 _seen: set[str] = set()
@@ -62,8 +68,9 @@ def key_source(provider: str, options: ProviderOptions) -> KeySource:
 
 
 def check_key(model: str, provider: str, options: ProviderOptions) -> None:
-    """ConfigError, one line, when the model's key is certainly missing (no network, no Prefect:
-    a Secret block is looked up at the first call)."""
+    """ConfigError, one line naming what is missing, when the model certainly cannot be called
+    (no network, no Prefect: a Secret block is looked up at the first call). A model that is
+    not the vendor's own (`openai:llama3.1`) is missing its server's base URL, not a key."""
     source = key_source(provider, options)
     if source.secret or source.optional or os.environ.get(source.env or ""):
         return
@@ -72,6 +79,12 @@ def check_key(model: str, provider: str, options: ProviderOptions) -> None:
         how = f"set {source.env}, or name a Prefect Secret block in {setting}"
     else:
         how = f"set {source.env} (named by the model's 'api_key_env' option)"
+    name = model.split(":", 1)[-1]
+    if not name.lower().startswith(VENDOR_MODEL_PREFIXES[provider]):  # a server of your own
+        raise ConfigError(
+            f"model {model!r} has no base URL: set {SDK_BASE_URL_ENV[provider]} (or the "
+            f"model's 'base_url' option) to its server, e.g. http://127.0.0.1:8080/v1; for "
+            f"{provider}'s own API instead, {how}")
     raise ConfigError(f"model {model!r} needs an API key: {how}")
 
 
