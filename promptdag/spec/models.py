@@ -160,6 +160,12 @@ class WorkflowConfig(_Strict):
         description="speed | balanced | reliability | cost: sets breadth, retries, timeouts and "
         "failure mode (and for cost, caching) as in the README's table; a field set here wins.",
     )
+    batch_api: bool = Field(
+        False,
+        description="With --data: send the rows' model calls through the provider's batch API "
+        "(OpenAI Batch, Anthropic Message Batches) at its discount, one batch per DAG level; "
+        "answers may take up to 24 h (docs/batch-api.md).",
+    )
     latency_hint_s: float | None = Field(
         None, ge=0, le=86_400,
         description="Seconds a call takes, for the estimate `promptdag validate` prints "

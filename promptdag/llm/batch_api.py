@@ -1,0 +1,138 @@
+"""Provider batch APIs: many calls sent as one job, answered within hours at half the price.
+
+OpenAI's Batch API (a JSONL file uploaded to `/v1/files` with purpose `batch`, a job created at
+`/v1/batches`, an output file and an error file when it ends) and Anthropic's Message Batches
+(`/v1/messages/batches`, results as JSONL at the batch's `results_url`) differ on the wire and
+agree on the idea; this module holds the idea, one module per vendor the wire
+(`openai_batch`, `anthropic_batch`):
+
+- `BatchLine`: one call, the request body exactly as the vendor's per-call endpoint takes it
+  (built by the model's own adapter, so a batched call asks what a direct call would ask);
+- `BatchHandle`: what identifies a submitted batch (persisted, so a killed run re-attaches);
+- `BatchProgress`: the batch's state as the vendor reports it, for progress and for the poll;
+- `BatchOutcome`: per line, an answer (a `Completion` at the discounted price) or why not
+  (errored, expired, cancelled): those calls go through the normal per-call path.
+
+Vendor errors become ours in the vendor modules, as the per-call adapters do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from pydantic import BaseModel, Field
+
+from promptdag.llm.base import Completion, CompletionRequest, Model
+
+BATCH_PROVIDERS = ("openai", "anthropic")
+
+
+class BatchLine(BaseModel):
+    """One call of a batch: the vendor's request body, under an id unique in the batch."""
+
+    custom_id: str = Field(..., description="Matches the answer to its call ([A-Za-z0-9_-]).")
+    body: dict[str, Any] = Field(..., description="The per-call endpoint's request body.")
+
+
+class BatchHandle(BaseModel):
+    """A submitted batch: enough to find it again from another process."""
+
+    provider: str
+    model: str = Field(..., description='The "provider:model" string every line asks.')
+    batch_id: str
+    requests: int
+
+
+class BatchProgress(BaseModel):
+    """A batch's state as its vendor reports it."""
+
+    status: str = Field(..., description="The vendor's word: in_progress, finalizing, ended...")
+    ended: bool = Field(..., description="No line will change any more: fetch the results.")
+    total: int
+    succeeded: int = 0
+    failed: int = Field(0, description="Errored, expired or cancelled lines so far.")
+    files: dict[str, str] = Field(
+        default_factory=dict, description="Where the results are (OpenAI: output/error file ids)."
+    )
+
+    def line(self, handle: BatchHandle) -> str:
+        """One line for progress: `batch_abc (openai:gpt-4o-mini): in_progress, 3 of 8 done`."""
+        done = self.succeeded + self.failed
+        failed = f", {self.failed} failed" if self.failed else ""
+        return (f"batch {handle.batch_id} ({handle.model}): {self.status}, "
+                f"{done} of {self.total} done{failed}")
+
+
+class BatchOutcome(BaseModel):
+    """What an ended batch answered, line by line."""
+
+    status: str
+    answers: dict[str, Completion] = Field(default_factory=dict)
+    failures: dict[str, str] = Field(
+        default_factory=dict, description="custom_id -> why the batch did not answer it."
+    )
+
+
+class BatchVendor(Protocol):
+    """One vendor's batch wire (see openai_batch.py, anthropic_batch.py)."""
+
+    def body(self, model: Model, request: CompletionRequest) -> dict[str, Any]: ...
+
+    async def submit(self, model: Model, lines: list[BatchLine]) -> str: ...
+
+    async def progress(self, model: Model, batch_id: str) -> BatchProgress: ...
+
+    async def results(self, model: Model, batch_id: str, progress: BatchProgress) -> BatchOutcome:
+        ...
+
+
+def vendor(provider: str) -> BatchVendor:
+    """The batch wire of a provider in BATCH_PROVIDERS (imported on first use)."""
+    if provider == "openai":
+        from promptdag.llm import openai_batch
+
+        return openai_batch
+    if provider == "anthropic":
+        from promptdag.llm import anthropic_batch
+
+        return anthropic_batch
+    raise ValueError(f"provider {provider!r} has no batch API (only {', '.join(BATCH_PROVIDERS)})")
+
+
+def custom_id(name: str) -> str:
+    """A line's id from its task's name: stable across runs (a resumed run rebuilds the same
+    batch, so its cache key finds the batch already submitted) and within Anthropic's alphabet."""
+    return "t-" + hashlib.sha256(name.encode()).hexdigest()[:40]
+
+
+def flat_body(body: dict[str, Any]) -> dict[str, Any]:
+    """A per-call body as a batch line carries it: the SDK's `extra_body` merged into the JSON,
+    as the SDK itself would send it."""
+    extra = body.pop("extra_body", None) or {}
+    return {**body, **extra}
+
+
+def next_poll(wait: float, limit: float) -> float:
+    """The wait before the next poll: 1.5 times the last, at most `limit`."""
+    return min(limit, wait * 1.5)
+
+
+# Progress of the batches a run waits for, for whoever shows it (the CLI); in-process, as
+# engine/events.py is for tasks. A listener must be quick and must not raise.
+_watchers: list[Callable[[str], None]] = []
+
+
+def watch(listener: Callable[[str], None]) -> Callable[[], None]:
+    """Send every batch state line to `listener`; returns the function that stops it."""
+    _watchers.append(listener)
+    return lambda: _watchers.remove(listener) if listener in _watchers else None
+
+
+def report(line: str) -> None:
+    for listener in list(_watchers):
+        try:
+            listener(line)
+        except Exception:  # a display problem must never break a run
+            pass
