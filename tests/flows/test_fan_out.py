@@ -248,3 +248,14 @@ async def test_a_fan_out_in_a_batch_runs_per_row(probe):
         assert row_result.usage.output_tokens == sum(
             t.usage.output_tokens for t in result.tasks
             if t.name.startswith(f"[{row}] ") or t.fan_out == f"[{row}] Research")
+
+
+def test_the_outline_research_example_runs_offline_and_counts_its_instances(
+        prefect_api: str, tmp_path: Path):
+    example = Path(__file__).parents[2] / "examples" / "outline_research.yaml"
+    done = promptdag(prefect_api, tmp_path, "run", str(example))  # plain progress: a pipe
+    assert done.returncode == 0, done.stderr
+    assert "[7/7] ok Write" in done.stderr  # the total grew as the instances appeared
+    assert "7/7 completed, 4 from fan-outs, 0 failed" in done.stdout
+    titles = ["Insulation", "Heat pumps", "Solar thermal", "District heating"]
+    assert all(f"ok Research[{i}]: {t}" in done.stderr for i, t in enumerate(titles))
