@@ -19,14 +19,19 @@ Vendor errors become ours in the vendor modules, as the per-call adapters do.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, Field
 
 from promptdag.llm.base import Completion, CompletionRequest, Model
+from promptdag.llm.keys import resolve_key
+from promptdag.llm.pricing import batch_cost_usd
+from promptdag.llm.transport import cached_client
+from promptdag.settings import get_settings
 
 BATCH_PROVIDERS = ("openai", "anthropic")
+T = TypeVar("T")
 
 
 class BatchLine(BaseModel):
@@ -86,6 +91,27 @@ class BatchVendor(Protocol):
 
     async def results(self, model: Model, batch_id: str, progress: BatchProgress) -> BatchOutcome:
         ...
+
+
+async def client_of(model: Any) -> Any:
+    """The model's SDK client, as its per-call adapter builds and caches it (llm/_vendor.py)."""
+    key = await resolve_key(model.name, model.provider, model.options)
+    return cached_client((model.provider, model.base_url, key), lambda: model._client(key))
+
+
+async def sdk_call(model: Any, create: Callable[[], Awaitable[T]]) -> T:
+    """`create()` with the SDK's errors translated as the per-call adapter translates them."""
+    try:
+        return await create()
+    except model.sdk.APIError as exc:
+        raise model._translate(exc, get_settings().http_timeout_seconds) from None
+
+
+def at_batch_price(completion: Completion) -> Completion:
+    """A completion read by the per-call adapter, priced as a batch answer."""
+    usage = completion.usage.model_copy(update={"cost_usd": batch_cost_usd(
+        completion.model, completion.usage.input_tokens, completion.usage.output_tokens)})
+    return completion.model_copy(update={"usage": usage})
 
 
 def vendor(provider: str) -> BatchVendor:
