@@ -31,7 +31,8 @@ from promptdag.engine.events import TaskEvent, subscribe
 from promptdag.errors import PermanentProviderError
 from promptdag.flows.dispatch import Invoke
 from promptdag.llm.base import Completion
-from promptdag.llm.batch_api import BATCH_PROVIDERS, BatchLine, BatchOutcome, custom_id, vendor
+from promptdag.llm.batch_api import BATCH_PROVIDERS, BatchLine, BatchOutcome, custom_id
+from promptdag.llm.batch_vendors import vendor
 from promptdag.llm.options import options_for
 from promptdag.llm.registry import split_model
 from promptdag.spec.graph import WorkflowGraph

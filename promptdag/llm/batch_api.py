@@ -4,7 +4,7 @@ OpenAI's Batch API (a JSONL file uploaded to `/v1/files` with purpose `batch`, a
 `/v1/batches`, an output file and an error file when it ends) and Anthropic's Message Batches
 (`/v1/messages/batches`, results as JSONL at the batch's `results_url`) differ on the wire and
 agree on the idea; this module holds the idea, one module per vendor the wire
-(`openai_batch`, `anthropic_batch`):
+(`openai_batch`, `anthropic_batch`, found by `batch_vendors.vendor`):
 
 - `BatchLine`: one call, the request body exactly as the vendor's per-call endpoint takes it
   (built by the model's own adapter, so a batched call asks what a direct call would ask);
@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field
 
-from promptdag.llm.base import Completion, CompletionRequest, Model
+from promptdag.llm.base import Completion
 from promptdag.llm.keys import resolve_key
 from promptdag.llm.pricing import batch_cost_usd
 from promptdag.llm.transport import cached_client
@@ -80,19 +80,6 @@ class BatchOutcome(BaseModel):
     )
 
 
-class BatchVendor(Protocol):
-    """One vendor's batch wire (see openai_batch.py, anthropic_batch.py)."""
-
-    def body(self, model: Model, request: CompletionRequest) -> dict[str, Any]: ...
-
-    async def submit(self, model: Model, lines: list[BatchLine]) -> str: ...
-
-    async def progress(self, model: Model, batch_id: str) -> BatchProgress: ...
-
-    async def results(self, model: Model, batch_id: str, progress: BatchProgress) -> BatchOutcome:
-        ...
-
-
 async def client_of(model: Any) -> Any:
     """The model's SDK client, as its per-call adapter builds and caches it (llm/_vendor.py)."""
     key = await resolve_key(model.name, model.provider, model.options)
@@ -112,19 +99,6 @@ def at_batch_price(completion: Completion) -> Completion:
     usage = completion.usage.model_copy(update={"cost_usd": batch_cost_usd(
         completion.model, completion.usage.input_tokens, completion.usage.output_tokens)})
     return completion.model_copy(update={"usage": usage})
-
-
-def vendor(provider: str) -> BatchVendor:
-    """The batch wire of a provider in BATCH_PROVIDERS (imported on first use)."""
-    if provider == "openai":
-        from promptdag.llm import openai_batch
-
-        return openai_batch
-    if provider == "anthropic":
-        from promptdag.llm import anthropic_batch
-
-        return anthropic_batch
-    raise ValueError(f"provider {provider!r} has no batch API (only {', '.join(BATCH_PROVIDERS)})")
 
 
 def custom_id(name: str) -> str:
