@@ -222,4 +222,9 @@ async def run_in_batches(scheduler: Any) -> Any:
     scheduler.invoke = batches.invoke
     scheduler.breadth = max(scheduler.breadth, len(scheduler.graph.names))
     with batches:
-        return await scheduler.run()
+        try:
+            return await scheduler.run()
+        finally:  # a batch still waited for when the run stops (its timeout): stop waiting
+            for flush in list(batches.flushes):
+                flush.cancel()
+            await asyncio.gather(*batches.flushes, return_exceptions=True)
