@@ -20,6 +20,7 @@ from promptdag.engine.results import (
 from promptdag.flows.artifacts import RunView, workflow_tag
 from promptdag.flows.batch_levels import run_in_batches
 from promptdag.flows.lost_api import remember
+from promptdag.flows.provider_settings import provider_settings_checked
 from promptdag.flows.runners import task_placement
 from promptdag.flows.scheduler import ReadySetScheduler
 from promptdag.llm.base import Usage
@@ -84,7 +85,8 @@ async def run_workflow(
     if data is not None:
         batch = expand(spec, read_rows(data) if isinstance(data, str) else data, row_offset)
         spec = batch.spec
-    graph = validate_spec(spec, bounded=batch is None)  # a batch's parts were bounded
+    with provider_settings_checked():  # keys and base URLs, where the run runs
+        graph = validate_spec(spec, bounded=batch is None)  # a batch's parts were bounded
     started, clock = datetime.now(timezone.utc), time.perf_counter()
     extra_usage = Usage()
     if spec.config.infer_dependencies and any(t.depends_on is None for t in spec.tasks):

@@ -10,6 +10,7 @@ analyser), a call gets the same treatment:
 - **our own copy of the task timeout**, for runners where Prefect does not enforce it;
 - **a prompt that fits**: `prompt_budget` says how many characters of prompt the model's
   context window leaves room for, after the answer's `max_tokens`;
+- **keys**: a configured key echoed in an answer is masked before anything stores it;
 - **errors**: provider errors carry the attempt number; anything unexpected is a permanent error
   (a bug or a misconfiguration is never worth a retry).
 """
@@ -26,6 +27,7 @@ from prefect.runtime import task_run as current_task_run
 
 from promptdag.errors import PermanentProviderError, ProviderError, RetryableProviderError
 from promptdag.llm.base import CompletionRequest, Model, context_window_of, estimate_tokens
+from promptdag.llm.keys import KeyMasking
 from promptdag.llm.registry import get_model
 from promptdag.settings import get_settings
 from promptdag.tasks.provider_limits import provider_slot
@@ -83,7 +85,7 @@ class ModelCall:
         self.task_name = task_name
         self.started = time.monotonic()
         self.attempt = current_task_run.run_count or 1
-        self.model: Model = get_model(model, options)
+        self.model: Model = KeyMasking(get_model(model, options))  # echoed keys never stored
         self.min_answer_tokens = min_answer_tokens
         self.answer_tokens: int | None = None  # set by prompt_budget when raised
 

@@ -112,7 +112,7 @@ def _submit(args: argparse.Namespace) -> int:
     if args.wait:
         print(f"submitted {run_id}; waiting (watch it at {url})", file=sys.stderr)
         _say_if_nobody_polls(run_id)
-        return _print_result(client.wait_for_result(run_id), args.json)
+        return _print_result(client.wait_for_result(run_id), args.json, run_id)
     if args.json:
         print(json.dumps({"run_id": str(run_id), "url": url}))
     else:
@@ -216,10 +216,10 @@ def _result(args: argparse.Namespace) -> int:
         result = client.get_result(args.run_id[0])
     else:
         result = client.wait_for_result(args.run_id[0], timeout=args.timeout)
-    return _print_result(result, args.json)
+    return _print_result(result, args.json, args.run_id[0])
 
 
-def _print_result(result: Any, as_json: bool) -> int:
+def _print_result(result: Any, as_json: bool, run_id: Any) -> int:
     from promptdag.cli._common import render_objective_summary, render_summary
     from promptdag.engine.objective import ObjectiveResult
 
@@ -228,14 +228,23 @@ def _print_result(result: Any, as_json: bool) -> int:
     elif isinstance(result, ObjectiveResult):
         print(render_objective_summary(result))
     else:
-        print(render_summary(result))
+        from promptdag.cli._common import spec_of_run
+
+        print(render_summary(result, spec_of_run(str(run_id))))
     return EXIT_OK if result.status == "completed" else EXIT_FAILED
 
 
 def _server(args: argparse.Namespace) -> int:
+    """`server start|stop|status|env|open`. Only a process that is still the recorded server
+    is signalled or described; a stale record is removed with one line. `status` exits 0 when
+    the server answers, 1 when its process is there but does not answer, 2 when none runs."""
     from promptdag.remote import local_server as server
 
-    info = server.read_state()
+    home = server.prefect_home()
+    recorded = server.read_state(home)
+    info = server.verified_state(home)
+    if recorded is not None and info is None:
+        print(f"promptdag: {server.stale_line(home, recorded)}", file=sys.stderr)
     if args.action == "start":
         info = server.start_server(args.host, args.port)
         _with_api(info.api_url, server.ensure_work_pool)
@@ -249,10 +258,10 @@ def _server(args: argparse.Namespace) -> int:
         print(_export(info.api_url))
         return EXIT_OK
     if args.action == "stop":
-        stopped = server.stop_server()
+        stopped = info is not None and server.stop_server(info)
         print("server stopped" if stopped else "no promptdag server is running", file=sys.stderr)
         return EXIT_OK
-    if info is None or not server.process_alive(info.pid):
+    if info is None:
         raise SpecError("no promptdag server is running: start one with `promptdag server start`")
     if args.action == "env":
         print(_export(info.api_url))
@@ -262,8 +271,14 @@ def _server(args: argparse.Namespace) -> int:
         print(info.url)
         webbrowser.open(info.url)
     else:
-        state = "healthy" if server.healthy(info.api_url) else "NOT answering"
+        answers = server.healthy(info.api_url)
+        state = "healthy" if answers else "NOT answering"
         print(f"{info.url}: {state} (pid {info.pid}, PREFECT_HOME {info.home}, log {info.log})")
+        if not answers:
+            print(f"promptdag: the server's process is running but {info.api_url}/health does "
+                  f"not answer: see its log {info.log}, or restart it (promptdag server stop; "
+                  "promptdag server start)", file=sys.stderr)
+            return EXIT_FAILED
     return EXIT_OK
 
 

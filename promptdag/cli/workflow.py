@@ -101,7 +101,7 @@ def _run(args: argparse.Namespace) -> int:
         return _run_batch(args, spec, rows)
     banner = f"Running {spec.name!r}: {len(spec.tasks)} tasks, breadth {spec.config.breadth}"
     return execute(banner, lambda: run(spec, on_notice=say),
-                    lambda result: render_summary(result, Path(args.spec).name), args.json,
+                    lambda result: render_summary(result, spec), args.json,
                     args.quiet, total=len(spec.tasks), plain=args.verbose)
 
 
@@ -146,7 +146,7 @@ def _run_batch(args: argparse.Namespace, spec: WorkflowSpec, rows: list[dict[str
     if args.json:
         print(result.model_dump_json(indent=2))
     else:
-        lines = [render_summary(result, Path(args.spec).name, tasks=False),
+        lines = [render_summary(result, spec, tasks=False),
                  rows_line(result.rows or [])]
         if args.output:
             lines.append(f"rows written to {args.output}")

@@ -130,6 +130,13 @@ def expand(spec: WorkflowSpec, rows: list[Row], offset: int = 0) -> Batch:
     return Batch(expanded, tuple(batch_rows))
 
 
+def with_row(spec: WorkflowSpec, row: Row) -> WorkflowSpec:
+    """The workflow as one row's instance sees it, under its own task names: the row's fields
+    in every task's context (`validate --data` and `graph --data` show this)."""
+    tasks = [t.model_copy(update={"context": {**t.context, **row}}) for t in spec.tasks]
+    return spec.model_copy(update={"tasks": tasks})
+
+
 def _with_context(spec: WorkflowSpec, values: Row) -> WorkflowSpec:
     tasks = [t.model_copy(update={"context": {**values, **t.context}}) for t in spec.tasks]
     return spec.model_copy(update={"tasks": tasks})

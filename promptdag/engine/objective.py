@@ -103,6 +103,12 @@ class ObjectiveConfig(BaseModel):
             return str(chosen)
         return self.model if isinstance(self.model, str) else self.model[0]
 
+    def models(self) -> list[str]:
+        """Every model the objective may call: each role's and the tasks' chain, sorted."""
+        used = {self.role_model(role) for role in  # type: ignore[arg-type]
+                ("planner", "reflector", "synthesiser")}
+        return sorted(used | ({self.model} if isinstance(self.model, str) else set(self.model)))
+
 
 class ObjectiveRequest(BaseModel):
     """The seed API's `POST /workflows/plan-execute` body."""

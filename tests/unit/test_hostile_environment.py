@@ -15,8 +15,10 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -366,3 +368,35 @@ def test_a_prefect_home_without_permission_is_exit_2_with_what_to_do(tmp_path: P
             f"PREFECT_HOME {home} cannot be written", reason, "export PREFECT_HOME=")
     finally:
         subprocess.run(undo, capture_output=True)
+
+
+class _NotPrefect(BaseHTTPRequestHandler):
+    """Any other web server: a page at / and 404 for the rest."""
+
+    def do_GET(self) -> None:
+        body = b"<html><body>hello</body></html>"
+        self.send_response(200 if self.path in ("/", "/health") else 404)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_a_prefect_api_url_that_is_another_web_server_is_exit_2_naming_it(tmp_path: Path):
+    spec = tmp_path / "ok.json"
+    spec.write_text(json.dumps({"name": "w", "tasks": [{"name": "t", "prompt": "p"}]}))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _NotPrefect)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        for url, answered in ((f"{base}/api", "HTTP 404"), (base, "<html><body>hello")):
+            line = assert_bounded_exit_2(promptdag("run", str(spec), env={"PREFECT_API_URL": url}),
+                                         f"PREFECT_API_URL={url} is not a Prefect API", answered,
+                                         "unset it")
+            assert "internal error" not in line
+    finally:
+        server.shutdown()
+        server.server_close()
