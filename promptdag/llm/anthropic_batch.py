@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import anthropic
+
 from promptdag.llm.base import CompletionRequest
 from promptdag.llm.batch_api import (
     BatchLine,
@@ -30,14 +32,14 @@ def body(model: Any, request: CompletionRequest) -> dict[str, Any]:
 
 
 async def submit(model: Any, lines: list[BatchLine]) -> str:
-    client = await client_of(model)
-    requests = [{"custom_id": line.custom_id, "params": line.body} for line in lines]
+    client = await client_of(model, anthropic.AsyncAnthropic)
+    requests: Any = [{"custom_id": line.custom_id, "params": line.body} for line in lines]
     batch = await sdk_call(model, lambda: client.messages.batches.create(requests=requests))
     return str(batch.id)
 
 
 async def progress(model: Any, batch_id: str) -> BatchProgress:
-    client = await client_of(model)
+    client = await client_of(model, anthropic.AsyncAnthropic)
     batch = await sdk_call(model, lambda: client.messages.batches.retrieve(batch_id))
     counts = batch.request_counts
     failed = counts.errored + counts.canceled + counts.expired
@@ -51,7 +53,7 @@ async def progress(model: Any, batch_id: str) -> BatchProgress:
 
 
 async def results(model: Any, batch_id: str, progress: BatchProgress) -> BatchOutcome:
-    client = await client_of(model)
+    client = await client_of(model, anthropic.AsyncAnthropic)
     outcome = BatchOutcome(status=progress.status)
 
     async def read() -> None:

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, Field
 
 from promptdag.llm.base import Completion
-from promptdag.llm.keys import resolve_key
+from promptdag.llm.keys import mask_keys, resolve_key
 from promptdag.llm.pricing import batch_cost_usd
 from promptdag.llm.transport import cached_client
 from promptdag.settings import get_settings
@@ -80,10 +80,13 @@ class BatchOutcome(BaseModel):
     )
 
 
-async def client_of(model: Any) -> Any:
-    """The model's SDK client, as its per-call adapter builds and caches it (llm/_vendor.py)."""
+async def client_of(model: Any, sdk_client: Callable[..., T]) -> T:
+    """An SDK client for the model's batches: its key and base URL as the per-call adapter
+    resolves them, retries off, and no `max_answer_bytes` bound (llm/answer_size.py): a batch's
+    results file holds every line's answer and is as large as the batch is."""
     key = await resolve_key(model.name, model.provider, model.options)
-    return cached_client((model.provider, model.base_url, key), lambda: model._client(key))
+    return cached_client((f"{model.provider}-batch", model.base_url, key),
+                         lambda: sdk_client(api_key=key, base_url=model.base_url, max_retries=0))
 
 
 async def sdk_call(model: Any, create: Callable[[], Awaitable[T]]) -> T:
@@ -95,10 +98,11 @@ async def sdk_call(model: Any, create: Callable[[], Awaitable[T]]) -> T:
 
 
 def at_batch_price(completion: Completion) -> Completion:
-    """A completion read by the per-call adapter, priced as a batch answer."""
+    """A completion read by the per-call adapter, priced as a batch answer, with every
+    configured key it echoes masked (as the one model-call path masks answers)."""
     usage = completion.usage.model_copy(update={"cost_usd": batch_cost_usd(
         completion.model, completion.usage.input_tokens, completion.usage.output_tokens)})
-    return completion.model_copy(update={"usage": usage})
+    return completion.model_copy(update={"usage": usage, "text": mask_keys(completion.text)})
 
 
 def custom_id(name: str) -> str:

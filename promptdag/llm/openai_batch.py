@@ -16,6 +16,7 @@ import json
 from functools import partial
 from typing import Any, Final
 
+import openai
 from openai.types.chat import ChatCompletion
 
 from promptdag.errors import ProviderError
@@ -42,7 +43,7 @@ def body(model: Any, request: CompletionRequest) -> dict[str, Any]:
 
 async def submit(model: Any, lines: list[BatchLine]) -> str:
     """Upload the lines and create the batch; its id."""
-    client = await client_of(model)
+    client = await client_of(model, openai.AsyncOpenAI)
     data = "".join(
         json.dumps({"custom_id": line.custom_id, "method": "POST", "url": ENDPOINT,
                     "body": line.body}, ensure_ascii=False) + "\n"
@@ -57,7 +58,7 @@ async def submit(model: Any, lines: list[BatchLine]) -> str:
 
 
 async def progress(model: Any, batch_id: str) -> BatchProgress:
-    client = await client_of(model)
+    client = await client_of(model, openai.AsyncOpenAI)
     batch = await sdk_call(model, lambda: client.batches.retrieve(batch_id))
     counts = batch.request_counts
     files = {name: value for name, value in (("output", batch.output_file_id),
@@ -74,7 +75,7 @@ async def progress(model: Any, batch_id: str) -> BatchProgress:
 
 async def results(model: Any, batch_id: str, progress: BatchProgress) -> BatchOutcome:
     """Every line's answer or failure, from the output and error files."""
-    client = await client_of(model)
+    client = await client_of(model, openai.AsyncOpenAI)
     outcome = BatchOutcome(status=progress.status)
     for kind in ("output", "error"):
         file_id = progress.files.get(kind)
