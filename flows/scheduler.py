@@ -7,18 +7,25 @@ tasks, higher priority first, then declaration order. No stage barriers.
 Each started task is an awaited call of the async Prefect task `run_prompt` on the flow's own
 event loop: cheaper per task than `.submit()`, and no worker thread blocked resolving
 `wait_for` (the figures are in docs/architecture.md). Prefect runs the retries and timeouts.
+
+Tasks can join a running workflow (`add_task`): from inside the loop (a fan-out's instances,
+flows/fan_out.py) or from a producer running beside it (a plan read as it streams), which keeps
+the loop alive with `hold()` until it is done. Added tasks obey the same breadth, priority,
+failure mode, `when:` and resume rules as declared ones and count in results and progress.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from typing import Any
 
 from prefect import Flow
 
 from promptdag.engine.events import TaskEvent, emit
+from promptdag.engine.fan_out import FanOutError, instance_spec, items_of, joined
 from promptdag.engine.gc_tuning import quiet_collector
 from promptdag.engine.ready_set import ReadySet
 from promptdag.engine.results import TaskResult
@@ -26,8 +33,10 @@ from promptdag.errors import attempts_of, describe_failure
 from promptdag.flows._subworkflow import run_subworkflow
 from promptdag.flows.dispatch import Invoke, run_locally, run_with_fallback
 from promptdag.llm.base import Usage
+from promptdag.spec.conditions import split_reference
 from promptdag.spec.graph import WorkflowGraph
-from promptdag.spec.models import WorkflowSpec
+from promptdag.spec.models import TaskSpec, WorkflowSpec
+from promptdag.spec.template import placeholders
 from promptdag.tasks.run_prompt import PromptJob, PromptOutput
 from promptdag.tasks.task_options import prompt_task_options
 
@@ -58,8 +67,55 @@ class ReadySetScheduler:
         self.graph = graph
         self.breadth = spec.config.breadth
         self._specs = {t.name: t for t in spec.tasks}
-        self._index = graph.index
+        self._references: dict[str, frozenset[str]] = dict(graph.references)
         self.state = ReadySet(graph, spec.config.failure_mode, on_record=self._recorded)
+        self._holds = 0  # producers that may still add tasks (see `hold`)
+        self._expanded: dict[str, list[str]] = {}  # fan-out task -> its instances, in order
+        self._instances: dict[str, tuple[str, Any, int]] = {}  # -> (fan-out, item, index)
+        self._wake = asyncio.Event()
+
+    def add_task(
+        self,
+        task: TaskSpec,
+        depends_on: Iterable[str] = (),
+        *,
+        before: Iterable[str] = (),
+        references: Iterable[str] | None = None,
+    ) -> None:
+        """Add a prompt task to the running workflow (see `ReadySet.add`).
+
+        Args:
+            task: the task, as a spec would declare it (its `depends_on` is not read).
+            depends_on: the tasks it waits for, declared or added earlier.
+            before: tasks not started yet that also wait for it.
+            references: the tasks its prompt names (default: read from the prompt); their
+                results fill the placeholders, other dependencies' results are appended.
+        """
+        if references is None:
+            names = set(self.state.order)
+            found = (split_reference(text, names) for text in placeholders(task.prompt))
+            references = {ref[0] for ref in found if ref is not None}
+        self._specs[task.name] = task
+        self._references[task.name] = frozenset(references)
+        self.state.add(task.name, tuple(depends_on), priority=task.priority.rank,
+                       when=task.when, before=tuple(before))
+        self._wake.set()
+
+    def hold(self) -> Callable[[], None]:
+        """Keep the loop running, even with nothing ready or running, until the returned
+        function is called: for a producer that adds tasks while the workflow runs. Call it
+        before `run` starts (or from a running task), and call the release exactly once."""
+        self._holds += 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self._holds -= 1
+                self._wake.set()
+
+        return release
 
     @property
     def results(self) -> dict[str, TaskResult]:
@@ -77,18 +133,30 @@ class ReadySetScheduler:
         limit = self.spec.config.workflow_timeout_seconds
         deadline = time.monotonic() + limit if limit else None
         stop_reason = "not started: the workflow stopped at a failed task (fail_fast)"
+        woken: asyncio.Task[bool] | None = None
         try:
-            while state.has_ready() or running:
+            while state.has_ready() or running or (self._holds and not state.stopping):
                 while state.has_ready() and len(running) < self.breadth:
                     name = state.pop()
+                    if self._settles_at_once(name):
+                        continue
                     running[asyncio.create_task(self._run_one(name), name=name)] = name
-                if not running:
+                if state.has_ready() and len(running) < self.breadth:
+                    continue  # settling at once made more tasks ready
+                if not running and not (self._holds and not state.stopping):
                     break
                 wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+                waiting: set[asyncio.Future[Any]] = set(running)
+                if self._holds:  # a producer may add tasks: wake up when it does
+                    self._wake.clear()
+                    if woken is None or woken.done():
+                        woken = asyncio.create_task(self._wake.wait())
+                    waiting.add(woken)
                 done, _ = await asyncio.wait(
-                    running, timeout=wait, return_when=asyncio.FIRST_COMPLETED
+                    waiting, timeout=wait, return_when=asyncio.FIRST_COMPLETED
                 )
-                for future in sorted(done, key=lambda f: self._index[running[f]]):
+                finished = [f for f in done if f in running]
+                for future in sorted(finished, key=lambda f: state.index[running[f]]):
                     state.settle(future.result())
                     running.pop(future)
                 if deadline is not None and not done and time.monotonic() >= deadline:
@@ -96,11 +164,56 @@ class ReadySetScheduler:
                     state.stopping = True
                     break
         finally:
+            if woken is not None:
+                woken.cancel()
             for future in running:
                 future.cancel()
             if running:  # let cancelled Prefect task runs finish their bookkeeping
                 await asyncio.gather(*running, return_exceptions=True)
-        return state.finish(stop_reason)
+        return [self._tagged(result) for result in state.finish(stop_reason)]
+
+    def _settles_at_once(self, name: str) -> bool:
+        """A popped task that needs no task run of its own: a fan-out task, the first time
+        to add its instances (or settle, failed or skipped, if it has none to add), the second
+        time (all instances settled) to join their results."""
+        source = self.graph.fan_outs.get(name)
+        if source is None:
+            return False
+        state = self.state
+        depends_on = list(state.depends_on[name])
+        if name in self._expanded:
+            instances = [state.results[i] for i in self._expanded[name]]
+            state.settle(joined(name, depends_on, instances))
+            return True
+        task = self._specs[name]
+        upstream, outputs = state.inputs(name)
+        found = split_reference(source, set(upstream))
+        assert found is not None  # validation checked it names a dependency
+        try:
+            items = items_of(name, source, found[1], upstream.get(found[0]),
+                             outputs.get(found[0]), task.max_items)
+        except FanOutError as exc:
+            state.settle(TaskResult(name=name, status="failed", depends_on=depends_on,
+                                    error=str(exc)))
+            return True
+        if not items:
+            state.skip(name, f"for_each {{{{ {source} }}}} gave no items")
+            return True
+        self._expanded[name] = []
+        for index, item in enumerate(items):
+            instance = instance_spec(task, index, item)
+            self._instances[instance.name] = (name, item, index)
+            self._expanded[name].append(instance.name)
+            self.add_task(instance, depends_on, before=[name], references=self._references[name])
+        return True
+
+    def _tagged(self, result: TaskResult) -> TaskResult:
+        """An instance's result says which fan-out, item and index it is."""
+        found = self._instances.get(result.name)
+        if found is None:
+            return result
+        fan_out, item, index = found
+        return result.model_copy(update={"fan_out": fan_out, "item": item, "index": index})
 
     async def _run_one(self, name: str) -> TaskResult:
         task_spec = self._specs[name]
@@ -108,21 +221,21 @@ class ReadySetScheduler:
         if isinstance(task_spec.workflow, WorkflowSpec):
             emit(
                 TaskEvent(
-                    self.spec.name, name, "started", None, len(self.results), len(self.graph.names)
+                    self.spec.name, name, "started", None, len(self.results), self.state.total
                 )
             )
             if self.subflow is None:
                 raise RuntimeError("a workflow task needs the scheduler's subflow")
             return await run_subworkflow(
                 self.subflow, task_spec, task_spec.workflow, upstream,
-                list(self.graph.depends_on[name]),
+                list(self.state.depends_on[name]),
             )
-        job = PromptJob.from_spec(self.spec, task_spec, self.graph.references[name])
+        job = PromptJob.from_spec(self.spec, task_spec, self._references[name])
         options = prompt_task_options(self.spec, task_spec)
         started, clock = _now(), time.perf_counter()
         emit(
             TaskEvent(
-                self.spec.name, name, "started", None, len(self.results), len(self.graph.names)
+                self.spec.name, name, "started", None, len(self.results), self.state.total
             )
         )
         try:
@@ -133,7 +246,7 @@ class ReadySetScheduler:
             return TaskResult(
                 name=name,
                 status="failed",
-                depends_on=list(self.graph.depends_on[name]),
+                depends_on=list(self.state.depends_on[name]),
                 attempts=attempts_of(exc, options),
                 started_at=started,
                 finished_at=_now(),
@@ -144,7 +257,7 @@ class ReadySetScheduler:
         return TaskResult(
             name=name,
             status="completed",
-            depends_on=list(self.graph.depends_on[name]),
+            depends_on=list(self.state.depends_on[name]),
             attempts=output.attempts,
             started_at=started,
             finished_at=_now(),
@@ -165,6 +278,7 @@ class ReadySetScheduler:
 
     def _recorded(self, result: TaskResult, settled: int) -> None:
         """Every recorded result (finished, skipped, cancelled) is a progress event."""
+        result = self._tagged(result)
         emit(
             TaskEvent(
                 self.spec.name,
@@ -172,9 +286,10 @@ class ReadySetScheduler:
                 "finished",
                 result.status,
                 settled,
-                len(self.graph.names),
+                self.state.total,
                 result.duration_seconds,
                 result.error,
                 result=result,
+                from_fan_outs=len(self._instances),
             )
         )

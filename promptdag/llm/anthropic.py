@@ -19,6 +19,7 @@ import anthropic
 
 from promptdag.errors import PermanentProviderError
 from promptdag.llm._vendor import VendorModel, schema_name
+from promptdag.llm.answer_size import bounded_http_client
 from promptdag.llm.base import Completion, CompletionRequest, Usage
 from promptdag.llm.context import ANTHROPIC_WINDOW
 from promptdag.llm.negotiation import ModeRejected, extract_json, with_instructions
@@ -42,7 +43,10 @@ class AnthropicModel(VendorModel[AnthropicOptions]):
     sdk_error = anthropic.AnthropicError
 
     def _client(self, key: str) -> anthropic.AsyncAnthropic:
-        return anthropic.AsyncAnthropic(api_key=key, base_url=self.base_url, max_retries=0)
+        return anthropic.AsyncAnthropic(
+            api_key=key, base_url=self.base_url, max_retries=0,
+            http_client=bounded_http_client(anthropic.DefaultAsyncHttpxClient),  # answer_size.py
+        )
 
     async def context_window(self) -> int | None:
         """The `context_window` option, else 200,000 tokens for Claude models."""

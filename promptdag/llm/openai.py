@@ -18,6 +18,7 @@ import openai
 
 from promptdag.errors import PermanentProviderError, ProviderError
 from promptdag.llm._vendor import VendorModel, schema_name
+from promptdag.llm.answer_size import bounded_http_client
 from promptdag.llm.base import Completion, CompletionRequest, Usage
 from promptdag.llm.context import known_window, props_window
 from promptdag.llm.negotiation import extract_json, inline_refs, with_instructions
@@ -39,7 +40,10 @@ class OpenAIModel(VendorModel[OpenAIOptions]):
     sdk_error = openai.OpenAIError
 
     def _client(self, key: str) -> openai.AsyncOpenAI:
-        return openai.AsyncOpenAI(api_key=key, base_url=self.base_url, max_retries=0)
+        return openai.AsyncOpenAI(
+            api_key=key, base_url=self.base_url, max_retries=0,
+            http_client=bounded_http_client(openai.DefaultAsyncHttpxClient),  # answer_size.py
+        )
 
     async def context_window(self) -> int | None:
         """The `context_window` option, else the published window of a known OpenAI model,
