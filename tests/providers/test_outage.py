@@ -68,7 +68,6 @@ async def test_a_dead_endpoint_fails_every_call_with_one_message_when_the_budget
 
 async def test_the_budget_counts_from_when_the_endpoint_went_down():
     port = free_port()
-    clock = time.monotonic()
 
     async def late_call() -> tuple[list[Completion | BaseException], float]:
         await asyncio.sleep(1.5)
