@@ -31,7 +31,8 @@ from promptdag.engine.events import TaskEvent, subscribe
 from promptdag.errors import PermanentProviderError
 from promptdag.flows.dispatch import Invoke
 from promptdag.llm.base import Completion
-from promptdag.llm.batch_api import BATCH_PROVIDERS, BatchLine, BatchOutcome, custom_id, vendor
+from promptdag.llm.batch_api import BATCH_PROVIDERS, BatchLine, BatchOutcome, custom_id
+from promptdag.llm.batch_vendors import vendor
 from promptdag.llm.options import options_for
 from promptdag.llm.registry import split_model
 from promptdag.spec.graph import WorkflowGraph
@@ -221,4 +222,9 @@ async def run_in_batches(scheduler: Any) -> Any:
     scheduler.invoke = batches.invoke
     scheduler.breadth = max(scheduler.breadth, len(scheduler.graph.names))
     with batches:
-        return await scheduler.run()
+        try:
+            return await scheduler.run()
+        finally:  # a batch still waited for when the run stops (its timeout): stop waiting
+            for flush in list(batches.flushes):
+                flush.cancel()
+            await asyncio.gather(*batches.flushes, return_exceptions=True)

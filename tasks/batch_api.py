@@ -33,8 +33,8 @@ from promptdag.llm.batch_api import (
     BatchOutcome,
     next_poll,
     report,
-    vendor,
 )
+from promptdag.llm.batch_vendors import vendor
 from promptdag.llm.registry import get_model, split_model
 from promptdag.settings import get_settings
 from promptdag.tasks.prompt_cache import KEY_VERSION, run_scope

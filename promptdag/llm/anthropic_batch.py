@@ -13,45 +13,34 @@ from typing import Any
 
 import anthropic
 
-from promptdag.errors import PermanentProviderError, ProviderError
-from promptdag.llm.base import Completion, CompletionRequest, Model, Usage
-from promptdag.llm.batch_api import BatchLine, BatchOutcome, BatchProgress, flat_body
-from promptdag.llm.keys import resolve_key
-from promptdag.llm.pricing import batch_cost_usd
-from promptdag.llm.transport import cached_client, clip, connection_error, status_error
+from promptdag.llm.base import CompletionRequest
+from promptdag.llm.batch_api import (
+    BatchLine,
+    BatchOutcome,
+    BatchProgress,
+    at_batch_price,
+    client_of,
+    flat_body,
+    sdk_call,
+)
+from promptdag.llm.transport import clip
 
-_STOP = {"end_turn": "stop", "stop_sequence": "stop", "tool_use": "stop", "max_tokens": "length"}
 
-
-def body(model: Model, request: CompletionRequest) -> dict[str, Any]:
+def body(model: Any, request: CompletionRequest) -> dict[str, Any]:
     """The messages body the per-call adapter would send for `request` (plain text)."""
-    return flat_body(model._body(request, None))  # type: ignore[attr-defined]
+    return flat_body(model._body(request, None))
 
 
-async def _client(model: Any) -> anthropic.AsyncAnthropic:
-    key = await resolve_key(model.name, "anthropic", model.options)
-    return cached_client(
-        ("anthropic", model.base_url, key),
-        lambda: anthropic.AsyncAnthropic(api_key=key, base_url=model.base_url, max_retries=0),
-    )
-
-
-async def submit(model: Model, lines: list[BatchLine]) -> str:
-    client = await _client(model)
+async def submit(model: Any, lines: list[BatchLine]) -> str:
+    client = await client_of(model, anthropic.AsyncAnthropic)
     requests: Any = [{"custom_id": line.custom_id, "params": line.body} for line in lines]
-    try:
-        batch = await client.messages.batches.create(requests=requests)
-    except anthropic.APIError as exc:
-        raise _translate(model, exc) from None
-    return batch.id
+    batch = await sdk_call(model, lambda: client.messages.batches.create(requests=requests))
+    return str(batch.id)
 
 
-async def progress(model: Model, batch_id: str) -> BatchProgress:
-    client = await _client(model)
-    try:
-        batch = await client.messages.batches.retrieve(batch_id)
-    except anthropic.APIError as exc:
-        raise _translate(model, exc) from None
+async def progress(model: Any, batch_id: str) -> BatchProgress:
+    client = await client_of(model, anthropic.AsyncAnthropic)
+    batch = await sdk_call(model, lambda: client.messages.batches.retrieve(batch_id))
     counts = batch.request_counts
     failed = counts.errored + counts.canceled + counts.expired
     return BatchProgress(
@@ -64,46 +53,22 @@ async def progress(model: Model, batch_id: str) -> BatchProgress:
 
 
 async def results(model: Any, batch_id: str, progress: BatchProgress) -> BatchOutcome:
-    client = await _client(model)
+    client = await client_of(model, anthropic.AsyncAnthropic)
     outcome = BatchOutcome(status=progress.status)
-    try:
+
+    async def read() -> None:
         async for line in await client.messages.batches.results(batch_id):
             result = line.result
-            if result.type == "succeeded":
-                outcome.answers[line.custom_id] = _completion(model, result.message)
+            if result.type == "succeeded":  # read as the per-call adapter reads an answer
+                message = result.message
+                outcome.answers[line.custom_id] = at_batch_price(
+                    model._completion(message, model._text(message)))
             elif result.type == "errored":
                 error = result.error.error
                 outcome.failures[line.custom_id] = clip(
                     f"{model.label}: batch: {error.message} [{error.type}]")
             else:  # canceled, expired
                 outcome.failures[line.custom_id] = f"{model.label}: batch: {result.type}"
-    except anthropic.APIError as exc:
-        raise _translate(model, exc) from None
+
+    await sdk_call(model, read)
     return outcome
-
-
-def _completion(model: Any, message: Any) -> Completion:
-    text = "".join(block.text for block in message.content if getattr(block, "type", "") == "text")
-    usage = message.usage
-    input_tokens = ((usage.input_tokens or 0) + (usage.cache_creation_input_tokens or 0)
-                    + (usage.cache_read_input_tokens or 0))
-    output_tokens = usage.output_tokens or 0
-    stop = message.stop_reason
-    return Completion(
-        text=text,
-        model=model.name,
-        finish_reason=_STOP.get(stop, stop) if stop else None,
-        usage=Usage(input_tokens=input_tokens, output_tokens=output_tokens,
-                    cost_usd=batch_cost_usd(model.name, input_tokens, output_tokens)),
-    )
-
-
-def _translate(model: Any, exc: anthropic.APIError) -> ProviderError:
-    if isinstance(exc, anthropic.APIConnectionError):
-        return connection_error(model.label, exc)
-    if isinstance(exc, anthropic.APIStatusError):
-        body = exc.body if isinstance(exc.body, dict) else {}
-        error: dict[str, Any] = body["error"] if isinstance(body.get("error"), dict) else {}
-        detail = str(error.get("message") or exc.message)
-        return status_error(model.label, exc.status_code, detail, exc.response.headers)
-    return PermanentProviderError(clip(f"{model.label}: {type(exc).__name__}: {exc.message}"))

@@ -4,7 +4,7 @@ OpenAI's Batch API (a JSONL file uploaded to `/v1/files` with purpose `batch`, a
 `/v1/batches`, an output file and an error file when it ends) and Anthropic's Message Batches
 (`/v1/messages/batches`, results as JSONL at the batch's `results_url`) differ on the wire and
 agree on the idea; this module holds the idea, one module per vendor the wire
-(`openai_batch`, `anthropic_batch`):
+(`openai_batch`, `anthropic_batch`, found by `batch_vendors.vendor`):
 
 - `BatchLine`: one call, the request body exactly as the vendor's per-call endpoint takes it
   (built by the model's own adapter, so a batched call asks what a direct call would ask);
@@ -19,14 +19,19 @@ Vendor errors become ours in the vendor modules, as the per-call adapters do.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field
 
-from promptdag.llm.base import Completion, CompletionRequest, Model
+from promptdag.llm.base import Completion
+from promptdag.llm.keys import mask_keys, resolve_key
+from promptdag.llm.pricing import batch_cost_usd
+from promptdag.llm.transport import cached_client
+from promptdag.settings import get_settings
 
 BATCH_PROVIDERS = ("openai", "anthropic")
+T = TypeVar("T")
 
 
 class BatchLine(BaseModel):
@@ -75,30 +80,29 @@ class BatchOutcome(BaseModel):
     )
 
 
-class BatchVendor(Protocol):
-    """One vendor's batch wire (see openai_batch.py, anthropic_batch.py)."""
-
-    def body(self, model: Model, request: CompletionRequest) -> dict[str, Any]: ...
-
-    async def submit(self, model: Model, lines: list[BatchLine]) -> str: ...
-
-    async def progress(self, model: Model, batch_id: str) -> BatchProgress: ...
-
-    async def results(self, model: Model, batch_id: str, progress: BatchProgress) -> BatchOutcome:
-        ...
+async def client_of(model: Any, sdk_client: Callable[..., T]) -> T:
+    """An SDK client for the model's batches: its key and base URL as the per-call adapter
+    resolves them, retries off, and no `max_answer_bytes` bound (llm/answer_size.py): a batch's
+    results file holds every line's answer and is as large as the batch is."""
+    key = await resolve_key(model.name, model.provider, model.options)
+    return cached_client((f"{model.provider}-batch", model.base_url, key),
+                         lambda: sdk_client(api_key=key, base_url=model.base_url, max_retries=0))
 
 
-def vendor(provider: str) -> BatchVendor:
-    """The batch wire of a provider in BATCH_PROVIDERS (imported on first use)."""
-    if provider == "openai":
-        from promptdag.llm import openai_batch
+async def sdk_call(model: Any, create: Callable[[], Awaitable[T]]) -> T:
+    """`create()` with the SDK's errors translated as the per-call adapter translates them."""
+    try:
+        return await create()
+    except model.sdk.APIError as exc:
+        raise model._translate(exc, get_settings().http_timeout_seconds) from None
 
-        return openai_batch
-    if provider == "anthropic":
-        from promptdag.llm import anthropic_batch
 
-        return anthropic_batch
-    raise ValueError(f"provider {provider!r} has no batch API (only {', '.join(BATCH_PROVIDERS)})")
+def at_batch_price(completion: Completion) -> Completion:
+    """A completion read by the per-call adapter, priced as a batch answer, with every
+    configured key it echoes masked (as the one model-call path masks answers)."""
+    usage = completion.usage.model_copy(update={"cost_usd": batch_cost_usd(
+        completion.model, completion.usage.input_tokens, completion.usage.output_tokens)})
+    return completion.model_copy(update={"usage": usage, "text": mask_keys(completion.text)})
 
 
 def custom_id(name: str) -> str:

@@ -13,65 +13,53 @@ A batch that failed validation answers nothing: every line goes the per-call pat
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Any, Final
 
 import openai
+from openai.types.chat import ChatCompletion
 
-from promptdag.errors import PermanentProviderError, ProviderError
-from promptdag.llm.base import Completion, CompletionRequest, Model, Usage
-from promptdag.llm.batch_api import BatchLine, BatchOutcome, BatchProgress, flat_body
-from promptdag.llm.keys import resolve_key
-from promptdag.llm.pricing import batch_cost_usd
-from promptdag.llm.transport import (
-    cached_client,
-    clip,
-    connection_error,
-    garbled_answer,
-    status_error,
+from promptdag.errors import ProviderError
+from promptdag.llm.base import CompletionRequest
+from promptdag.llm.batch_api import (
+    BatchLine,
+    BatchOutcome,
+    BatchProgress,
+    at_batch_price,
+    client_of,
+    flat_body,
+    sdk_call,
 )
+from promptdag.llm.transport import clip, garbled_answer
 
 ENDPOINT: Final = "/v1/chat/completions"
 ENDED = frozenset({"completed", "expired", "failed", "cancelled"})
 
 
-def body(model: Model, request: CompletionRequest) -> dict[str, Any]:
+def body(model: Any, request: CompletionRequest) -> dict[str, Any]:
     """The chat-completions body the per-call adapter would send for `request`."""
-    return flat_body(model._body(request))  # type: ignore[attr-defined]
+    return flat_body(model._body(request))
 
 
-async def _client(model: Any) -> openai.AsyncOpenAI:
-    key = await resolve_key(model.name, "openai", model.options)
-    return cached_client(
-        ("openai", model.base_url, key),
-        lambda: openai.AsyncOpenAI(api_key=key, base_url=model.base_url, max_retries=0),
-    )
-
-
-async def submit(model: Model, lines: list[BatchLine]) -> str:
+async def submit(model: Any, lines: list[BatchLine]) -> str:
     """Upload the lines and create the batch; its id."""
-    client = await _client(model)
+    client = await client_of(model, openai.AsyncOpenAI)
     data = "".join(
         json.dumps({"custom_id": line.custom_id, "method": "POST", "url": ENDPOINT,
                     "body": line.body}, ensure_ascii=False) + "\n"
         for line in lines
     ).encode()
-    try:
-        file = await client.files.create(file=("promptdag-batch.jsonl", data), purpose="batch")
-        batch = await client.batches.create(
-            input_file_id=file.id, endpoint=ENDPOINT, completion_window="24h",
-            metadata={"created_by": "promptdag"},
-        )
-    except openai.APIError as exc:
-        raise _translate(model, exc) from None
-    return batch.id
+    file = await sdk_call(model, lambda: client.files.create(
+        file=("promptdag-batch.jsonl", data), purpose="batch"))
+    batch = await sdk_call(model, lambda: client.batches.create(
+        input_file_id=file.id, endpoint=ENDPOINT, completion_window="24h",
+        metadata={"created_by": "promptdag"}))
+    return str(batch.id)
 
 
-async def progress(model: Model, batch_id: str) -> BatchProgress:
-    client = await _client(model)
-    try:
-        batch = await client.batches.retrieve(batch_id)
-    except openai.APIError as exc:
-        raise _translate(model, exc) from None
+async def progress(model: Any, batch_id: str) -> BatchProgress:
+    client = await client_of(model, openai.AsyncOpenAI)
+    batch = await sdk_call(model, lambda: client.batches.retrieve(batch_id))
     counts = batch.request_counts
     files = {name: value for name, value in (("output", batch.output_file_id),
                                              ("error", batch.error_file_id)) if value}
@@ -85,18 +73,15 @@ async def progress(model: Model, batch_id: str) -> BatchProgress:
     )
 
 
-async def results(model: Model, batch_id: str, progress: BatchProgress) -> BatchOutcome:
+async def results(model: Any, batch_id: str, progress: BatchProgress) -> BatchOutcome:
     """Every line's answer or failure, from the output and error files."""
-    client = await _client(model)
+    client = await client_of(model, openai.AsyncOpenAI)
     outcome = BatchOutcome(status=progress.status)
     for kind in ("output", "error"):
         file_id = progress.files.get(kind)
         if not file_id:
             continue
-        try:
-            content = await client.files.content(file_id)
-        except openai.APIError as exc:
-            raise _translate(model, exc) from None
+        content = await sdk_call(model, partial(client.files.content, file_id))
         for text in content.text.splitlines():
             if text.strip():
                 _read_line(model, json.loads(text), outcome)
@@ -109,7 +94,12 @@ def _read_line(model: Any, line: dict[str, Any], outcome: BatchOutcome) -> None:
     error = line.get("error")
     if error is None and response.get("status_code") == 200:
         try:
-            outcome.answers[cid] = _completion(model, response.get("body") or {})
+            answer = ChatCompletion.model_validate(response.get("body") or {})
+        except ValueError as exc:
+            outcome.failures[cid] = str(garbled_answer(model.label, exc))
+            return
+        try:  # read as the per-call adapter reads an answer (refusals, finish reasons)
+            outcome.answers[cid] = at_batch_price(model._completion(answer))
         except ProviderError as exc:
             outcome.failures[cid] = str(exc)
         return
@@ -122,34 +112,3 @@ def _read_line(model: Any, line: dict[str, Any], outcome: BatchOutcome) -> None:
         why = (f"HTTP {response.get('status_code')}: "
                f"{detail.get('message') or 'failed'} [{detail.get('type') or 'error'}]")
     outcome.failures[cid] = clip(f"{model.label}: batch: {why}")
-
-
-def _completion(model: Any, body: dict[str, Any]) -> Completion:
-    """A chat completion (as the output file holds it) at the batch price."""
-    choices = body.get("choices")
-    if not isinstance(choices, list) or not choices:
-        raise garbled_answer(model.label, ValueError("the batch answer has no choices"))
-    message = choices[0].get("message") or {}
-    if message.get("content") is None:
-        raise PermanentProviderError(f"{model.label}: the batch answer has no text")
-    usage = body.get("usage") or {}
-    input_tokens = int(usage.get("prompt_tokens") or 0)
-    output_tokens = int(usage.get("completion_tokens") or 0)
-    reason = choices[0].get("finish_reason")
-    return Completion(
-        text=message["content"],
-        model=model.name,
-        finish_reason="stop" if reason in ("tool_calls", "function_call") else reason,
-        usage=Usage(input_tokens=input_tokens, output_tokens=output_tokens,
-                    cost_usd=batch_cost_usd(model.name, input_tokens, output_tokens)),
-    )
-
-
-def _translate(model: Any, exc: openai.APIError) -> ProviderError:
-    if isinstance(exc, openai.APIConnectionError):  # a timeout too: the next poll may do
-        return connection_error(model.label, exc)
-    if isinstance(exc, openai.APIStatusError):
-        body = exc.body if isinstance(exc.body, dict) else {}
-        detail = str(body.get("message") or exc.message)
-        return status_error(model.label, exc.status_code, detail, exc.response.headers)
-    return PermanentProviderError(clip(f"{model.label}: {type(exc).__name__}: {exc.message}"))

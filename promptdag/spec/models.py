@@ -158,7 +158,8 @@ class WorkflowConfig(_Strict):
     preset: Preset | None = Field(
         None,
         description="speed | balanced | reliability | cost: sets breadth, retries, timeouts and "
-        "failure mode (and for cost, caching) as in the README's table; a field set here wins.",
+        "failure mode (and for cost, caching) as in the presets table of docs/guide.md; a "
+        "field set here wins.",
     )
     batch_api: bool = Field(
         False,

@@ -122,18 +122,49 @@ async def test_tasks_on_other_providers_are_not_batched(
     assert sorted(server.batched_prompts()[0]) == ["Read document 0", "Read document 1"]
 
 
-def test_a_run_killed_while_its_batch_is_in_progress_reattaches_to_it(
-    vendor: tuple[str, BatchServer], prefect_api: str, tmp_path: Path
-):
+@pytest.mark.parametrize("vendor", ["openai"], indirect=True)
+async def test_the_workflow_timeout_stops_waiting_for_a_batch(vendor: tuple[str, BatchServer]):
     name, server = vendor
-    server.proceed.clear()  # the first batch stays in progress until the run is killed
+    server.proceed.clear()  # the batch never ends
+    result = await arun(pipeline(MODELS[name], workflow_timeout_seconds=2), data=ROWS)
+    assert result.status == "failed"
+    assert {t.status for t in result.tasks} == {"cancelled"}
+    assert len(server.batches) == 1 and server.direct == []
+
+
+@pytest.fixture
+def both() -> Iterator[dict[str, BatchServer]]:
+    """Both vendors' batch servers at once (one CLI run exercises both wire shapes)."""
+    servers: dict[str, BatchServer] = {"openai": OpenAIBatchServer(OPENAI_KEY).start(),
+                                       "anthropic": AnthropicBatchServer(ANTHROPIC_KEY).start()}
+    yield servers
+    for server in servers.values():
+        server.stop()
+
+
+def test_a_run_killed_while_its_batches_are_in_progress_reattaches_to_them(
+    both: dict[str, BatchServer], prefect_api: str, tmp_path: Path
+):
+    gpt, claude = both["openai"], both["anthropic"]
+    for server in both.values():
+        server.proceed.clear()  # the first batches stay in progress until the run is killed
     spec = tmp_path / "batched.json"
-    spec.write_text(json.dumps(pipeline(MODELS[name], reuse_results=True, batch_api=False)))
+    spec.write_text(json.dumps({
+        "name": "batched", "config": {"retry_backoff_seconds": 0,
+                                      "model_options": {"max_tokens": 16}},
+        "tasks": [{"name": "Read", "prompt": "Read {{ doc }}", "model": MODELS["openai"],
+                   "depends_on": []},
+                  {"name": "Skim", "prompt": "Skim {{ doc }}", "model": MODELS["anthropic"],
+                   "depends_on": []},
+                  {"name": "Title", "prompt": "Title for: {{ Read }}",
+                   "depends_on": ["Read", "Skim"], "model": MODELS["anthropic"]}]}))
     data = tmp_path / "rows.jsonl"
     data.write_text("".join(json.dumps(row) + "\n" for row in ROWS))
     env = {**os.environ, "PREFECT_API_URL": prefect_api,
            "PREFECT_LOCAL_STORAGE_PATH": str(tmp_path / "storage"),
-           "PREFECT_HOME": str(tmp_path / "home"), **server_env(name, server)}
+           "PREFECT_HOME": str(tmp_path / "home"), "PROMPTDAG_BATCH_POLL_SECONDS": "0.01",
+           "PROMPTDAG_BATCH_POLL_MAX_SECONDS": "0.05",
+           **server_env("openai", gpt), **server_env("anthropic", claude)}
     cli = [sys.executable, "-m", "promptdag.cli", "run", str(spec), "--data", str(data),
            "--batch-api"]
     proc = subprocess.Popen(cli, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
@@ -141,32 +172,33 @@ def test_a_run_killed_while_its_batch_is_in_progress_reattaches_to_it(
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None:
-            first = next(iter(server.batches.values()), None)
-            if first is not None and first.polls >= 2:  # submitted, and being waited for
+            firsts = [next(iter(s.batches.values()), None) for s in (gpt, claude)]
+            if all(b is not None and b.polls >= 2 for b in firsts):  # both being waited for
                 break
             time.sleep(0.05)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
-    assert len(server.batches) == 1 and server.direct == []
+    assert [len(gpt.batches), len(claude.batches)] == [1, 1]
+    polls = [next(iter(s.batches.values())).polls for s in (gpt, claude)]
 
-    server.proceed.set()
+    for server in both.values():
+        server.proceed.set()
     output = tmp_path / "rows-out.jsonl"
     done = subprocess.run([*cli, "--output", str(output)], capture_output=True, text=True,
                           env=env, timeout=180)
     assert done.returncode == 0, done.stderr
     assert "resuming run " in done.stderr
-    # progress shows the batch's state while the run waits for it
-    first_id = next(iter(server.batches))
-    assert f"batch {first_id} ({MODELS[name]}): " in done.stderr
+    # the level-0 batches re-attached (polled again, not submitted again), then level 1's
+    assert [len(gpt.batches), len(claude.batches)] == [1, 2]
+    assert [next(iter(s.batches.values())).polls for s in (gpt, claude)] > polls
+    assert sorted(p.splitlines()[0] for p in claude.batched_prompts()[1]) == [
+        f"Title for: batch answer to: Read document {i}" for i in range(4)]
+    assert gpt.direct == [] and claude.direct == []
+    # progress shows the batches' states while the run waits for them
+    for server, model in ((gpt, MODELS["openai"]), (claude, MODELS["anthropic"])):
+        assert f"batch {next(iter(server.batches))} ({model}): " in done.stderr
     rows = [json.loads(line) for line in output.read_text().splitlines()]
-    assert len(server.batches) == 2  # the first batch re-attached, then the second level's
-    first, _ = server.batches.values()
-    assert first.polls > 2  # polled again by the second run, which then collected it
-    assert [sorted(prompts) for prompts in server.batched_prompts()] == [
-        [f"Read document {i}" for i in range(4)],
-        [f"Title for: batch answer to: Read document {i}" for i in range(4)]]
-    assert server.direct == []
     assert sorted(r["id"] for r in rows) == [f"d{i}" for i in range(4)]
     assert all(r["status"] == "completed" for r in rows)
     assert all(r["results"]["Title"].startswith("batch answer to: ") for r in rows)
