@@ -46,6 +46,7 @@ from promptdag.tasks.run_prompt import PromptJob, PromptOutput
 from promptdag.tasks.task_options import retry_options
 
 _log = logging.getLogger("promptdag")
+MAX_BATCH_LINES = 50_000  # OpenAI's limit of requests per batch (Anthropic's: 100,000)
 
 
 def levels(graph: WorkflowGraph) -> dict[str, int]:
@@ -229,11 +230,12 @@ async def run_in_batches(scheduler: Any) -> Any:
     """Run the scheduler with its ready tasks answered level by level through batches.
 
     Every task of a level must be able to wait at once, so the scheduler's breadth is lifted
-    to the whole DAG; the per-call path keeps the workflow's own breadth.
+    to `MAX_BATCH_LINES` (waiting holds no slot of anything): a level with more calls goes out
+    as several batches. The per-call path keeps the workflow's own breadth.
     """
     batches = LevelBatches(scheduler.spec, scheduler.graph, scheduler.invoke, scheduler.breadth)
     scheduler.invoke = batches.invoke
-    scheduler.breadth = max(scheduler.breadth, len(scheduler.graph.names))
+    scheduler.breadth = max(scheduler.breadth, MAX_BATCH_LINES)
     with batches:
         try:
             return await scheduler.run()
