@@ -101,7 +101,8 @@ async def run_workflow(
             else:
                 tasks = await scheduler.run()
     if not spec.config.collect_intermediate:
-        tasks = [_without_intermediate(t, keep=not graph.dependents[t.name]) for t in tasks]
+        tasks = [_without_intermediate(t, keep=not graph.dependents[t.fan_out or t.name])
+                 for t in tasks]  # an instance is as final as its fan-out task
     result = WorkflowResult.model_validate({  # status, summary, usage: derived from the tasks
         "name": spec.name,
         "flow_run_id": str(flow_run.id) if flow_run.id else None,
@@ -134,7 +135,11 @@ async def _infer_dependencies(spec: WorkflowSpec) -> tuple[WorkflowSpec, Usage]:
 
 def _rows(batch: Batch, tasks: list[TaskResult]) -> list[RowResult]:
     by_name = {t.name: t for t in tasks}
-    return [row_result(row, by_name) for row in batch.rows]
+    instances: dict[str, list[TaskResult]] = {}
+    for task in tasks:
+        if task.fan_out is not None:
+            instances.setdefault(task.fan_out, []).append(task)
+    return [row_result(row, by_name, instances) for row in batch.rows]
 
 
 def _without_intermediate(task: TaskResult, keep: bool) -> TaskResult:

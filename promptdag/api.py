@@ -106,7 +106,6 @@ async def _run_to_end(
     flow: Any,
     parameters: dict[str, Any],
     print_: str,
-    task_names: set[str],
     resume: bool,
     on_notice: Callable[[str], None] | None,
 ) -> tuple[Any, str | None]:
@@ -128,7 +127,7 @@ async def _run_to_end(
         state = await flow(**parameters, return_state=True)
         result = await state.aresult(raise_on_failure=False)
     else:
-        flow_run, resumed = await start_run(flow, parameters, print_, task_names, resume=resume)
+        flow_run, resumed = await start_run(flow, parameters, print_, resume=resume)
         if resumed is not None:
             say(resumed.message())
         outcome = await run_to_end(
@@ -138,9 +137,24 @@ async def _run_to_end(
         if outcome.lost_api:
             say(outcome.lost_api)
             lost_api = outcome.lost_api
+        elif resumed is not None and (reused := _reused(result)) is not None:
+            say(resumed.reused(*reused))  # what was in fact reused, counted after the run
     if isinstance(result, BaseException):
         raise result
     return result, lost_api
+
+
+def _reused(result: Any) -> tuple[int, int] | None:
+    """(tasks reused, tasks) of a workflow's result; None for anything else."""
+    if isinstance(result, WorkflowResult):
+        return result.summary.reused_count, len(result.tasks)
+    if isinstance(result, dict) and "tasks" in result and "objective" not in result:
+        try:
+            done = WorkflowResult.model_validate(result)
+        except ValueError:
+            return None
+        return done.summary.reused_count, len(done.tasks)
+    return None
 
 
 async def arun(
@@ -161,14 +175,13 @@ async def arun(
     """
     workflow = as_spec(spec)
     rows = None
-    names = {t.name for t in workflow.tasks}
     if data is None:
         validate_spec(workflow)  # bad input fails here, before Prefect starts
     else:  # a batch: its prompts use the rows' fields, so every row's instance is checked
         from promptdag.engine.batch import read_rows, validate_batch
 
         rows = read_rows(data) if isinstance(data, (str, Path)) else list(data)
-        names = {t.name for t in validate_batch(workflow, rows).spec.tasks}
+        validate_batch(workflow, rows)
     with _reaching_prefect(on_notice):
         from prefect.settings import PREFECT_API_URL
 
@@ -181,7 +194,7 @@ async def arun(
         batch = {"data": as_data_parameter(rows)} if rows is not None else {}
         result, lost_api = await _run_to_end(
             run_workflow, {"spec": as_parameter(workflow), **batch},
-            spec_fingerprint(workflow), names, workflow.config.reuse_results, on_notice)
+            spec_fingerprint(workflow), workflow.config.reuse_results, on_notice)
     if lost_api:
         return WorkflowResult.model_validate(result).model_copy(update={"warning": lost_api})
     return WorkflowResult.model_validate(result)
@@ -258,7 +271,7 @@ async def arun_objective(
         result, _ = await _run_to_end(
             plan_execute_reflect, {"objective": request.objective, "context": request.context,
                                    "config": request.config},
-            print_, set(), not fresh, on_notice)
+            print_, not fresh, on_notice)
     return ObjectiveResult.model_validate(result)
 
 

@@ -139,6 +139,18 @@ class ModelCall:
         except TimeoutError:
             raise  # Prefect's timeout, or waiting for a provider slot: retryable
         except Exception as exc:
+            if _being_cancelled():  # the HTTP stack tripped over a timeout's cancellation
+                raise asyncio.CancelledError() from None
             error = PermanentProviderError(f"{type(exc).__name__}: {exc}")
             error.attempts = self.attempt
             raise error from exc
+
+
+def _being_cancelled() -> bool:
+    """Whether this asyncio task has a cancellation pending (Prefect's task timeout cancels
+    it). An error raised meanwhile, such as httpcore's lock failing to release as the
+    cancellation unwinds a trickling read, is a consequence of the timeout, not a failure of
+    its own: it must end as the timeout does, not as a permanent error with a traceback."""
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)  # Python 3.11+
+    return bool(cancelling and cancelling())

@@ -207,7 +207,9 @@ def render_summary(result: WorkflowResult, spec: WorkflowSpec | None = None,
     s = result.summary
     lines = [
         f"{safe(result.name)}: {result.status.upper()} in {result.elapsed_seconds:.2f}s "
-        f"({s.completed_count}/{s.total_tasks} completed, {s.failed_count} failed, "
+        f"({s.completed_count}/{s.total_tasks} completed, "
+        + (f"{s.fan_out_count} from fan-outs, " if s.fan_out_count else "")
+        + f"{s.failed_count} failed, "
         f"{s.skipped_count} skipped, {s.cancelled_count} cancelled)",
         f"usage: {result.usage.input_tokens} input + {result.usage.output_tokens} output tokens, "
         f"${result.usage.cost_usd:.4f}",

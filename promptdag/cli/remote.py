@@ -63,7 +63,7 @@ def register(sub: Any) -> None:
     server = sub.add_parser("server", help="a local Prefect server (and its UI) in the background")
     server.add_argument("action", choices=["start", "stop", "status", "env", "open"])
     server.add_argument("--host", default="127.0.0.1")
-    server.add_argument("--port", type=int, default=4200)
+    server.add_argument("--port", type=int, help="default: PROMPTDAG_SERVER_PORT, else 4200")
     for command in (submit, status, result, server):
         command.set_defaults(handler=run_command)
 
@@ -246,7 +246,9 @@ def _server(args: argparse.Namespace) -> int:
     if recorded is not None and info is None:
         print(f"promptdag: {server.stale_line(home, recorded)}", file=sys.stderr)
     if args.action == "start":
-        info = server.start_server(args.host, args.port)
+        from promptdag.settings import get_settings
+
+        info = server.start_server(args.host, args.port or get_settings().server_port)
         _with_api(info.api_url, server.ensure_work_pool)
         print(f"Prefect server running: UI {info.url} (pid {info.pid}, log {info.log})",
               file=sys.stderr)

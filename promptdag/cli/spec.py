@@ -19,6 +19,7 @@ from promptdag.cli._common import (
 )
 from promptdag.cli._terminal import safe
 from promptdag.errors import SpecError
+from promptdag.spec.fan_out import DEFAULT_ASSUMED_ITEMS
 from promptdag.spec.graph import WorkflowGraph
 from promptdag.spec.models import WorkflowSpec
 
@@ -30,6 +31,9 @@ def register(sub: Any) -> None:
     validate.add_argument("--history", action="store_true",
                           help="estimate each model's latency from past runs on the Prefect "
                           "server (default: offline, from hints and provider defaults)")
+    validate.add_argument("--items", type=_items, default=DEFAULT_ASSUMED_ITEMS, metavar="N",
+                          help="items each fan-out (for_each) is assumed to yield, for the "
+                          f"estimate (default {DEFAULT_ASSUMED_ITEMS})")
     validate.add_argument("--data", metavar="ROWS", help="a batch spec: its rows (.jsonl or "
                           ".csv); every row is checked, the first row's fields are the context "
                           "of the stages shown")
@@ -47,6 +51,17 @@ def register(sub: Any) -> None:
     schema.add_argument("--reference", action="store_true",
                         help="print the field reference as Markdown instead")
     schema.set_defaults(handler=_schema)
+
+
+def _items(text: str) -> int:
+    """`--items N`: a whole number of at least 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("give 0 or more items")
+    return value
 
 
 def _schema(args: argparse.Namespace) -> int:
@@ -78,17 +93,24 @@ def _validate(args: argparse.Namespace) -> int:
         return EXIT_OK
     spec, graph = _load(args)
     path, _ = graph.critical_path()
+    fan_outs = f" ({len(graph.fan_outs)} fan out at run time)" if graph.fan_outs else ""
     rows = f" per row; all {args.rows} rows checked" if args.data else ""
     print(
-        f"{safe(args.spec)}: valid: {len(graph.names)} tasks, {len(graph.levels())} stages, "
-        f"breadth {spec.config.breadth}{rows}"
+        f"{safe(args.spec)}: valid: {len(graph.names)} tasks{fan_outs}, "
+        f"{len(graph.levels())} stages, breadth {spec.config.breadth}{rows}"
     )
+
+    def shown(name: str) -> str:
+        each = graph.fan_outs.get(name)
+        return safe(name) + (f" (one per item of {safe(each)})" if each else "")
+
     for i, level in enumerate(graph.levels(), 1):
-        print(f"  stage {i}: {', '.join(map(safe, level))}")
+        print(f"  stage {i}: {', '.join(map(shown, level))}")
     print(f"  critical path ({len(path)} tasks): {' -> '.join(map(safe, path))}")
     from promptdag.engine.estimate import estimate
 
-    found = estimate(spec, graph, _latency_history() if args.history else None)
+    found = estimate(spec, graph, _latency_history() if args.history else None,
+                     items=args.items)
     print(f"  {found.line()}")
     print(f"  {safe(found.sources())}")
     return EXIT_OK

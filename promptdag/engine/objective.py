@@ -73,8 +73,8 @@ class ObjectiveConfig(BaseModel):
     preset: Preset | None = Field(
         None,
         description="speed | balanced | reliability | cost: sets breadth, retries, timeouts, "
-        "failure mode (and for cost, cheaper planner and reflector models) as in the README's "
-        "table; a field set here wins.",
+        "failure mode (and for cost, cheaper planner and reflector models) as in the "
+        "presets table of docs/guide.md; a field set here wins.",
     )
     review: bool = Field(
         False,

@@ -229,8 +229,11 @@ def _batch_failure(message: str, submitted: list[UUID]) -> str:
 
 async def aget_status(run_id: str | UUID) -> RunStatus:
     """The run's state and progress (from its progress artifact, or its result when done)."""
+    from promptdag.flows.orphans import crash_orphans
+
     async with _connect() as client:
         flow_run = await _read_run(client, run_id)
+        flow_run = (await crash_orphans(client, [flow_run]))[0]  # its process died: Crashed
         status = flow_run.state_type.value.lower() if flow_run.state_type else "scheduled"
         progress = await _read_progress(client, flow_run.id)
         result = await _read_result(flow_run) if status in FINAL else None

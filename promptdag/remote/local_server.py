@@ -28,7 +28,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from promptdag.errors import ConfigError
-from promptdag.remote._process import ProcessIdentity, identity
+from promptdag.tasks.process_identity import ProcessIdentity, identity
 
 STATE_FILE = "promptdag-server.json"
 LOG_FILE = "promptdag-server.log"

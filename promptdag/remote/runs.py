@@ -77,6 +77,8 @@ async def alist_runs(limit: int = 20, name: str | None = None,
     (an interval schedule makes many), next due first."""
     from prefect.client.schemas.sorting import FlowRunSort
 
+    from promptdag.flows.orphans import crash_orphans
+
     async with _connect() as client:
         flows = {f.id: f.name for f in await client.read_flows(
             flow_filter=_flows_filter())}
@@ -87,6 +89,7 @@ async def alist_runs(limit: int = 20, name: str | None = None,
                                     FlowRunSort.EXPECTED_START_TIME_ASC)
         else:
             runs = await _read_runs(client, STARTED, name, limit, FlowRunSort.START_TIME_DESC)
+            runs = await crash_orphans(client, runs)  # a run whose process died: Crashed
             runs += await _read_runs(client, FINISHED, name, limit - len(runs),
                                      FlowRunSort.START_TIME_DESC) if len(runs) < limit else []
         details = await asyncio.gather(*(_details(client, run) for run in runs))

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from promptdag.remote._process import ProcessIdentity, identity
 from promptdag.remote.local_server import (
     STATE_FILE,
     ServerInfo,
@@ -21,6 +20,7 @@ from promptdag.remote.local_server import (
     process_alive,
     read_state,
 )
+from promptdag.tasks.process_identity import ProcessIdentity, identity
 
 ROOT = Path(__file__).resolve().parents[2]
 
