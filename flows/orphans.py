@@ -18,7 +18,7 @@ import socket
 from typing import TYPE_CHECKING
 from uuid import UUID
 
-from promptdag.tasks.process_identity import identity
+from promptdag.engine.process_identity import identity
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import PrefectClient

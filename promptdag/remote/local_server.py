@@ -27,8 +27,8 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from promptdag.engine.process_identity import ProcessIdentity, identity
 from promptdag.errors import ConfigError
-from promptdag.tasks.process_identity import ProcessIdentity, identity
 
 STATE_FILE = "promptdag-server.json"
 LOG_FILE = "promptdag-server.log"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from promptdag.engine.process_identity import ProcessIdentity, identity
 from promptdag.remote.local_server import (
     STATE_FILE,
     ServerInfo,
@@ -20,7 +21,6 @@ from promptdag.remote.local_server import (
     process_alive,
     read_state,
 )
-from promptdag.tasks.process_identity import ProcessIdentity, identity
 
 ROOT = Path(__file__).resolve().parents[2]
 
