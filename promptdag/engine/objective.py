@@ -228,22 +228,26 @@ def unique_names(tasks: list[PlannedTask], taken: set[str] | dict[str, str]) -> 
     return fixed
 
 
-NAME_CHARS, PROMPT_CHARS, CRITIQUE_CHARS = 100, 1500, 1500
+NAME_CHARS = 100
+"""A planned task's longest name. The only string bound in the schemas sent to servers: a
+server that compiles a schema into a grammar expands each `maxLength` into that many rules,
+and llama-cpp-python's compiler gives up (its process may die) on bounds of a thousand or
+more. Prompts and critiques are bounded by the answer's token limit instead."""
 
 
 def _bounded_tasks(schema: dict[str, Any], max_tasks: int) -> None:
     task = schema["$defs"]["PlannedTask"]["properties"]
     task["name"]["maxLength"] = NAME_CHARS
-    task["prompt"]["maxLength"] = PROMPT_CHARS
     for option in task["depends_on"].get("anyOf", [task["depends_on"]]):
         if option.get("type") == "array":
             option["maxItems"] = max_tasks
 
 
 def plan_schema(max_tasks: int) -> dict[str, Any]:
-    """The planner's schema with bounds: at most `max_tasks` tasks, short names, prompts of
-    bounded length. Servers that constrain decoding by the schema (llama.cpp, vLLM) then stop a
-    small model that would otherwise repeat itself until the token limit."""
+    """The planner's schema with bounds: at most `max_tasks` tasks, short names. Servers that
+    constrain decoding by the schema (llama.cpp, vLLM) then stop a small model that would
+    otherwise list tasks until the token limit; the bounds stay small enough for every
+    server's grammar compiler (see `NAME_CHARS`)."""
     schema = Plan.model_json_schema()
     schema["properties"]["tasks"]["maxItems"] = max_tasks
     _bounded_tasks(schema, max_tasks)
@@ -254,7 +258,6 @@ def reflection_schema(max_tasks: int) -> dict[str, Any]:
     """The reflector's schema, bounded like the planner's (see `plan_schema`)."""
     schema = Reflection.model_json_schema()
     schema["properties"]["follow_up_tasks"]["maxItems"] = max_tasks
-    schema["properties"]["critique"]["maxLength"] = CRITIQUE_CHARS
     _bounded_tasks(schema, max_tasks)
     return schema
 

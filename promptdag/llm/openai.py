@@ -5,7 +5,9 @@ budget is the only one, so 3 retries mean at most 4 HTTP calls. Structured outpu
 mode the server takes (`negotiation`): the JSON-schema response format (strict only when the
 schema already satisfies strict mode's rules, so a pydantic default never becomes a 400), JSON
 mode with the schema, or the schema in the prompt. Calls to an unreachable server wait for it
-within the outage budget (`outage`). Vendor errors become ours here and nowhere else, naming the
+within the outage budget (`outage`); a connection dropped right after a constrained request
+moves down a mode instead. `stream` sends the same request with `stream: true` and hands each
+piece of text on as it arrives. Vendor errors become ours here and nowhere else, naming the
 server when it is not OpenAI's own (`openai:smollm2 at http://127.0.0.1:8011/v1: ...`).
 """
 
@@ -15,10 +17,18 @@ import json
 import re
 from typing import Any
 
+import httpx
 import openai
 
 from promptdag.errors import PermanentProviderError, ProviderError
-from promptdag.llm.base import Completion, CompletionRequest, Usage
+from promptdag.llm.base import (
+    Completion,
+    CompletionRequest,
+    StreamUnsupported,
+    TextSink,
+    Usage,
+    estimate_tokens,
+)
 from promptdag.llm.context import is_overflow, known_window, overflow_error, props_window
 from promptdag.llm.keys import base_url, resolve_key
 from promptdag.llm.negotiation import (
@@ -26,7 +36,10 @@ from promptdag.llm.negotiation import (
     extract_json,
     inline_refs,
     negotiate,
+    refuse_stream,
     rejects_mode,
+    rejects_stream,
+    streams,
     with_instructions,
 )
 from promptdag.llm.options import OPENAI_MODES, OpenAIOptions, parse_options
@@ -60,19 +73,41 @@ class OpenAIModel:
         self.endpoint = endpoint_of(self.base_url)
         self.label = who(self.name, self.endpoint)  # how errors name this model and server
 
-    async def complete(self, request: CompletionRequest) -> Completion:
+    @property
+    def mode_key(self) -> tuple[str, str, str]:
+        """What negotiation remembers modes under: provider, endpoint, model."""
+        return ("openai", self.endpoint or OPENAI_API, self.model_id)
+
+    async def _client(self) -> openai.AsyncOpenAI:
         key = await resolve_key(self.name, "openai", self.options)
-        client = cached_client(
+        return cached_client(
             ("openai", self.base_url, key),
             lambda: openai.AsyncOpenAI(api_key=key, base_url=self.base_url, max_retries=0),
         )
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        client = await self._client()
         if request.response_schema is None:
             return await self._send(client, request, None)
         return await negotiate(
-            ("openai", self.endpoint or OPENAI_API, self.model_id),
+            self.mode_key,
             self.options.structured_output,
             OPENAI_MODES,
             lambda mode, _last: self._send(client, request, mode),
+        )
+
+    async def stream(self, request: CompletionRequest, on_text: TextSink) -> Completion:
+        """The answer `complete` gives, each piece handed to `on_text` as it arrives."""
+        client = await self._client()
+        if request.response_schema is None:
+            return await self._send(client, request, None, on_text)
+        if not streams(self.mode_key):
+            raise StreamUnsupported(f"{self.label} does not stream structured answers", False)
+        return await negotiate(
+            self.mode_key,
+            self.options.structured_output,
+            OPENAI_MODES,
+            lambda mode, _last: self._send(client, request, mode, on_text),
         )
 
     async def context_window(self) -> int | None:
@@ -87,32 +122,85 @@ class OpenAIModel:
         return None
 
     async def _send(
-        self, client: openai.AsyncOpenAI, request: CompletionRequest, mode: str | None
+        self,
+        client: openai.AsyncOpenAI,
+        request: CompletionRequest,
+        mode: str | None,
+        on_text: TextSink | None = None,
     ) -> Completion:
+        """One request in one mode; streamed when `on_text` is given."""
         timeout = http_timeout(request)
         body = self._body(request, mode)
+        constrained = mode in ("json_schema", "json_object")
+        if on_text is not None:
+            body["stream"] = True  # usage comes in a last chunk only when asked (llama.cpp too)
+            body["stream_options"] = {"include_usage": True}
         try:
             response = await call_through(
                 self.endpoint or OPENAI_API,
                 self.options.outage_budget(),
                 lambda: client.chat.completions.create(**body, timeout=timeout),
-                _cannot_connect,
+                _refused if constrained else _cannot_connect,
             )
+            if on_text is not None:
+                completion = await self._collect(response, request, on_text, constrained)
+            else:
+                completion = self._completion(response)
         except openai.APIError as exc:
             error = _translate(self.label, exc, timeout)
-            if mode in ("json_schema", "json_object") and _rejects(exc):
+            if on_text is not None and constrained and _rejects_stream(exc):
+                first = refuse_stream(self.mode_key)
+                raise StreamUnsupported(
+                    f"{self.label} does not stream structured answers ({error}): asking for "
+                    "whole answers", first) from None
+            if constrained and (_rejects(exc) or _dropped(exc)):
                 raise ModeRejected(error) from None
             raise error from None
         except ValueError as exc:  # a 200 whose body is not JSON (JSONDecodeError)
             raise garbled_answer(self.label, exc) from None
         except openai.OpenAIError as exc:  # configuration problems the SDK finds before sending
             raise PermanentProviderError(clip(f"{self.label}: {exc}")) from None
-        completion = self._completion(response)
         if mode in ("prompt", "json_object"):
             found = extract_json(completion.text)
             if found is not None:
                 completion = completion.model_copy(update={"text": found})
         return completion
+
+    async def _collect(
+        self, response: Any, request: CompletionRequest, on_text: TextSink, constrained: bool
+    ) -> Completion:
+        """A streamed answer's pieces to `on_text`, then the whole as one completion. Usage
+        comes in the last chunk; a server that sends none gets it estimated."""
+        pieces: list[str] = []
+        usage: Any = None
+        finish: Any = None
+        try:
+            async for chunk in response:
+                usage = getattr(chunk, "usage", None) or usage
+                for choice in chunk.choices or []:
+                    text = choice.delta.content if choice.delta else None
+                    if text:
+                        pieces.append(text)
+                        on_text(text)
+                    finish = choice.finish_reason or finish
+        except httpx.HTTPError as exc:  # the stream broke off
+            error = openai.APIConnectionError(request=httpx.Request("POST", self.base_url or ""))
+            error.__cause__ = exc
+            if pieces:  # text was handed on: not a mode the server refused
+                raise _translate(self.label, error, http_timeout(request)) from None
+            raise error from None
+        if usage is not None:
+            input_tokens, output_tokens = usage.prompt_tokens or 0, usage.completion_tokens or 0
+        else:
+            input_tokens = estimate_tokens((request.system or "") + request.prompt)
+            output_tokens = len(pieces)  # servers send about one token a piece
+        return Completion(
+            text="".join(pieces),
+            model=self.name,
+            finish_reason=_finish_reason(finish),
+            usage=Usage(input_tokens=input_tokens, output_tokens=output_tokens,
+                        cost_usd=cost_usd(self.name, input_tokens, output_tokens)),
+        )
 
     def _body(self, request: CompletionRequest, mode: str | None = None) -> dict[str, Any]:
         opts = self.options
@@ -182,6 +270,24 @@ def _cannot_connect(exc: BaseException) -> bool:
     return isinstance(exc, openai.APIConnectionError) and not isinstance(
         exc, openai.APITimeoutError
     )
+
+
+def _refused(exc: BaseException) -> bool:
+    """No connection was made at all (refused, no such host): the endpoint is down. After a
+    constrained request only this is an outage: a connection the server accepted and then
+    dropped is `_dropped`."""
+    return _cannot_connect(exc) and isinstance(exc.__cause__, httpx.ConnectError)
+
+
+def _dropped(exc: openai.APIError) -> bool:
+    """The server took the request and closed the connection without an answer."""
+    return _cannot_connect(exc) and not _refused(exc)
+
+
+def _rejects_stream(exc: openai.APIError) -> bool:
+    if not isinstance(exc, openai.APIStatusError):
+        return False
+    return rejects_stream(exc.status_code, f"{exc.message} {json.dumps(exc.body, default=str)}")
 
 
 def _rejects(exc: openai.APIError) -> bool:
