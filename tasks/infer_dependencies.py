@@ -68,7 +68,7 @@ async def infer_dependencies(
         return InferredDependencies(
             depends_on=heuristic_dependencies(tasks),
             method="heuristic",
-            usage=Usage(),
+            usage=exc.usage or Usage(),  # the failed calls were made: they count
             note=f"LLM analysis failed: {exc}",
         )
     return InferredDependencies(

@@ -6,6 +6,7 @@ into a `WorkflowSpec` and validates it with the same graph code as user specs.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -18,6 +19,10 @@ from promptdag.spec.models import FailureMode, ModelRef, WorkflowSpec, parse_spe
 from promptdag.spec.presets import Preset, apply_preset
 from promptdag.spec.template import carry_inputs
 from promptdag.spec.validation import validate_spec
+
+TOKENS_PER_PLANNED_TASK = 96
+"""Output tokens a planned task's JSON takes, about (a name, a one-sentence prompt, a few
+dependencies): what `ObjectiveConfig.structured_tokens` leaves a plan when `max_tokens` is low."""
 
 StopReason = Literal["complete", "depth_reached", "reflection_failed", "failed", "rejected"]
 
@@ -91,11 +96,44 @@ class ObjectiveConfig(BaseModel):
         None, ge=0, le=86_400, description="Seconds a task's call takes, for the plan's "
         "estimate (default: past runs' median, else the provider's typical latency).",
     )
+    stream_plan: bool = Field(
+        True,
+        description="Read the planner's answer as it streams and start each planned task as "
+        "soon as it is written and its dependencies are done; false: wait for the whole plan. "
+        "Review mode always waits for the whole plan.",
+    )
+    max_tokens: int | None = Field(
+        None, ge=1, le=1_000_000,
+        description="Output-token limit of every call (tasks and every role); a plan or a "
+        "reflection gets at least enough for max_tasks tasks. Default: the model's option, "
+        "else PROMPTDAG_DEFAULT_MAX_TOKENS.",
+    )
+    temperature: float | None = Field(
+        None, ge=0, le=2, description="Sampling temperature of every call (default: the model's)."
+    )
 
     @model_validator(mode="after")
     def _apply_preset(self) -> ObjectiveConfig:
         apply_preset(self)
         return self
+
+    @model_validator(mode="after")
+    def _apply_limits(self) -> ObjectiveConfig:
+        """`max_tokens` and `temperature` go to every call as model options (over the shared
+        `model_options`), so tasks and roles alike are held to them."""
+        given = {k: getattr(self, k) for k in ("max_tokens", "temperature")
+                 if getattr(self, k) is not None}
+        if given:
+            self.model_options = {**self.model_options, **given}
+        return self
+
+    def structured_tokens(self) -> int | None:
+        """Room a plan or a reflection gets whatever `max_tokens` says: with no limit set, the
+        roles' default floor; with one, enough for `max_tasks` short tasks, so a small limit
+        keeps planning short too (None: the roles' default)."""
+        if self.max_tokens is None:
+            return None
+        return max(self.max_tokens, TOKENS_PER_PLANNED_TASK * self.max_tasks + 32)
 
     def role_model(self, role: Literal["planner", "reflector", "synthesiser"]) -> str:
         chosen = getattr(self, f"{role}_model")
@@ -138,6 +176,21 @@ class ObjectiveResult(BaseModel):
     flow_run_id: str | None = None
     elapsed_seconds: float = 0.0
     usage: Usage = Field(default_factory=Usage)
+    plan_streamed: bool = Field(
+        False, description="Round 1's tasks started while the planner was still writing."
+    )
+    planning_started_at: datetime | None = Field(None, description="The planner was asked.")
+    planning_finished_at: datetime | None = Field(
+        None, description="The planner's whole answer was in (round 1)."
+    )
+    first_task_started_at: datetime | None = Field(
+        None, description="Round 1's first task was dispatched; before planning_finished_at "
+        "when the plan streamed.",
+    )
+    plan_rejected: list[str] = Field(
+        default_factory=list,
+        description="Lines of a streamed plan that were dropped, each with the reason.",
+    )
 
 
 def plan_to_spec(
@@ -182,6 +235,29 @@ def plan_to_spec(
         },
         source="plan",
     )
+
+
+def accept_streamed(
+    task: PlannedTask,
+    accepted: list[PlannedTask],
+    config: ObjectiveConfig,
+    earlier: dict[str, str],
+) -> PlannedTask | str:
+    """One task of a streamed plan, made runnable like `repair_plan` makes a whole plan (a
+    name made unique, dependencies on tasks not written before it dropped: a streamed task
+    may only wait for earlier lines), then checked with the tasks accepted before it; the
+    reason when it cannot run (past `max_tasks`, an invalid prompt)."""
+    if len(accepted) >= config.max_tasks:
+        return f"task {task.name!r} dropped: the plan is past max_tasks ({config.max_tasks})"
+    task = unique_names([task], {t.name for t in accepted} | set(earlier))[0]
+    if task.depends_on is not None:
+        known = {t.name for t in accepted} | set(earlier)
+        task = task.model_copy(update={"depends_on": [d for d in task.depends_on if d in known]})
+    try:
+        check_plan([*accepted, task], config, earlier)
+    except SpecError as exc:
+        return f"task {task.name!r} dropped: {exc}"
+    return task
 
 
 def check_plan(

@@ -17,7 +17,6 @@ import json
 import re
 from typing import Any
 
-import httpx
 import openai
 
 from promptdag.errors import PermanentProviderError, ProviderError
@@ -183,11 +182,12 @@ class OpenAIModel:
                         pieces.append(text)
                         on_text(text)
                     finish = choice.finish_reason or finish
-        except httpx.HTTPError as exc:  # the stream broke off
-            error = openai.APIConnectionError(request=httpx.Request("POST", self.base_url or ""))
-            error.__cause__ = exc
-            if pieces:  # text was handed on: not a mode the server refused
-                raise _translate(self.label, error, http_timeout(request)) from None
+        except Exception as exc:  # the stream broke off (the SDK's transport error)
+            if not _is_transport_error(exc):
+                raise
+            error = connection_error(self.label, _Cause(exc))
+            if constrained and not pieces:  # dropped before any text: the mode, not the server
+                raise ModeRejected(error) from None
             raise error from None
         if usage is not None:
             input_tokens, output_tokens = usage.prompt_tokens or 0, usage.completion_tokens or 0
@@ -276,7 +276,26 @@ def _refused(exc: BaseException) -> bool:
     """No connection was made at all (refused, no such host): the endpoint is down. After a
     constrained request only this is an outage: a connection the server accepted and then
     dropped is `_dropped`."""
-    return _cannot_connect(exc) and isinstance(exc.__cause__, httpx.ConnectError)
+    cause = exc.__cause__
+    return _cannot_connect(exc) and cause is not None and _is_a(cause, "ConnectError")
+
+
+def _is_a(exc: BaseException, name: str) -> bool:
+    """`exc` is the SDK's HTTP library's exception `name` (the SDK has shipped with httpx and
+    with a fork of it, so the class is matched by name)."""
+    return any(cls.__name__ == name for cls in type(exc).__mro__)
+
+
+def _is_transport_error(exc: BaseException) -> bool:
+    return _is_a(exc, "TransportError")
+
+
+class _Cause(Exception):
+    """Carries a transport error as the cause `connection_error` names."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__("stream broken off")
+        self.__cause__ = cause
 
 
 def _dropped(exc: openai.APIError) -> bool:
