@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any
+from typing import Any, ClassVar
 
 from promptdag.api import arun_objective
 from promptdag.llm.base import Completion, CompletionRequest, TextSink
@@ -21,7 +21,7 @@ class GatedPlanner:
     task's closing brace until some task's call has arrived (or 60 s have passed): the
     rest of the plan cannot be written before a task started unless dispatch waits for it."""
 
-    events: list[str] = []
+    events: ClassVar[list[str]] = []
     task_called = threading.Event()
 
     def __init__(self, name: str, options: dict[str, Any]) -> None:
