@@ -86,3 +86,13 @@ def test_an_answer_cut_by_the_token_limit_keeps_what_was_written_whole():
 def test_prose_without_a_plan_gives_no_task():
     names, stream = read("I cannot plan that; {it is} unclear [sorry].", 4)
     assert names == [] and stream.rejected == []
+
+
+def test_objective_limits_reach_every_call_and_leave_a_plan_room_for_its_tasks():
+    from promptdag.engine.objective import ObjectiveConfig
+
+    config = ObjectiveConfig(max_tokens=16, temperature=0.1, max_tasks=3,
+                             model_options={"max_tokens": 900, "seed": 1})
+    assert config.model_options == {"max_tokens": 16, "temperature": 0.1, "seed": 1}
+    assert 16 < (config.structured_tokens() or 0) < 1024
+    assert ObjectiveConfig().structured_tokens() is None  # the roles' default floor
