@@ -327,6 +327,16 @@ def plan_schema(max_tasks: int) -> dict[str, Any]:
     schema = Plan.model_json_schema()
     schema["properties"]["tasks"]["maxItems"] = max_tasks
     _bounded_tasks(schema, max_tasks)
+    task = schema["$defs"]["PlannedTask"]
+    # Every task says what it waits for ([] for nothing), so a streamed task can start as
+    # soon as it is written; a small model left the choice omits it, and its tasks then wait
+    # for the whole plan's dependency inference.
+    task["properties"]["depends_on"] = {
+        "type": "array", "items": {"type": "string"}, "maxItems": max_tasks,
+        "description": "Names of tasks listed before this one whose results it needs; [] for "
+        "none.",
+    }
+    task["required"] = ["name", "prompt", "depends_on"]
     return schema
 
 
