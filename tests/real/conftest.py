@@ -9,13 +9,13 @@ Tests ask for the `llama_server` fixture:
         # llama_server.props() (GET /props), llama_server.stop() / .start() (same port)
 
 It serves the model alias `smollm2` with 4 slots of 2048 tokens each, at about 60 output tokens a
-second: keep `max_tokens` small.
-
-`llama_cpp_python_server` is the second server, llama-cpp-python's (same model, one request at a
-time, 4,096 tokens, `response_format` `json_object` only, no `/props`); its first start in a
-machine builds a venv from the wheel beside it (15-60 s, needs the package index). It speaks OpenAI (`/v1/chat/completions`) and Anthropic
+second: keep `max_tokens` small. It speaks OpenAI (`/v1/chat/completions`) and Anthropic
 (`/v1/messages`, at `llama_server.root`). When the directory or the binary is missing, the tests
 that use it are skipped with the reason.
+
+`llama_cpp_python_server` is the second server, llama-cpp-python's (same model, one request at a
+time, 4,096 tokens, `response_format` `json_object` only, no `/props`); its first start on a
+machine builds a venv from the wheel beside it (15-60 s, needs the package index), reused later.
 """
 
 from __future__ import annotations
