@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
     from benchmarks.server import LocalServer
 
     os.environ.setdefault("OPENAI_API_KEY", "sk-local")
-    with LocalServer() as prefect_server:
+    with LocalServer(startup_timeout=300) as prefect_server:
         os.environ.update(PREFECT_API_URL=prefect_server.url, PREFECT_HOME=prefect_server.home,
                           PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL="CRITICAL")
         if args.server == "llama":

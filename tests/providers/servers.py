@@ -40,6 +40,7 @@ class Reply:
     usage: tuple[int, int] | None = None
     finish_reason: str | None = None  # OpenAI's word ("length"...); Anthropic's stop_reason
     raw: bytes | None = None  # sent as it is, with status 200: a garbled answer
+    drop: bool = False  # close the connection without an answer (a server process dying)
 
 
 @dataclass
@@ -151,6 +152,8 @@ class WireServer:
             reply = failure or (self.replies.popleft() if self.replies else Reply())
         if reply.delay:
             time.sleep(reply.delay)
+        if reply.drop:
+            return -1, {}, b""
         if reply.raw is not None:
             return reply.status, reply.headers, reply.raw
         body = reply.body if reply.body is not None else None
@@ -184,6 +187,9 @@ class WireServer:
                 try:
                     status, headers, data = server._respond(seen)
                     seen.status = status
+                    if status == -1:  # dropped: no status line, no body
+                        self.close_connection = True
+                        return
                     kind = "application/json"
                     if status == 200 and body.get("stream") and server.streams:
                         data, kind = server.stream(seen, json.loads(data)), "text/event-stream"
