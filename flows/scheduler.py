@@ -5,8 +5,8 @@ a task waiting for inputs holds no slot (it is not submitted until it is ready);
 tasks, higher priority first, then declaration order. No stage barriers.
 
 Each started task is an awaited call of the async Prefect task `run_prompt` on the flow's own
-event loop (measured on prefect 3.8.8: about 4-5 ms per task, against 7-22 ms for `.submit()`,
-and no worker thread blocked resolving `wait_for`). Prefect runs the retries and timeouts.
+event loop: cheaper per task than `.submit()`, and no worker thread blocked resolving
+`wait_for` (the figures are in docs/architecture.md). Prefect runs the retries and timeouts.
 
 Tasks can join a running workflow (`add_task`): from inside the loop (a fan-out's instances,
 flows/fan_out.py) or from a producer running beside it (a plan read as it streams), which keeps
@@ -25,12 +25,13 @@ from typing import Any
 from prefect import Flow
 
 from promptdag.engine.events import TaskEvent, emit
+from promptdag.engine.fan_out import FanOutError, instance_spec, items_of, joined
 from promptdag.engine.gc_tuning import quiet_collector
 from promptdag.engine.ready_set import ReadySet
 from promptdag.engine.results import TaskResult
 from promptdag.errors import attempts_of, describe_failure
+from promptdag.flows._subworkflow import run_subworkflow
 from promptdag.flows.dispatch import Invoke, run_locally, run_with_fallback
-from promptdag.flows.subworkflow import run_subworkflow
 from promptdag.llm.base import Usage
 from promptdag.spec.conditions import split_reference
 from promptdag.spec.graph import WorkflowGraph
@@ -69,6 +70,8 @@ class ReadySetScheduler:
         self._references: dict[str, frozenset[str]] = dict(graph.references)
         self.state = ReadySet(graph, spec.config.failure_mode, on_record=self._recorded)
         self._holds = 0  # producers that may still add tasks (see `hold`)
+        self._expanded: dict[str, list[str]] = {}  # fan-out task -> its instances, in order
+        self._instances: dict[str, tuple[str, Any, int]] = {}  # -> (fan-out, item, index)
         self._wake = asyncio.Event()
 
     def add_task(
@@ -167,11 +170,50 @@ class ReadySetScheduler:
                 future.cancel()
             if running:  # let cancelled Prefect task runs finish their bookkeeping
                 await asyncio.gather(*running, return_exceptions=True)
-        return state.finish(stop_reason)
+        return [self._tagged(result) for result in state.finish(stop_reason)]
 
     def _settles_at_once(self, name: str) -> bool:
-        """A popped task that needs no task run of its own (none yet: fan-outs add theirs)."""
-        return False
+        """A popped task that needs no task run of its own: a fan-out task, the first time
+        to add its instances (or settle, failed or skipped, if it has none to add), the second
+        time (all instances settled) to join their results."""
+        source = self.graph.fan_outs.get(name)
+        if source is None:
+            return False
+        state = self.state
+        depends_on = list(state.depends_on[name])
+        if name in self._expanded:
+            instances = [state.results[i] for i in self._expanded[name]]
+            state.settle(joined(name, depends_on, instances))
+            return True
+        task = self._specs[name]
+        upstream, outputs = state.inputs(name)
+        found = split_reference(source, set(upstream))
+        assert found is not None  # validation checked it names a dependency
+        try:
+            items = items_of(name, source, found[1], upstream.get(found[0]),
+                             outputs.get(found[0]), task.max_items)
+        except FanOutError as exc:
+            state.settle(TaskResult(name=name, status="failed", depends_on=depends_on,
+                                    error=str(exc)))
+            return True
+        if not items:
+            state.skip(name, f"for_each {{{{ {source} }}}} gave no items")
+            return True
+        self._expanded[name] = []
+        for index, item in enumerate(items):
+            instance = instance_spec(task, index, item)
+            self._instances[instance.name] = (name, item, index)
+            self._expanded[name].append(instance.name)
+            self.add_task(instance, depends_on, before=[name], references=self._references[name])
+        return True
+
+    def _tagged(self, result: TaskResult) -> TaskResult:
+        """An instance's result says which fan-out, item and index it is."""
+        found = self._instances.get(result.name)
+        if found is None:
+            return result
+        fan_out, item, index = found
+        return result.model_copy(update={"fan_out": fan_out, "item": item, "index": index})
 
     async def _run_one(self, name: str) -> TaskResult:
         task_spec = self._specs[name]
@@ -236,6 +278,7 @@ class ReadySetScheduler:
 
     def _recorded(self, result: TaskResult, settled: int) -> None:
         """Every recorded result (finished, skipped, cancelled) is a progress event."""
+        result = self._tagged(result)
         emit(
             TaskEvent(
                 self.spec.name,
@@ -247,5 +290,6 @@ class ReadySetScheduler:
                 result.duration_seconds,
                 result.error,
                 result=result,
+                from_fan_outs=len(self._instances),
             )
         )
