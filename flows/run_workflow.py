@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -10,6 +12,7 @@ from typing import Any
 from prefect import flow
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State
+from pydantic import BaseModel, Field
 
 from promptdag.engine.batch import Batch, expand, read_rows, row_result
 from promptdag.engine.results import (
@@ -25,8 +28,9 @@ from promptdag.flows.runners import task_placement
 from promptdag.flows.scheduler import ReadySetScheduler
 from promptdag.llm.base import Usage
 from promptdag.spec.dependencies import fill_missing
-from promptdag.spec.models import WorkflowSpec, load_spec, parse_spec
+from promptdag.spec.models import TaskSpec, WorkflowSpec, load_spec, parse_spec
 from promptdag.spec.validation import validate_spec
+from promptdag.tasks.feeds import Feed, find_feed
 from promptdag.tasks.infer_dependencies import infer_dependencies
 
 
@@ -60,6 +64,7 @@ async def run_workflow(
     resume_scope: str | None = None,
     data: list[dict[str, Any]] | str | None = None,
     row_offset: int = 0,
+    add_from: str | None = None,
 ) -> State[WorkflowResult]:
     """Run a workflow spec: every task as soon as its dependencies allow, `breadth` at a time.
 
@@ -76,6 +81,9 @@ async def run_workflow(
         data: a batch: rows (mappings of field -> value), or the path of a .jsonl/.csv file;
             the workflow runs once per row, all rows in one DAG (see promptdag/engine/batch.py).
         row_offset: the index of the first row (a shard of a larger batch).
+        add_from: the key of a feed (tasks/feeds.py) of `AddedTask`s that join the workflow
+            while it runs, until the feed closes: a plan read as it streams. Only from a
+            parent flow in the same process.
     """
     if isinstance(spec, str):
         spec = load_spec(spec)
@@ -96,10 +104,17 @@ async def run_workflow(
     async with view:  # tags, live progress (see flows/artifacts.py)
         async with task_placement(spec.config) as invoke:
             scheduler = ReadySetScheduler(spec, graph, invoke, subflow=run_workflow)
+            feed = find_feed(add_from)
             if batch is not None and spec.config.batch_api:  # flows/batch_levels.py
                 tasks = await run_in_batches(scheduler)
-            else:
+            elif feed is None:
                 tasks = await scheduler.run()
+            else:  # the adder ends with the feed; a workflow that stops early ends it too
+                adder = asyncio.create_task(add_while_running(feed, scheduler, scheduler.hold()))
+                try:
+                    tasks = await scheduler.run()
+                finally:
+                    adder.cancel()
     if not spec.config.collect_intermediate:
         tasks = [_without_intermediate(t, keep=not graph.dependents[t.fan_out or t.name])
                  for t in tasks]  # an instance is as final as its fan-out task
@@ -131,6 +146,27 @@ async def _infer_dependencies(spec: WorkflowSpec) -> tuple[WorkflowSpec, Usage]:
     )
     tasks = fill_missing(spec.tasks, inferred.depends_on)
     return spec.model_copy(update={"tasks": tasks}), inferred.usage
+
+
+class AddedTask(BaseModel):
+    """A task that joins a running workflow (`add_from`): as a spec declares it, with the
+    tasks it waits for (declared or added before it)."""
+
+    task: TaskSpec
+    depends_on: list[str] = Field(default_factory=list)
+
+
+async def add_while_running(
+    feed: Feed, scheduler: ReadySetScheduler, release: Callable[[], None]
+) -> None:
+    """Add each task of `feed` to the running workflow until the feed closes, then `release`
+    the scheduler's hold (taken before its loop started, so it waits for the feed's end)."""
+    try:
+        while (item := await feed.get()) is not None:
+            added = AddedTask.model_validate(item)
+            scheduler.add_task(added.task, added.depends_on)
+    finally:
+        release()
 
 
 def _rows(batch: Batch, tasks: list[TaskResult]) -> list[RowResult]:

@@ -40,6 +40,7 @@ class ProviderError(PromptDagError):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.attempts: int | None = None
+        self.usage: Any = None  # llm.base.Usage the failed call(s) still cost, when known
 
 
 class RetryableProviderError(ProviderError):

@@ -17,10 +17,16 @@ from types import ModuleType
 from typing import Any, ClassVar, Generic, TypeVar, cast
 
 from promptdag.errors import PermanentProviderError, ProviderError
-from promptdag.llm.base import Completion, CompletionRequest
+from promptdag.llm.base import Completion, CompletionRequest, StreamUnsupported
 from promptdag.llm.context import is_overflow, overflow_error
 from promptdag.llm.keys import base_url, resolve_key
-from promptdag.llm.negotiation import ModeRejected, negotiate, rejects_mode
+from promptdag.llm.negotiation import (
+    ModeRejected,
+    negotiate,
+    refuse_stream,
+    rejects_mode,
+    rejects_stream,
+)
 from promptdag.llm.options import ProviderOptions, parse_options
 from promptdag.llm.outage import call_through
 from promptdag.llm.transport import (
@@ -56,17 +62,25 @@ class VendorModel(Generic[Options]):
         self.endpoint = endpoint_of(self.base_url)
         self.label = who(self.name, self.endpoint)  # how errors name this model and server
 
+    @property
+    def mode_key(self) -> tuple[str, str, str]:
+        """What negotiation remembers modes under: provider, endpoint, model."""
+        return (self.provider, self.endpoint or self.default_api, self.model_id)
+
     async def complete(self, request: CompletionRequest) -> Completion:
-        key = await resolve_key(self.name, self.provider, self.options)
-        client = cached_client((self.provider, self.base_url, key), lambda: self._client(key))
+        client = await self._cached_client()
         if request.response_schema is None:
             return await self._send(client, request, None, True)
         return await negotiate(
-            (self.provider, self.endpoint or self.default_api, self.model_id),
+            self.mode_key,
             self.options.structured_output,
             self.modes,
             lambda mode, last: self._send(client, request, mode, last),
         )
+
+    async def _cached_client(self) -> Any:
+        key = await resolve_key(self.name, self.provider, self.options)
+        return cached_client((self.provider, self.base_url, key), lambda: self._client(key))
 
     def _client(self, key: str) -> Any:
         """A new SDK client with its own retries off (Prefect's budget is the only one)."""
@@ -89,21 +103,34 @@ class VendorModel(Generic[Options]):
         return None
 
     async def _call(
-        self, create: Callable[[], Awaitable[R]], timeout: float, mode: str | None
+        self,
+        create: Callable[[], Awaitable[R]],
+        timeout: float,
+        mode: str | None,
+        streaming: bool = False,
     ) -> R:
         """`create()` through the outage wait, with the SDK's errors translated into ours (a
-        refused structured mode as `ModeRejected`, so negotiation tries the next)."""
+        refused structured mode as `ModeRejected`, so negotiation tries the next; a refused
+        stream of a constrained answer as `StreamUnsupported`). After a constrained request,
+        only a refused connection is an outage: one the server took and dropped without an
+        answer (llama-cpp-python's process dies on a grammar it cannot compile) refuses the
+        mode."""
         sdk = self.sdk
+        constrained = mode in self.negotiated
         try:
             return await call_through(
                 self.endpoint or self.default_api,
                 self.options.outage_budget(),
                 create,
-                self._cannot_connect,
+                self._refused if constrained else self._cannot_connect,
             )
         except sdk.APIError as exc:
             error = self._translate(exc, timeout)
-            if mode in self.negotiated and self._rejects(exc):
+            if streaming and constrained and self._rejects_stream(exc):
+                raise StreamUnsupported(
+                    f"{self.label} does not stream structured answers ({error}): asking for "
+                    "whole answers", refuse_stream(self.mode_key)) from None
+            if constrained and (self._rejects(exc) or self._dropped(exc)):
                 raise ModeRejected(error) from None
             raise error from None
         except ValueError as exc:  # a 200 whose body is not JSON (JSONDecodeError)
@@ -117,6 +144,21 @@ class VendorModel(Generic[Options]):
         return isinstance(exc, self.sdk.APIConnectionError) and not isinstance(
             exc, self.sdk.APITimeoutError
         )
+
+    def _refused(self, exc: BaseException) -> bool:
+        """No connection was made at all (refused, no such host): the endpoint is down."""
+        cause = exc.__cause__
+        return self._cannot_connect(exc) and cause is not None and is_a(cause, "ConnectError")
+
+    def _dropped(self, exc: BaseException) -> bool:
+        """The server took the request and closed the connection without an answer."""
+        return self._cannot_connect(exc) and not self._refused(exc)
+
+    def _rejects_stream(self, exc: Any) -> bool:
+        if not isinstance(exc, self.sdk.APIStatusError):
+            return False
+        return rejects_stream(exc.status_code,
+                              f"{exc.message} {json.dumps(exc.body, default=str)}")
 
     def _rejects(self, exc: Any) -> bool:
         if not isinstance(exc, self.sdk.APIStatusError):
@@ -142,6 +184,12 @@ class VendorModel(Generic[Options]):
                 return quirk
             return status_error(model, exc.status_code, detail, exc.response.headers)
         return PermanentProviderError(clip(f"{model}: {type(exc).__name__}: {exc.message}"))
+
+
+def is_a(exc: BaseException, name: str) -> bool:
+    """`exc` is the SDK's HTTP library's exception `name` (SDKs have shipped with httpx and
+    with a fork of it, so the class is matched by name)."""
+    return any(cls.__name__ == name for cls in type(exc).__mro__)
 
 
 def schema_name(schema: dict[str, Any]) -> str:

@@ -5,7 +5,9 @@ budget is the only one, so 3 retries mean at most 4 HTTP calls. Structured outpu
 mode the server takes (`negotiation`): the JSON-schema response format (strict only when the
 schema already satisfies strict mode's rules, so a pydantic default never becomes a 400), JSON
 mode with the schema, or the schema in the prompt. Calls to an unreachable server wait for it
-within the outage budget (`outage`). Vendor errors become ours here and nowhere else, naming the
+within the outage budget (`outage`); a connection dropped right after a constrained request
+moves down a mode instead. `stream` sends the same request with `stream: true` and hands each
+piece of text on as it arrives. Vendor errors become ours here and nowhere else, naming the
 server when it is not OpenAI's own (`openai:smollm2 at http://127.0.0.1:8011/v1: ...`).
 """
 
@@ -17,14 +19,28 @@ from typing import Any, ClassVar
 import openai
 
 from promptdag.errors import PermanentProviderError, ProviderError
-from promptdag.llm._vendor import VendorModel, schema_name
+from promptdag.llm._vendor import VendorModel, is_a, schema_name
 from promptdag.llm.answer_size import bounded_http_client
-from promptdag.llm.base import Completion, CompletionRequest, Usage
+from promptdag.llm.base import (
+    Completion,
+    CompletionRequest,
+    StreamUnsupported,
+    TextSink,
+    Usage,
+    estimate_tokens,
+)
 from promptdag.llm.context import known_window, props_window
-from promptdag.llm.negotiation import extract_json, inline_refs, with_instructions
+from promptdag.llm.negotiation import (
+    ModeRejected,
+    extract_json,
+    inline_refs,
+    negotiate,
+    streams,
+    with_instructions,
+)
 from promptdag.llm.options import OPENAI_MODES, OpenAIOptions
 from promptdag.llm.pricing import cost_usd
-from promptdag.llm.transport import clip, garbled_answer, http_timeout
+from promptdag.llm.transport import clip, connection_error, garbled_answer, http_timeout
 
 OPENAI_API = "https://api.openai.com/v1"
 
@@ -56,20 +72,89 @@ class OpenAIModel(VendorModel[OpenAIOptions]):
             return await props_window(self.base_url)
         return None
 
+    async def stream(self, request: CompletionRequest, on_text: TextSink) -> Completion:
+        """The answer `complete` gives, each piece handed to `on_text` as it arrives."""
+        client = await self._cached_client()
+        if request.response_schema is None:
+            return await self._send(client, request, None, True, on_text)
+        if not streams(self.mode_key):
+            raise StreamUnsupported(f"{self.label} does not stream structured answers", False)
+        return await negotiate(
+            self.mode_key,
+            self.options.structured_output,
+            self.modes,
+            lambda mode, last: self._send(client, request, mode, last, on_text),
+        )
+
     async def _send(
-        self, client: openai.AsyncOpenAI, request: CompletionRequest, mode: str | None, last: bool
+        self,
+        client: openai.AsyncOpenAI,
+        request: CompletionRequest,
+        mode: str | None,
+        last: bool,
+        on_text: TextSink | None = None,
     ) -> Completion:
+        """One request in one mode; streamed when `on_text` is given."""
         timeout = http_timeout(request)
         body = self._body(request, mode)
+        if on_text is not None:
+            body["stream"] = True  # usage comes in a last chunk only when asked (llama.cpp too)
+            body["stream_options"] = {"include_usage": True}
         response = await self._call(
-            lambda: client.chat.completions.create(**body, timeout=timeout), timeout, mode
+            lambda: client.chat.completions.create(**body, timeout=timeout), timeout, mode,
+            streaming=on_text is not None,
         )
-        completion = self._completion(response)
+        if on_text is not None:
+            try:
+                completion = await self._collect(response, request, on_text,
+                                                 mode in self.negotiated)
+            except openai.APIError as exc:  # an error event in the stream
+                raise self._translate(exc, timeout) from None
+        else:
+            completion = self._completion(response)
         if mode in ("prompt", "json_object"):
             found = extract_json(completion.text)
             if found is not None:
                 completion = completion.model_copy(update={"text": found})
         return completion
+
+    async def _collect(
+        self, response: Any, request: CompletionRequest, on_text: TextSink, constrained: bool
+    ) -> Completion:
+        """A streamed answer's pieces to `on_text`, then the whole as one completion. Usage
+        comes in the last chunk; a server that sends none (llama-cpp-python) gets it
+        estimated: the prompt's length, and one token a piece."""
+        pieces: list[str] = []
+        usage: Any = None
+        finish: Any = None
+        try:
+            async for chunk in response:
+                usage = getattr(chunk, "usage", None) or usage
+                for choice in chunk.choices or []:
+                    text = choice.delta.content if choice.delta else None
+                    if text:
+                        pieces.append(text)
+                        on_text(text)
+                    finish = choice.finish_reason or finish
+        except Exception as exc:  # the stream broke off (the SDK's transport error)
+            if not is_a(exc, "TransportError"):
+                raise
+            error = connection_error(self.label, _Cause(exc))
+            if constrained and not pieces:  # dropped before any text: the mode, not the server
+                raise ModeRejected(error) from None
+            raise error from None
+        if usage is not None:
+            input_tokens, output_tokens = usage.prompt_tokens or 0, usage.completion_tokens or 0
+        else:
+            input_tokens = estimate_tokens((request.system or "") + request.prompt)
+            output_tokens = len(pieces)
+        return Completion(
+            text="".join(pieces),
+            model=self.name,
+            finish_reason=_finish_reason(finish),
+            usage=Usage(input_tokens=input_tokens, output_tokens=output_tokens,
+                        cost_usd=cost_usd(self.name, input_tokens, output_tokens)),
+        )
 
     def _body(self, request: CompletionRequest, mode: str | None = None) -> dict[str, Any]:
         opts = self.options
@@ -138,6 +223,14 @@ class OpenAIModel(VendorModel[OpenAIOptions]):
                 clip(f"{self.label}: quota exhausted (HTTP 429): {detail}")
             )
         return None
+
+
+class _Cause(Exception):
+    """Carries a transport error as the cause `connection_error` names."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__("stream broken off")
+        self.__cause__ = cause
 
 
 def _finish_reason(value: Any) -> str | None:

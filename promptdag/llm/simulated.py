@@ -13,6 +13,10 @@ failure profile for tests and benchmarks:
   "length"`, as a real model stopped by its token limit does;
 - `context_window`: what `context_window()` reports (default: None, unknown).
 
+It streams too (`stream`): the same answer in pieces of `STREAM_PIECE_CHARS` characters, the
+call's `latency_s` spread evenly over them, so a streamed answer's first piece arrives long
+before its last, deterministically.
+
 Structured requests (planning, reflection, dependency analysis) are answered by
 `_simulated_roles`, which documents its own options.
 """
@@ -25,8 +29,10 @@ from typing import Any
 
 from promptdag.errors import PermanentProviderError, RetryableProviderError
 from promptdag.llm._simulated_roles import structured_answer, task_output
-from promptdag.llm.base import Completion, CompletionRequest, Usage
+from promptdag.llm.base import Completion, CompletionRequest, TextSink, Usage
 from promptdag.llm.options import SimulatedOptions, validate_options
+
+STREAM_PIECE_CHARS = 24
 
 
 def estimate_tokens(text: str) -> int:
@@ -47,9 +53,23 @@ class SimulatedModel:
         self.options = parse_options(options or {})
 
     async def complete(self, request: CompletionRequest) -> Completion:
+        if self.options.latency_s:
+            await asyncio.sleep(self.options.latency_s)
+        return self._answer(request)
+
+    async def stream(self, request: CompletionRequest, on_text: TextSink) -> Completion:
+        """The answer `complete` gives, in pieces: failures come before any text."""
+        completion = self._answer(request)
+        text = completion.text
+        pieces = [text[i:i + STREAM_PIECE_CHARS] for i in range(0, len(text), STREAM_PIECE_CHARS)]
+        for piece in pieces:
+            if self.options.latency_s:
+                await asyncio.sleep(self.options.latency_s / len(pieces))
+            on_text(piece)
+        return completion
+
+    def _answer(self, request: CompletionRequest) -> Completion:
         opts = self.options
-        if opts.latency_s:
-            await asyncio.sleep(opts.latency_s)
         if request.attempt <= opts.fail_first:
             raise RetryableProviderError(
                 f"simulated transient failure (attempt {request.attempt} of the first "

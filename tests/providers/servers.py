@@ -40,6 +40,7 @@ class Reply:
     usage: tuple[int, int] | None = None
     finish_reason: str | None = None  # OpenAI's word ("length"...); Anthropic's stop_reason
     raw: bytes | None = None  # sent as it is, with status 200: a garbled answer
+    drop: bool = False  # close the connection without an answer (a server process dying)
 
 
 @dataclass
@@ -97,6 +98,7 @@ class WireServer:
     """Common part: a threaded loopback server with a script and a request log."""
 
     path = "/"
+    streams = False  # answers `"stream": true` with server-sent events (`stream`)
 
     def __init__(
         self, key: str | None, usage: tuple[int, int] = (1200, 300), port: int = 0
@@ -141,12 +143,17 @@ class WireServer:
     def success(self, seen: Seen, reply: Reply) -> dict[str, Any]:
         raise NotImplementedError
 
+    def stream(self, seen: Seen, answer: dict[str, Any]) -> bytes:
+        raise NotImplementedError
+
     def _respond(self, seen: Seen) -> tuple[int, dict[str, str], bytes]:
         failure = self.check(seen)
         with self._lock:
             reply = failure or (self.replies.popleft() if self.replies else Reply())
         if reply.delay:
             time.sleep(reply.delay)
+        if reply.drop:
+            return -1, {}, b""
         if reply.raw is not None:
             return reply.status, reply.headers, reply.raw
         body = reply.body if reply.body is not None else None
@@ -180,8 +187,14 @@ class WireServer:
                 try:
                     status, headers, data = server._respond(seen)
                     seen.status = status
+                    if status == -1:  # dropped: no status line, no body
+                        self.close_connection = True
+                        return
+                    kind = "application/json"
+                    if status == 200 and body.get("stream") and server.streams:
+                        data, kind = server.stream(seen, json.loads(data)), "text/event-stream"
                     self.send_response(status)
-                    self.send_header("content-type", "application/json")
+                    self.send_header("content-type", kind)
                     self.send_header("content-length", str(len(data)))
                     for name, value in headers.items():
                         self.send_header(name, value)
@@ -219,6 +232,8 @@ class OpenAIServer(WireServer):
     llama-cpp-python's 500 for `json_schema`)."""
 
     path = "/v1/chat/completions"
+    streams = True
+    piece_chars = 16  # a streamed answer's content comes in pieces of this many characters
 
     def __init__(
         self,
@@ -286,6 +301,24 @@ class OpenAIServer(WireServer):
                 "total_tokens": prompt_tokens + completion_tokens,
             },
         }
+
+
+    def stream(self, seen: Seen, answer: dict[str, Any]) -> bytes:
+        """A whole answer as OpenAI streams it: content in pieces, the finish reason in the
+        last content chunk, usage in one more chunk when `stream_options.include_usage`."""
+        choice = answer["choices"][0]
+        text = choice["message"]["content"]
+        base = {k: answer[k] for k in ("id", "created", "model")}
+        base["object"] = "chat.completion.chunk"
+        pieces = [text[i:i + self.piece_chars] for i in range(0, len(text), self.piece_chars)]
+        chunks = [{**base, "choices": [{"index": 0, "delta": {"content": piece},
+                                        "finish_reason": None}]} for piece in pieces]
+        chunks.append({**base, "choices": [{"index": 0, "delta": {},
+                                            "finish_reason": choice["finish_reason"]}]})
+        if (seen.body.get("stream_options") or {}).get("include_usage"):
+            chunks.append({**base, "choices": [], "usage": answer["usage"]})
+        events = [f"data: {json.dumps(chunk)}\n\n" for chunk in chunks] + ["data: [DONE]\n\n"]
+        return "".join(events).encode()
 
 
 class AnthropicServer(WireServer):
