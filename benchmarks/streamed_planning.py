@@ -5,7 +5,7 @@ Runs the same objective with `stream_plan` on and off, alternating, against one 
 server, and measures from the planner being asked (`planning_started_at`) to round 1's first
 task being dispatched (`first_task_started_at`). Both come from the objective's result, so
 the figure is what a user's run reports. Prints a Markdown table (medians and the ratio) and
-keeps a copy in `benchmarks/results/streamed-planning-latest.md`.
+keeps a copy in `benchmarks/results/streamed-planning-<server>.md`.
 
 - `--server llama` (default when ../shared/llm is there): llama.cpp's server with SmolLM2-135M
   from shared/llm, started on a free port for the run (4 slots: the first task's call runs
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     text = report(args.server, seconds)
     print(text)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "streamed-planning-latest.md").write_text(text)
+    (RESULTS / f"streamed-planning-{args.server}.md").write_text(text)
     if args.json:
         args.json.write_text(json.dumps(seconds, indent=2))
 
