@@ -15,6 +15,7 @@ from prefect import flow
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State
 
+from promptdag.engine.budget import BudgetExhausted, ledger_for, use_ledger
 from promptdag.engine.estimate import Estimate
 from promptdag.engine.objective import (
     ObjectiveConfig,
@@ -119,6 +120,9 @@ async def plan_execute_reflect(
     all_tasks: list[TaskResult] = []
     stop: StopReason = "depth_reached"
     error: str | None = None
+    # Every call of every round and role counts against the objective's budget (the rounds'
+    # schedulers and the roles' calls find it in this context).
+    use_ledger(ledger_for("objective", config.max_cost_usd, config.max_total_tokens))
     view = await RunView("objective", objective, depth=config.depth).open()  # progress, tags
     approved_all = False  # review: the reviewer approved every later round too
     try:
@@ -157,6 +161,9 @@ async def plan_execute_reflect(
             current = RoundResult(round=round_no, plan=Plan(tasks=tasks), result=outcome,
                                   estimate=estimated, edited=edited)
             rounds.append(current)
+            if outcome.stop_reason == "budget":
+                stop, error = "budget", f"round {round_no}: {outcome.budget}"
+                break
             if not any(t.status == "completed" for t in outcome.tasks):
                 stop, error = "failed", f"round {round_no}: every task failed"
                 break
@@ -164,6 +171,9 @@ async def plan_execute_reflect(
                 reflected = await reflect_on_results.with_options(
                     **role_task_options(config, f"reflect (round {round_no})")
                 )(objective, all_tasks, results, round_no, config)
+            except BudgetExhausted as exc:
+                stop, error = "budget", f"round {round_no}: reflection not started: {exc}"
+                break
             except PromptDagError as exc:  # the work done still gets its answer
                 stop, error = "reflection_failed", f"round {round_no}: reflection failed: {exc}"
                 break
@@ -173,6 +183,8 @@ async def plan_execute_reflect(
                 stop = "complete"
                 break
             tasks = reflected.reflection.follow_up_tasks
+    except BudgetExhausted as exc:
+        stop, error = "budget", f"not started: {exc}"
     except PromptDagError as exc:
         stop, error = "failed", str(exc)
         if not rounds:
@@ -189,7 +201,7 @@ async def plan_execute_reflect(
     nothing_done = not any(t.status == "completed" for t in all_tasks)
     result = ObjectiveResult(
         objective=objective,
-        status="failed" if stop == "failed" or (stop == "rejected" and nothing_done)
+        status="failed" if stop in ("failed", "budget") or (stop == "rejected" and nothing_done)
         else "completed",
         stop_reason=stop,
         rounds=rounds,

@@ -92,7 +92,9 @@ async def run_workflow(
     view = RunView("workflow", spec.name, total=len(spec.tasks), tags=[workflow_tag(spec.name)])
     async with view:  # tags, live progress (see flows/artifacts.py)
         async with task_placement(spec.config) as invoke:
-            tasks = await ReadySetScheduler(spec, graph, invoke, subflow=run_workflow).run()
+            scheduler = ReadySetScheduler(spec, graph, invoke, subflow=run_workflow,
+                                          rows=_row_ids(batch) if batch else None)
+            tasks = await scheduler.run()
     if not spec.config.collect_intermediate:
         tasks = [_without_intermediate(t, keep=not graph.dependents[t.name]) for t in tasks]
     result = WorkflowResult.model_validate({  # status, summary, usage: derived from the tasks
@@ -104,6 +106,8 @@ async def run_workflow(
         "tasks": tasks,
         "overhead_usage": extra_usage,  # dependency inference: a call beyond the tasks
         "rows": _rows(batch, tasks) if batch else None,
+        "stop_reason": "budget" if scheduler.budget_stop else None,
+        "budget": scheduler.budget_stop,
     })
     remember(flow_run.id, result)  # the caller's copy if the API goes away (flows/lost_api.py)
     await view.publish_workflow(result, graph, spec)
@@ -123,6 +127,10 @@ async def _infer_dependencies(spec: WorkflowSpec) -> tuple[WorkflowSpec, Usage]:
     )
     tasks = fill_missing(spec.tasks, inferred.depends_on)
     return spec.model_copy(update={"tasks": tasks}), inferred.usage
+
+
+def _row_ids(batch: Batch) -> dict[str, str]:
+    return {run: row.id for row in batch.rows for run in row.tasks.values()}
 
 
 def _rows(batch: Batch, tasks: list[TaskResult]) -> list[RowResult]:

@@ -103,8 +103,19 @@ def finish(result: WorkflowResult | ObjectiveResult, as_json: bool) -> int:
         print(with_url(render_objective_summary(result), result))
     else:
         print(with_url(render_summary(result), result))
+    if result.stop_reason == "budget":
+        say(budget_line(result))
     exit_now_if_the_api_is_gone(exit_code(result))
     return exit_code(result)
+
+
+def budget_line(result: WorkflowResult | ObjectiveResult) -> str:
+    """The one line a run stopped by its budget ends with (its finished results are kept)."""
+    if isinstance(result, ObjectiveResult):
+        return f"stopped: budget: {result.error or 'a call could pass the budget'}"
+    done = result.summary.completed_count
+    return (f"stopped: budget: {result.budget}; {done} of {result.summary.total_tasks} tasks "
+            "finished and kept")
 
 
 def with_url(summary: str, result: WorkflowResult | ObjectiveResult) -> str:

@@ -19,7 +19,9 @@ from promptdag.spec.presets import Preset, apply_preset
 from promptdag.spec.template import carry_inputs
 from promptdag.spec.validation import validate_spec
 
-StopReason = Literal["complete", "depth_reached", "reflection_failed", "failed", "rejected"]
+StopReason = Literal[
+    "complete", "depth_reached", "reflection_failed", "failed", "rejected", "budget"
+]
 
 
 class PlannedTask(BaseModel):
@@ -87,6 +89,12 @@ class ObjectiveConfig(BaseModel):
         description="A review nobody answers within this many seconds ends the run: "
         "failed, stop_reason rejected (a deployment run: Prefect marks it Failed).",
     )
+    max_cost_usd: float | None = Field(
+        None, ge=0, description="Budget of the whole objective in USD, every round and role "
+        "included: a call that could pass it does not start (stop_reason budget).")
+    max_total_tokens: int | None = Field(
+        None, ge=1, description="Budget of the whole objective in tokens, every round and role "
+        "included.")
     latency_hint_s: float | None = Field(
         None, ge=0, le=86_400, description="Seconds a task's call takes, for the plan's "
         "estimate (default: past runs' median, else the provider's typical latency).",

@@ -31,6 +31,7 @@ from promptdag.llm.negotiation import (
 from promptdag.llm.options import ANTHROPIC_MODES, AnthropicOptions, parse_options
 from promptdag.llm.outage import call_through
 from promptdag.llm.pricing import cost_usd
+from promptdag.llm.rate_limits import observed
 from promptdag.llm.transport import (
     cached_client,
     clip,
@@ -65,7 +66,10 @@ class AnthropicModel:
         key = await resolve_key(self.name, "anthropic", self.options)
         client = cached_client(
             ("anthropic", self.base_url, key),
-            lambda: anthropic.AsyncAnthropic(api_key=key, base_url=self.base_url, max_retries=0),
+            lambda: anthropic.AsyncAnthropic(
+                api_key=key, base_url=self.base_url, max_retries=0,
+                http_client=anthropic.DefaultAsyncHttpxClient(event_hooks=observed()),
+            ),
         )
         if request.response_schema is None:
             return await self._send(client, request, None, last=True)

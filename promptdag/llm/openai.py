@@ -32,6 +32,7 @@ from promptdag.llm.negotiation import (
 from promptdag.llm.options import OPENAI_MODES, OpenAIOptions, parse_options
 from promptdag.llm.outage import call_through
 from promptdag.llm.pricing import cost_usd
+from promptdag.llm.rate_limits import observed
 from promptdag.llm.transport import (
     cached_client,
     clip,
@@ -64,7 +65,10 @@ class OpenAIModel:
         key = await resolve_key(self.name, "openai", self.options)
         client = cached_client(
             ("openai", self.base_url, key),
-            lambda: openai.AsyncOpenAI(api_key=key, base_url=self.base_url, max_retries=0),
+            lambda: openai.AsyncOpenAI(
+                api_key=key, base_url=self.base_url, max_retries=0,
+                http_client=openai.DefaultAsyncHttpxClient(event_hooks=observed()),
+            ),
         )
         if request.response_schema is None:
             return await self._send(client, request, None)

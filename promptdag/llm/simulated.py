@@ -26,7 +26,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from promptdag.errors import PermanentProviderError, RetryableProviderError, SpecError
-from promptdag.llm.base import Completion, CompletionRequest, Usage
+from promptdag.llm.base import Completion, CompletionRequest, Usage, estimate_tokens
 from promptdag.llm.simulated_roles import structured_answer, task_output
 
 
@@ -46,11 +46,6 @@ class SimulatedOptions(BaseModel):
     outputs: dict[str, Any] = Field(default_factory=dict)
     max_tokens: int | None = Field(None, ge=1)
     context_window: int | None = Field(None, ge=1)
-
-
-def estimate_tokens(text: str) -> int:
-    """About four characters a token, as the vendors' rule of thumb says."""
-    return max(1, (len(text) + 3) // 4)
 
 
 def _draw(*parts: object) -> float:
@@ -98,7 +93,7 @@ class SimulatedModel:
         finish_reason = "stop"
         limit = request.max_tokens or opts.max_tokens
         if limit is not None and estimate_tokens(text) > limit:
-            text, finish_reason = text[: limit * 4], "length"
+            text, finish_reason = text[: 3 * limit - 1], "length"  # estimates to `limit`
         return Completion(
             text=text,
             model=self.name,
