@@ -8,6 +8,7 @@ the synthesiser writes the answer. Every LLM call's usage is totalled.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -33,6 +34,7 @@ from promptdag.flows.lost_api import remember
 from promptdag.flows.review import plan_estimate, review_plan
 from promptdag.flows.run_workflow import run_workflow
 from promptdag.llm.base import Usage
+from promptdag.llm.registry import preload
 from promptdag.spec.dependencies import fill_missing
 from promptdag.tasks.infer_dependencies import infer_dependencies
 from promptdag.tasks.plan_objective import plan_objective
@@ -123,6 +125,9 @@ async def plan_execute_reflect(
     # Every call of every round and role counts against the objective's budget (the rounds'
     # schedulers and the roles' calls find it in this context).
     use_ledger(ledger_for("objective", config.max_cost_usd, config.max_total_tokens))
+    models = [config.role_model(r) for r in ("planner", "reflector", "synthesiser")]
+    models += [config.model] if isinstance(config.model, str) else list(config.model)
+    await asyncio.to_thread(preload, models)  # SDK imports off the event loop
     view = await RunView("objective", objective, depth=config.depth).open()  # progress, tags
     approved_all = False  # review: the reviewer approved every later round too
     try:

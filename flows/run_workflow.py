@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,9 +23,10 @@ from promptdag.flows.lost_api import remember
 from promptdag.flows.runners import task_placement
 from promptdag.flows.scheduler import ReadySetScheduler
 from promptdag.llm.base import Usage
+from promptdag.llm.registry import preload
 from promptdag.spec.dependencies import fill_missing
 from promptdag.spec.models import WorkflowSpec, load_spec, parse_spec
-from promptdag.spec.validation import validate_spec
+from promptdag.spec.validation import spec_models, validate_spec
 from promptdag.tasks.infer_dependencies import infer_dependencies
 
 
@@ -89,6 +91,7 @@ async def run_workflow(
     if spec.config.infer_dependencies and any(t.depends_on is None for t in spec.tasks):
         spec, extra_usage = await _infer_dependencies(spec)
         graph = validate_spec(spec, bounded=batch is None)
+    await asyncio.to_thread(preload, spec_models(spec))  # SDK imports off the event loop
     view = RunView("workflow", spec.name, total=len(spec.tasks), tags=[workflow_tag(spec.name)])
     async with view:  # tags, live progress (see flows/artifacts.py)
         async with task_placement(spec.config) as invoke:

@@ -113,16 +113,20 @@ class _Held:
     tokens_out: int = 0
 
 
+BURST_SHARE = 0.9
 _buckets: dict[tuple[str, str, str, float, float], TokenBucket] = {}
 
 
 def _bucket(key: str, model: str, unit: str, per_window: float, window: float) -> TokenBucket:
     """One in-process bucket per (key, model, unit) and setting: `per_window` units refilled
-    over `window` seconds, full at start."""
+    over `window` seconds, full at start. Its burst is `BURST_SHARE` of the window: a provider
+    counts a request when it arrives, later than we do, and a full bucket here may not yet be
+    full there."""
     ident = (key, model, unit, per_window, window)
     bucket = _buckets.get(ident)
     if bucket is None:
-        bucket = _buckets.setdefault(ident, TokenBucket(per_window, per_window / window))
+        bucket = _buckets.setdefault(
+            ident, TokenBucket(max(1.0, per_window * BURST_SHARE), per_window / window))
     return bucket
 
 

@@ -42,6 +42,11 @@ def load_for_cli(
     if model is not None or breadth is not None:  # values the file never had: check them again
         spec = parse_spec(spec.model_dump(exclude_unset=True),
                           source=f"{path} (with command-line options)")
+    if check_keys:  # a run: its SDKs import while Prefect starts (llm/registry.py)
+        from promptdag.llm.registry import preload_in_background
+        from promptdag.spec.validation import spec_models
+
+        preload_in_background(spec_models(spec))
     if rows is not None:
         from promptdag.engine.batch import validate_batch
 
