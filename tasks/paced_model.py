@@ -55,10 +55,14 @@ class PacedModel:
         usage: Usage | None = None
         try:
             async with pace(self.name, self.endpoint, self.base_url, tokens_in, tokens_out) as held:
-                completion = await self.inner.complete(request)
+                try:
+                    completion = await self.inner.complete(request)
+                except BaseException:
+                    await settle_usage(held, None)
+                    raise
             if completion.usage.input_tokens or completion.usage.output_tokens:
                 usage = completion.usage  # else the answer did not say: keep the estimate
-                await settle_usage(held, usage)
+            await settle_usage(held, usage)
             return completion
         finally:
             if ledger is not None:

@@ -163,8 +163,7 @@ async def pace(
                     continue
                 bucket = _bucket(scope_key, scope_model, unit, per_window, limit.window_seconds)
                 wait = max(wait, bucket.reserve(amount))
-                if unit == "tpm":
-                    held.buckets.append(("tokens", bucket))
+                held.buckets.append(("tokens" if unit == "tpm" else "requests", bucket))
                 if limit.shared:
                     name = limit_name(scope_key, scope_model, unit)
                     shared.append((name, int(per_window), per_window / limit.window_seconds))
@@ -173,10 +172,10 @@ async def pace(
     if settings.rate_limit_headers:
         for unit, bucket in rate_limits.header_buckets(endpoint, model_id):
             wait = max(wait, bucket.reserve(rate_limits.units_of(unit, tokens_in, tokens_out)))
-            if unit != "requests":
-                held.buckets.append((unit, bucket))
-    if wait > 0:
+            held.buckets.append((unit, bucket))
+    while wait > 0:  # a 429 seen meanwhile pauses this call too
         await asyncio.sleep(wait)
+        wait = rate_limits.pause_left(endpoint) if settings.rate_limit_headers else 0.0
     for name, per_window, per_second in shared:
         await _ensure(name, per_window, per_second)
         occupy = held.tokens if name in held.shared_tpm else 1
@@ -195,15 +194,17 @@ async def pace(
                 rate_limits.done_calling(token)
 
 
-async def settle_usage(held: _Held, usage: Usage) -> None:
-    """Correct what a call held from its answer's usage: give back what it did not use (or
-    take what it used beyond its estimate)."""
-    used = {"tokens": usage.input_tokens + usage.output_tokens,
+async def settle_usage(held: _Held, usage: Usage | None) -> None:
+    """Charge the buckets what a call used (its answer's usage; None: a call that failed or
+    did not say is charged its estimate), and give the server's limits back what it did not."""
+    if usage is None:
+        usage = Usage(input_tokens=held.tokens_in, output_tokens=held.tokens_out)
+    used = {"tokens": usage.input_tokens + usage.output_tokens, "requests": 1,
             "input-tokens": usage.input_tokens, "output-tokens": usage.output_tokens}
     estimated = {"tokens": held.tokens, "input-tokens": held.tokens_in,
-                 "output-tokens": held.tokens_out}
+                 "output-tokens": held.tokens_out, "requests": 1}
     for unit, bucket in held.buckets:
-        bucket.refund(estimated[unit] - used[unit])
+        bucket.settle(estimated[unit], used[unit])
     spare = held.tokens - used["tokens"]
     if held.shared_tpm and spare > 0:
         try:

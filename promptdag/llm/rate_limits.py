@@ -3,8 +3,8 @@
 - **Token buckets** (`TokenBucket`): requests per minute and tokens per minute, per provider
   and per model, from the `provider_limits` setting. A call reserves its estimated tokens
   (prompt + `max_tokens`) and sleeps until the bucket holds them; reservations queue in order, so
-  the provider sees a steady stream at the limit instead of bursts and 429s. The answer's usage
-  then replaces the estimate (`refund` or `charge` the difference).
+  the provider sees a steady stream at the limit instead of bursts and 429s. When the call ends
+  the bucket is charged what the answer's usage says it used.
 - **Rate-limit headers**: every answer's `x-ratelimit-*` (OpenAI) or `anthropic-ratelimit-*`
   headers tell how much of the account's limit is left and when it refills; a bucket per
   (endpoint, model, unit) follows them, and is never fuller than the provider says. A 429's
@@ -39,15 +39,19 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 class TokenBucket:
     """A bucket of `capacity` units refilled at `per_second`, with reservations.
 
-    `reserve(n)` takes n units at once, possibly going below zero, and returns how long the
-    caller must wait for the bucket to have held them: callers queue in reservation order.
-    Thread-safe, independent of event loops.
+    `reserve(n)` holds n units for a call and returns how long the caller must wait before
+    making it: callers queue in reservation order. The units are taken out of the bucket (and
+    start refilling) only when the call ends (`settle`), with what it used: a provider counts a
+    request when it arrives, later than we reserve it, so taking it out at the end never lets
+    this bucket believe it holds more than the provider's. Thread-safe, independent of event
+    loops.
     """
 
     def __init__(self, capacity: float, per_second: float) -> None:
         self.capacity = float(capacity)
         self.per_second = float(per_second)
         self.level = float(capacity)
+        self.held = 0.0  # reserved by calls not yet ended
         self.updated = time.monotonic()
         self._lock = threading.Lock()
 
@@ -56,20 +60,22 @@ class TokenBucket:
         self.updated = now
 
     def reserve(self, amount: float) -> float:
-        """Take `amount`; seconds to wait before using it (0: now)."""
+        """Hold `amount`; seconds to wait before using it (0: now)."""
         with self._lock:
             now = time.monotonic()
             self._refill(now)
-            self.level -= amount
-            if self.level >= 0 or self.per_second <= 0:
+            self.held += amount
+            free = self.level - self.held
+            if free >= 0 or self.per_second <= 0:
                 return 0.0
-            return -self.level / self.per_second
+            return -free / self.per_second
 
-    def refund(self, amount: float) -> None:
-        """Give back (or, negative, take more of) what a call reserved beyond its use."""
+    def settle(self, reserved: float, used: float) -> None:
+        """A call that reserved `reserved` ended having used `used`: take that out now."""
         with self._lock:
             self._refill(time.monotonic())
-            self.level = min(self.capacity, self.level + amount)
+            self.held = max(0.0, self.held - reserved)
+            self.level -= used
 
     def follow(self, capacity: float, remaining: float, reset_seconds: float | None) -> None:
         """The provider says how much is left and when it is full again: never hold more than

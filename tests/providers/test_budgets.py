@@ -23,8 +23,9 @@ def spec(tasks: list[str], **config: object) -> dict[str, object]:
     return {
         "name": "budgeted",
         "config": {"breadth": 1, "model": "openai:gpt-4o-mini", "model_options": {"max_tokens": 20},
-                   "retry_backoff_seconds": 0, "reuse_results": False, **config},
-        "tasks": [{"name": name, "prompt": name} for name in tasks],
+                   "retry_backoff_seconds": 0, "reuse_results": False, "infer_dependencies": False,
+                   **config},
+        "tasks": [{"name": name, "prompt": name, "task_type": "parallel"} for name in tasks],
     }
 
 
@@ -50,8 +51,10 @@ async def test_each_row_of_a_batch_has_its_own_budget(openai_server: OpenAIServe
         "name": "rows",
         "config": {"breadth": 1, "model": "openai:gpt-4o-mini",
                    "model_options": {"max_tokens": 20}, "retry_backoff_seconds": 0,
-                   "reuse_results": False, "row_max_total_tokens": 40},
-        "tasks": [{"name": n, "prompt": f"{n} {{{{ n }}}}"} for n in ("a", "b", "c")],
+                   "reuse_results": False, "infer_dependencies": False,
+                   "row_max_total_tokens": 40},
+        "tasks": [{"name": n, "prompt": f"{n} {{{{ n }}}}", "task_type": "parallel"}
+                  for n in ("a", "b", "c")],
     }
     rows = [{"id": f"r{i}", "n": i} for i in range(3)]
     result = await arun(workflow, data=rows)

@@ -1,20 +1,29 @@
-"""Tokens per minute: a batch paced by promptdag gets no 429 from a server that enforces the
-limit as OpenAI does, and uses the limit's throughput; unpaced, the same batch is a 429 storm.
+"""Tokens per minute: calls paced by promptdag get no 429 from a server that enforces the
+limit as OpenAI does, and use the limit's throughput; unpaced, the same calls are a 429 storm.
 
 The server runs a scaled limit (tokens per `WINDOW` seconds instead of per minute) so each run
 takes seconds. Throughput is measured by the server's own clock and count (tokens it admitted
 between its first and last admission), not by the test's wall clock.
+
+Throughput is asserted on the model-call path (`ModelCall`'s paced model, 200 calls at 32 in
+flight): the pacer, not the machine, must be what bounds it, and a whole batch on a loaded
+2-core machine is bound by Prefect's per-task bookkeeping (about 4 calls a second under a load
+average of 14) before it reaches the limit (17 calls a second). The 200-row batch through the
+whole engine asserts what holds on any machine: not one 429.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 
 import pytest
 
 from promptdag.api import arun
+from promptdag.errors import RetryableProviderError
 from promptdag.llm import rate_limits
+from promptdag.tasks.model_call import ModelCall
 from tests.providers.servers import OPENAI_KEY, RateLimitedOpenAIServer, Reply
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -54,30 +63,58 @@ def batch(retries: int) -> dict[str, object]:
 ROWS = [{"id": str(i), "n": i} for i in range(CALLS)]
 
 
+async def calls(count: int, in_flight: int = 32) -> int:
+    """`count` calls on the one model-call path, `in_flight` at a time; how many failed."""
+    gate = asyncio.Semaphore(in_flight)
+
+    async def one(i: int) -> bool:
+        async with gate:
+            call = ModelCall("openai:gpt-4o-mini", {"max_tokens": 32}, f"row {i}")
+            try:
+                await call.model.complete(call.request(f"row {i}", {}))
+            except RetryableProviderError:
+                return False
+            return True
+
+    return sum(not ok for ok in await asyncio.gather(*(one(i) for i in range(count))))
+
+
+def limit(shared: bool = False) -> str:
+    return json.dumps({"openai": {"tokens_per_minute": LIMIT, "window_seconds": WINDOW,
+                                  "shared": shared}})
+
+
 @pytest.mark.parametrize("limited", [False], indirect=True)
-async def test_a_paced_batch_gets_no_429_and_the_limits_throughput(
+async def test_paced_calls_get_no_429_and_the_limits_throughput(
     limited: RateLimitedOpenAIServer, monkeypatch: pytest.MonkeyPatch
 ):
-    monkeypatch.setenv("PROMPTDAG_PROVIDER_LIMITS", json.dumps(
-        {"openai": {"tokens_per_minute": LIMIT, "window_seconds": WINDOW, "shared": False}}))
-    result = await arun(batch(retries=0), data=ROWS)
-    assert result.status == "completed", result.summary
+    monkeypatch.setenv("PROMPTDAG_PROVIDER_LIMITS", limit())
+    assert await calls(CALLS) == 0
     assert limited.refused == 0 and len(limited.admitted) == CALLS
     # At the limit's rate, within 10%, by the server's own accounting.
-    assert limited.throughput_share() >= 0.9, limited.throughput_share()
-    assert limited.throughput_share() <= 1.02
+    assert 0.9 <= limited.throughput_share() <= 1.02, limited.throughput_share()
 
 
 @pytest.mark.parametrize("limited", [False], indirect=True)
-async def test_unpaced_the_same_batch_is_a_429_storm(
+async def test_unpaced_the_same_calls_are_a_429_storm(
     limited: RateLimitedOpenAIServer, monkeypatch: pytest.MonkeyPatch
 ):
     monkeypatch.setenv("PROMPTDAG_RATE_LIMIT_HEADERS", "false")
+    failed = await calls(CALLS)
+    # The first full bucket (about 70 calls) goes through, then calls are refused as fast as
+    # the client sends them (how many depends on the machine's speed: at least a tenth).
+    assert failed == limited.refused >= CALLS // 10
+
+
+@pytest.mark.parametrize("limited", [False], indirect=True)
+async def test_a_paced_batch_gets_no_429(
+    limited: RateLimitedOpenAIServer, monkeypatch: pytest.MonkeyPatch
+):
+    """The whole engine, the limit shared through the Prefect server."""
+    monkeypatch.setenv("PROMPTDAG_PROVIDER_LIMITS", limit(shared=True))
     result = await arun(batch(retries=0), data=ROWS)
-    assert result.status == "failed"
-    assert limited.refused >= CALLS // 2  # most calls refused: nothing held them back
-    failed = [t for t in result.tasks if t.status == "failed"]
-    assert len(failed) == limited.refused and "rate limited (HTTP 429)" in str(failed[0].error)
+    assert result.status == "completed", result.summary
+    assert limited.refused == 0 and len(limited.admitted) == CALLS
 
 
 async def test_the_rate_limit_headers_alone_slow_the_batch_down(
