@@ -31,11 +31,13 @@ from promptdag.engine.results import TaskResult, WorkflowResult
 from promptdag.errors import PromptDagError
 from promptdag.flows.artifacts import RunView, slug
 from promptdag.flows.lost_api import remember
+from promptdag.flows.provider_settings import provider_settings_checked
 from promptdag.flows.review import plan_estimate, review_plan
 from promptdag.flows.run_workflow import run_workflow
 from promptdag.llm.base import Usage
 from promptdag.llm.registry import preload
 from promptdag.spec.dependencies import fill_missing
+from promptdag.spec.validation import check_model_ready
 from promptdag.tasks.infer_dependencies import infer_dependencies
 from promptdag.tasks.plan_objective import plan_objective
 from promptdag.tasks.prompt_cache import child_scope, current_scope
@@ -115,6 +117,9 @@ async def plan_execute_reflect(
     """
     context = dict(context or {})
     config = ObjectiveConfig.model_validate(config or {})  # a deployment run sends plain JSON
+    with provider_settings_checked():  # keys and base URLs, before the planner is asked
+        for model in config.models():
+            check_model_ready(model, config.model_options)
     clock = time.perf_counter()
     usage = Usage()
     rounds: list[RoundResult] = []

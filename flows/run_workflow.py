@@ -19,7 +19,9 @@ from promptdag.engine.results import (
     WorkflowResult,
 )
 from promptdag.flows.artifacts import RunView, workflow_tag
+from promptdag.flows.batch_levels import run_in_batches
 from promptdag.flows.lost_api import remember
+from promptdag.flows.provider_settings import provider_settings_checked
 from promptdag.flows.runners import task_placement
 from promptdag.flows.scheduler import ReadySetScheduler
 from promptdag.llm.base import Usage
@@ -85,7 +87,8 @@ async def run_workflow(
     if data is not None:
         batch = expand(spec, read_rows(data) if isinstance(data, str) else data, row_offset)
         spec = batch.spec
-    graph = validate_spec(spec, bounded=batch is None)  # a batch's parts were bounded
+    with provider_settings_checked():  # keys and base URLs, where the run runs
+        graph = validate_spec(spec, bounded=batch is None)  # a batch's parts were bounded
     started, clock = datetime.now(timezone.utc), time.perf_counter()
     extra_usage = Usage()
     if spec.config.infer_dependencies and any(t.depends_on is None for t in spec.tasks):
@@ -97,9 +100,13 @@ async def run_workflow(
         async with task_placement(spec.config) as invoke:
             scheduler = ReadySetScheduler(spec, graph, invoke, subflow=run_workflow,
                                           rows=_row_ids(batch) if batch else None)
-            tasks = await scheduler.run()
+            if batch is not None and spec.config.batch_api:  # flows/batch_levels.py
+                tasks = await run_in_batches(scheduler)
+            else:
+                tasks = await scheduler.run()
     if not spec.config.collect_intermediate:
-        tasks = [_without_intermediate(t, keep=not graph.dependents[t.name]) for t in tasks]
+        tasks = [_without_intermediate(t, keep=not graph.dependents[t.fan_out or t.name])
+                 for t in tasks]  # an instance is as final as its fan-out task
     result = WorkflowResult.model_validate({  # status, summary, usage: derived from the tasks
         "name": spec.name,
         "flow_run_id": str(flow_run.id) if flow_run.id else None,
@@ -138,7 +145,11 @@ def _row_ids(batch: Batch) -> dict[str, str]:
 
 def _rows(batch: Batch, tasks: list[TaskResult]) -> list[RowResult]:
     by_name = {t.name: t for t in tasks}
-    return [row_result(row, by_name) for row in batch.rows]
+    instances: dict[str, list[TaskResult]] = {}
+    for task in tasks:
+        if task.fan_out is not None:
+            instances.setdefault(task.fan_out, []).append(task)
+    return [row_result(row, by_name, instances) for row in batch.rows]
 
 
 def _without_intermediate(task: TaskResult, keep: bool) -> TaskResult:

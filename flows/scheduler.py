@@ -7,12 +7,18 @@ tasks, higher priority first, then declaration order. No stage barriers.
 Each started task is an awaited call of the async Prefect task `run_prompt` on the flow's own
 event loop (measured on prefect 3.8.8: about 4-5 ms per task, against 7-22 ms for `.submit()`,
 and no worker thread blocked resolving `wait_for`). Prefect runs the retries and timeouts.
+
+Tasks can join a running workflow (`add_task`): from inside the loop (a fan-out's instances,
+flows/fan_out.py) or from a producer running beside it (a plan read as it streams), which keeps
+the loop alive with `hold()` until it is done. Added tasks obey the same breadth, priority,
+failure mode, `when:` and resume rules as declared ones and count in results and progress.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -20,6 +26,7 @@ from prefect import Flow
 
 from promptdag.engine.budget import BudgetExhausted, Ledger, ledger_for, use_ledger
 from promptdag.engine.events import TaskEvent, emit
+from promptdag.engine.fan_out import FanOutError, instance_spec, items_of, joined
 from promptdag.engine.gc_tuning import quiet_collector
 from promptdag.engine.ready_set import ReadySet
 from promptdag.engine.results import TaskResult
@@ -27,8 +34,10 @@ from promptdag.errors import attempts_of, describe_failure
 from promptdag.flows.dispatch import Invoke, run_locally, run_with_fallback
 from promptdag.flows.subworkflow import run_subworkflow
 from promptdag.llm.base import Usage
+from promptdag.spec.conditions import split_reference
 from promptdag.spec.graph import WorkflowGraph
-from promptdag.spec.models import WorkflowSpec
+from promptdag.spec.models import TaskSpec, WorkflowSpec
+from promptdag.spec.template import placeholders
 from promptdag.tasks.run_prompt import PromptJob, PromptOutput
 from promptdag.tasks.task_options import prompt_task_options
 
@@ -61,7 +70,7 @@ class ReadySetScheduler:
         self.graph = graph
         self.breadth = spec.config.breadth
         self._specs = {t.name: t for t in spec.tasks}
-        self._index = graph.index
+        self._references: dict[str, frozenset[str]] = dict(graph.references)
         self.state = ReadySet(graph, spec.config.failure_mode, on_record=self._recorded)
         config = spec.config
         self.ledger = ledger_for(f"workflow {spec.name!r}", config.max_cost_usd,
@@ -69,6 +78,10 @@ class ReadySetScheduler:
         self._rows = rows or {}
         self._row_ledgers: dict[str, Ledger | None] = {}
         self.budget_stop: str | None = None  # why a budget stopped a call, if one did
+        self._holds = 0  # producers that may still add tasks (see `hold`)
+        self._expanded: dict[str, list[str]] = {}  # fan-out task -> its instances, in order
+        self._instances: dict[str, tuple[str, Any, int]] = {}  # -> (fan-out, item, index)
+        self._wake = asyncio.Event()
 
     def _ledger_of(self, name: str) -> Ledger | None:
         """The ledger a task's calls count against: its row's (under the run's), or the run's."""
@@ -82,6 +95,49 @@ class ReadySetScheduler:
                 parent=self.ledger,
             )
         return self._row_ledgers[row]
+
+    def add_task(
+        self,
+        task: TaskSpec,
+        depends_on: Iterable[str] = (),
+        *,
+        before: Iterable[str] = (),
+        references: Iterable[str] | None = None,
+    ) -> None:
+        """Add a prompt task to the running workflow (see `ReadySet.add`).
+
+        Args:
+            task: the task, as a spec would declare it (its `depends_on` is not read).
+            depends_on: the tasks it waits for, declared or added earlier.
+            before: tasks not started yet that also wait for it.
+            references: the tasks its prompt names (default: read from the prompt); their
+                results fill the placeholders, other dependencies' results are appended.
+        """
+        if references is None:
+            names = set(self.state.order)
+            found = (split_reference(text, names) for text in placeholders(task.prompt))
+            references = {ref[0] for ref in found if ref is not None}
+        self._specs[task.name] = task
+        self._references[task.name] = frozenset(references)
+        self.state.add(task.name, tuple(depends_on), priority=task.priority.rank,
+                       when=task.when, before=tuple(before))
+        self._wake.set()
+
+    def hold(self) -> Callable[[], None]:
+        """Keep the loop running, even with nothing ready or running, until the returned
+        function is called: for a producer that adds tasks while the workflow runs. Call it
+        before `run` starts (or from a running task), and call the release exactly once."""
+        self._holds += 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self._holds -= 1
+                self._wake.set()
+
+        return release
 
     @property
     def results(self) -> dict[str, TaskResult]:
@@ -99,18 +155,30 @@ class ReadySetScheduler:
         limit = self.spec.config.workflow_timeout_seconds
         deadline = time.monotonic() + limit if limit else None
         stop_reason = "not started: the workflow stopped at a failed task (fail_fast)"
+        woken: asyncio.Task[bool] | None = None
         try:
-            while state.has_ready() or running:
+            while state.has_ready() or running or (self._holds and not state.stopping):
                 while state.has_ready() and len(running) < self.breadth:
                     name = state.pop()
+                    if self._settles_at_once(name):
+                        continue
                     running[asyncio.create_task(self._run_one(name), name=name)] = name
-                if not running:
+                if state.has_ready() and len(running) < self.breadth:
+                    continue  # settling at once made more tasks ready
+                if not running and not (self._holds and not state.stopping):
                     break
                 wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+                waiting: set[asyncio.Future[Any]] = set(running)
+                if self._holds:  # a producer may add tasks: wake up when it does
+                    self._wake.clear()
+                    if woken is None or woken.done():
+                        woken = asyncio.create_task(self._wake.wait())
+                    waiting.add(woken)
                 done, _ = await asyncio.wait(
-                    running, timeout=wait, return_when=asyncio.FIRST_COMPLETED
+                    waiting, timeout=wait, return_when=asyncio.FIRST_COMPLETED
                 )
-                for future in sorted(done, key=lambda f: self._index[running[f]]):
+                finished = [f for f in done if f in running]
+                for future in sorted(finished, key=lambda f: state.index[running[f]]):
                     state.settle(future.result())
                     running.pop(future)
                 if self.ledger is not None and self.ledger.exhausted and not state.stopping:
@@ -121,11 +189,56 @@ class ReadySetScheduler:
                     state.stopping = True
                     break
         finally:
+            if woken is not None:
+                woken.cancel()
             for future in running:
                 future.cancel()
             if running:  # let cancelled Prefect task runs finish their bookkeeping
                 await asyncio.gather(*running, return_exceptions=True)
-        return state.finish(stop_reason)
+        return [self._tagged(result) for result in state.finish(stop_reason)]
+
+    def _settles_at_once(self, name: str) -> bool:
+        """A popped task that needs no task run of its own: a fan-out task, the first time
+        to add its instances (or settle, failed or skipped, if it has none to add), the second
+        time (all instances settled) to join their results."""
+        source = self.graph.fan_outs.get(name)
+        if source is None:
+            return False
+        state = self.state
+        depends_on = list(state.depends_on[name])
+        if name in self._expanded:
+            instances = [state.results[i] for i in self._expanded[name]]
+            state.settle(joined(name, depends_on, instances))
+            return True
+        task = self._specs[name]
+        upstream, outputs = state.inputs(name)
+        found = split_reference(source, set(upstream))
+        assert found is not None  # validation checked it names a dependency
+        try:
+            items = items_of(name, source, found[1], upstream.get(found[0]),
+                             outputs.get(found[0]), task.max_items)
+        except FanOutError as exc:
+            state.settle(TaskResult(name=name, status="failed", depends_on=depends_on,
+                                    error=str(exc)))
+            return True
+        if not items:
+            state.skip(name, f"for_each {{{{ {source} }}}} gave no items")
+            return True
+        self._expanded[name] = []
+        for index, item in enumerate(items):
+            instance = instance_spec(task, index, item)
+            self._instances[instance.name] = (name, item, index)
+            self._expanded[name].append(instance.name)
+            self.add_task(instance, depends_on, before=[name], references=self._references[name])
+        return True
+
+    def _tagged(self, result: TaskResult) -> TaskResult:
+        """An instance's result says which fan-out, item and index it is."""
+        found = self._instances.get(result.name)
+        if found is None:
+            return result
+        fan_out, item, index = found
+        return result.model_copy(update={"fan_out": fan_out, "item": item, "index": index})
 
     async def _run_one(self, name: str) -> TaskResult:
         use_ledger(self._ledger_of(name))  # this asyncio task's context: its calls count there
@@ -134,21 +247,21 @@ class ReadySetScheduler:
         if isinstance(task_spec.workflow, WorkflowSpec):
             emit(
                 TaskEvent(
-                    self.spec.name, name, "started", None, len(self.results), len(self.graph.names)
+                    self.spec.name, name, "started", None, len(self.results), self.state.total
                 )
             )
             if self.subflow is None:
                 raise RuntimeError("a workflow task needs the scheduler's subflow")
             return await run_subworkflow(
                 self.subflow, task_spec, task_spec.workflow, upstream,
-                list(self.graph.depends_on[name]),
+                list(self.state.depends_on[name]),
             )
-        job = PromptJob.from_spec(self.spec, task_spec, self.graph.references[name])
+        job = PromptJob.from_spec(self.spec, task_spec, self._references[name])
         options = prompt_task_options(self.spec, task_spec)
         started, clock = _now(), time.perf_counter()
         emit(
             TaskEvent(
-                self.spec.name, name, "started", None, len(self.results), len(self.graph.names)
+                self.spec.name, name, "started", None, len(self.results), self.state.total
             )
         )
         try:
@@ -162,7 +275,7 @@ class ReadySetScheduler:
             return TaskResult(
                 name=name,
                 status="cancelled" if budget is not None else "failed",
-                depends_on=list(self.graph.depends_on[name]),
+                depends_on=list(self.state.depends_on[name]),
                 attempts=attempts_of(exc, options),
                 started_at=started,
                 finished_at=_now(),
@@ -174,7 +287,7 @@ class ReadySetScheduler:
         return TaskResult(
             name=name,
             status="completed",
-            depends_on=list(self.graph.depends_on[name]),
+            depends_on=list(self.state.depends_on[name]),
             attempts=output.attempts,
             started_at=started,
             finished_at=_now(),
@@ -195,6 +308,7 @@ class ReadySetScheduler:
 
     def _recorded(self, result: TaskResult, settled: int) -> None:
         """Every recorded result (finished, skipped, cancelled) is a progress event."""
+        result = self._tagged(result)
         emit(
             TaskEvent(
                 self.spec.name,
@@ -202,10 +316,11 @@ class ReadySetScheduler:
                 "finished",
                 result.status,
                 settled,
-                len(self.graph.names),
+                self.state.total,
                 result.duration_seconds,
                 result.error,
                 result=result,
+                from_fan_outs=len(self._instances),
             )
         )
 

@@ -25,6 +25,13 @@ class ConfigError(PromptDagError):
     exit_code = 2
 
 
+class RunFailedError(PromptDagError):
+    """A run ended failed, crashed or cancelled without a result to show; exit 1, as for any
+    run that did not complete (bad input and environment problems are exit 2)."""
+
+    exit_code = 1
+
+
 class ProviderError(PromptDagError):
     """A model call failed. Subclasses say whether trying again can help."""
 

@@ -60,6 +60,13 @@ class Settings(BaseSettings):
         "on the first run and reuse it (runs take ~2 s and show in its UI); false: Prefect's "
         "temporary API for each run (promptdag/remote/autoserver.py).",
     )
+    server_port: int = Field(
+        4200,
+        ge=1,
+        le=65535,
+        description="Port of the local Prefect server started in the background (and of "
+        "`promptdag server start` without --port); a free port is taken when it is in use.",
+    )
     artifacts: bool = Field(
         True,
         description="Publish Prefect artifacts for each run: live progress, a report, a task "
@@ -94,12 +101,26 @@ class Settings(BaseSettings):
         ge=1,
         description="Output-token limit of a call whose model sets no `max_tokens` option.",
     )
+    max_answer_bytes: int = Field(
+        16_000_000,
+        ge=1_000,
+        description="Largest body a provider may answer with, in bytes: counted as it arrives "
+        "(reading stops at the limit, or before it starts when the answer declares a larger "
+        "size) and the call fails as a permanent error naming the limit.",
+    )
     outage_budget_seconds: float = Field(
         60,
         ge=0,
         description="How long calls to an unreachable endpoint wait for it to come back (counted "
         "from when it went down) before they fail for good; the `outage_budget_s` model option "
         "overrides it.",
+    )
+    api_patience_seconds: float = Field(
+        60,
+        gt=0,
+        description="How long a command waits for a Prefect API that is slow to answer its "
+        "health check (a busy server) before it says the server is not answering; a refused "
+        "connection fails at once.",
     )
     provider_limits: dict[str, ProviderLimit] = Field(
         default_factory=dict,
@@ -111,6 +132,15 @@ class Settings(BaseSettings):
         True,
         description="Follow the providers' rate-limit headers (x-ratelimit-*, "
         "anthropic-ratelimit-*, Retry-After) to slow down before a 429.",
+    )
+    batch_poll_seconds: float = Field(
+        10,
+        gt=0,
+        description="First wait between two polls of a provider batch (batch_api); each wait "
+        "is 1.5 times the last, up to batch_poll_max_seconds.",
+    )
+    batch_poll_max_seconds: float = Field(
+        300, gt=0, description="Longest wait between two polls of a provider batch."
     )
     # Input bounds (promptdag/spec/input_limits.py): `validate` and `run` enforce them alike.
     max_spec_bytes: int = Field(

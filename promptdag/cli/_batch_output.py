@@ -24,6 +24,7 @@ class RowWriter:
         self.total = len(batch.rows)
         self._row_of = batch.row_of()
         self._results: dict[str, TaskResult] = {}
+        self._instances: dict[str, list[TaskResult]] = {}  # fan-out run name -> instances
         self._written: set[str] = set()
         self._file: IO[str] | None = output.open("w", encoding="utf-8") if output else None
         self.progress = progress
@@ -32,12 +33,18 @@ class RowWriter:
     def __call__(self, event: TaskEvent) -> None:
         if event.kind != "finished" or event.result is None:
             return
-        if event.workflow != self.batch.spec.name or event.task not in self._row_of:
+        if event.workflow != self.batch.spec.name:
+            return
+        fan_out = event.result.fan_out
+        if fan_out is not None and fan_out in self._row_of:  # counted with its row
+            self._instances.setdefault(fan_out, []).append(event.result)
+            return
+        if event.task not in self._row_of:
             return
         row, _ = self._row_of[event.task]
         self._results[event.task] = event.result
         if row.id not in self._written and all(r in self._results for r in row.tasks.values()):
-            self._write(row_result(row, self._results))
+            self._write(row_result(row, self._results, self._instances))
 
     @property
     def written(self) -> int:

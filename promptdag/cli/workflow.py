@@ -26,6 +26,7 @@ from promptdag.engine.events import subscribe
 from promptdag.engine.objective import ObjectiveResult
 from promptdag.engine.results import WorkflowResult
 from promptdag.errors import SpecError
+from promptdag.llm.batch_api import watch
 from promptdag.spec.models import WorkflowSpec
 
 
@@ -52,6 +53,9 @@ def register(sub: Any) -> None:
                      "(row fields are {{ field }} in every prompt)")
     run.add_argument("--output", help="with --data: write one JSON line per row as rows finish")
     run.add_argument("--limit", type=int, help="with --data: only the first N rows (a trial)")
+    run.add_argument("--batch-api", action="store_true",
+                     help="with --data: the rows' calls through the provider's batch API, at "
+                     "its discount (config batch_api; docs/batch-api.md)")
     run.add_argument(
         "--infer-deps",
         action="store_true",
@@ -84,6 +88,9 @@ def _run(args: argparse.Namespace) -> int:
         spec = spec.model_copy(
             update={"config": spec.config.model_copy(update={"reuse_results": False})}
         )
+    if args.batch_api:
+        spec = spec.model_copy(update={"config": spec.config.model_copy(
+            update={"batch_api": True})})
     quiet_prefect(args.verbose)
     use_local_server(quiet=args.quiet, start=True)
     from promptdag.api import run  # Prefect starts here, only for valid input
@@ -94,13 +101,13 @@ def _run(args: argparse.Namespace) -> int:
         return _run_batch(args, spec, rows)
     banner = f"Running {spec.name!r}: {len(spec.tasks)} tasks, breadth {spec.config.breadth}"
     return execute(banner, lambda: run(spec, on_notice=say),
-                    lambda result: render_summary(result, Path(args.spec).name), args.json,
+                    lambda result: render_summary(result, spec), args.json,
                     args.quiet, total=len(spec.tasks), plain=args.verbose)
 
 
 def _check_batch_args(args: argparse.Namespace) -> None:
-    if not args.data and (args.output or args.limit is not None):
-        raise SpecError("--output and --limit go with --data ROWS_FILE")
+    if not args.data and (args.output or args.limit is not None or args.batch_api):
+        raise SpecError("--output, --limit and --batch-api go with --data ROWS_FILE")
     if args.limit is not None and args.limit < 1:
         raise SpecError("--limit must be at least 1")
 
@@ -120,6 +127,8 @@ def _run_batch(args: argparse.Namespace, spec: WorkflowSpec, rows: list[dict[str
     writer = RowWriter(batch, Path(args.output) if args.output else None,
                        progress=mode == "plain")
     unsubscribe = subscribe(writer)
+    batch_state = _BatchState(say if mode == "plain" else None)
+    unwatch = watch(batch_state)
     if mode != "quiet":
         print(f"Running {spec.name!r} over {len(rows)} rows: {len(batch.spec.tasks)} tasks, "
               f"breadth {spec.config.breadth}", file=sys.stderr)
@@ -127,20 +136,39 @@ def _run_batch(args: argparse.Namespace, spec: WorkflowSpec, rows: list[dict[str
         with show_progress("quiet" if mode == "plain" else mode, title=spec.name,
                            total=len(batch.spec.tasks),
                            extra=lambda: f"rows: {writer.written} of {writer.total} done"
-                           + (f", {writer.failed} failed" if writer.failed else "")):
+                           + (f", {writer.failed} failed" if writer.failed else "")
+                           + batch_state.suffix()):
             result = run(spec, on_notice=say, data=rows)
     finally:
         unsubscribe()
+        unwatch()
     writer.finish(result)
     if args.json:
         print(result.model_dump_json(indent=2))
     else:
-        lines = [render_summary(result, Path(args.spec).name, tasks=False),
+        lines = [render_summary(result, spec, tasks=False),
                  rows_line(result.rows or [])]
         if args.output:
             lines.append(f"rows written to {args.output}")
         print(with_url("\n".join(lines), result))
     return exit_code(result)
+
+
+class _BatchState:
+    """The provider batches a run waits for (batch_api): each state change said on its own line
+    (plain progress), the latest under the live bar."""
+
+    def __init__(self, say_line: Any) -> None:
+        self.latest: dict[str, str] = {}
+        self.say_line = say_line
+
+    def __call__(self, line: str) -> None:
+        self.latest[line.split(" ", 2)[1]] = line  # "batch <id> (...)": by batch id
+        if self.say_line:
+            self.say_line(line)
+
+    def suffix(self) -> str:
+        return "".join(f"; {line}" for line in list(self.latest.values())[-2:])
 
 
 def _retry(args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ import csv
 import io
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from promptdag.engine.results import RowResult, TaskResult, workflow_status
 from promptdag.errors import SpecError
 from promptdag.llm.base import Usage
 from promptdag.spec.conditions import split_reference
+from promptdag.spec.fan_out import is_item_reference
 from promptdag.spec.graph import build_graph
 from promptdag.spec.models import TaskSpec, WorkflowSpec
 from promptdag.spec.template import PLACEHOLDER, placeholders
@@ -130,6 +132,13 @@ def expand(spec: WorkflowSpec, rows: list[Row], offset: int = 0) -> Batch:
     return Batch(expanded, tuple(batch_rows))
 
 
+def with_row(spec: WorkflowSpec, row: Row) -> WorkflowSpec:
+    """The workflow as one row's instance sees it, under its own task names: the row's fields
+    in every task's context (`validate --data` and `graph --data` show this)."""
+    tasks = [t.model_copy(update={"context": {**t.context, **row}}) for t in spec.tasks]
+    return spec.model_copy(update={"tasks": tasks})
+
+
 def _with_context(spec: WorkflowSpec, values: Row) -> WorkflowSpec:
     tasks = [t.model_copy(update={"context": {**values, **t.context}}) for t in spec.tasks]
     return spec.model_copy(update={"tasks": tasks})
@@ -138,7 +147,8 @@ def _with_context(spec: WorkflowSpec, values: Row) -> WorkflowSpec:
 def _field_uses(task: TaskSpec, names: set[str]) -> set[str]:
     """Placeholders of a task's prompt and condition that are not task results."""
     used = placeholders(task.prompt) + placeholders(task.when or "")
-    return {name for name in used if split_reference(name, names) is None}
+    return {name for name in used if split_reference(name, names) is None
+            and not (task.for_each and is_item_reference(name))}
 
 
 def _instance(
@@ -163,6 +173,7 @@ def _instance(
         "name": run_name(rid, task.name),
         "prompt": rename(task.prompt),
         "when": rename(task.when) if task.when else None,
+        "for_each": rename(task.for_each) if task.for_each else None,
         "depends_on": [run_name(rid, dep) for dep in depends_on],
         "context": context,
     })
@@ -183,13 +194,18 @@ def validate_batch(spec: WorkflowSpec, rows: list[Row], check_keys: bool = True)
     return batch
 
 
-def row_result(row: BatchRow, results: dict[str, TaskResult]) -> RowResult:
-    """A row's outcome from its tasks' results (by run name)."""
+def row_result(
+    row: BatchRow, results: dict[str, TaskResult],
+    instances: Mapping[str, list[TaskResult]] | None = None,
+) -> RowResult:
+    """A row's outcome from its tasks' results (by run name) and its fan-outs' instances
+    (by fan-out run name: they count in its usage and errors)."""
     mine = [results[run] for run in row.tasks.values() if run in results]
+    extra = [i for run in row.tasks.values() for i in (instances or {}).get(run, ())]
     usage = Usage()
-    for task in mine:
+    for task in mine + extra:
         usage = usage + task.usage
-    error = next((f"{t.name}: {t.error}" for t in mine if t.status == "failed"), None)
+    error = next((f"{t.name}: {t.error}" for t in extra + mine if t.status == "failed"), None)
     finals = {task: results.get(row.tasks[task]) for task in row.finals}
     complete = len(mine) == len(row.tasks)
     return RowResult(

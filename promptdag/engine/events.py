@@ -29,6 +29,7 @@ class TaskEvent:
     error: str | None = None
     attempt: int | None = None
     result: TaskResult | None = None  # a finished task's whole result (batch rows, --output)
+    from_fan_outs: int = 0  # of `total`: instances fan-outs added while running
 
 
 Listener = Callable[[TaskEvent], None]

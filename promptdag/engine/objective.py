@@ -75,8 +75,8 @@ class ObjectiveConfig(BaseModel):
     preset: Preset | None = Field(
         None,
         description="speed | balanced | reliability | cost: sets breadth, retries, timeouts, "
-        "failure mode (and for cost, cheaper planner and reflector models) as in the README's "
-        "table; a field set here wins.",
+        "failure mode (and for cost, cheaper planner and reflector models) as in the "
+        "presets table of docs/guide.md; a field set here wins.",
     )
     review: bool = Field(
         False,
@@ -110,6 +110,12 @@ class ObjectiveConfig(BaseModel):
         if chosen:
             return str(chosen)
         return self.model if isinstance(self.model, str) else self.model[0]
+
+    def models(self) -> list[str]:
+        """Every model the objective may call: each role's and the tasks' chain, sorted."""
+        used = {self.role_model(role) for role in  # type: ignore[arg-type]
+                ("planner", "reflector", "synthesiser")}
+        return sorted(used | ({self.model} if isinstance(self.model, str) else set(self.model)))
 
 
 class ObjectiveRequest(BaseModel):

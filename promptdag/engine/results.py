@@ -58,6 +58,13 @@ class TaskResult(BaseModel):
     workflow: WorkflowResult | None = Field(
         None, description="The sub-workflow's own result, for workflow tasks."
     )
+    fan_out: str | None = Field(
+        None, description="An instance of a fan-out: the `for_each` task it belongs to."
+    )
+    item: Any = Field(None, description="An instance of a fan-out: its item.")
+    index: int | None = Field(
+        None, description="An instance of a fan-out: its item's position (from 0)."
+    )
 
 
 class Summary(BaseModel):
@@ -72,6 +79,9 @@ class Summary(BaseModel):
     truncated_count: int = Field(0, description="Answers cut at the token limit.")
     unsaved_count: int = Field(
         0, description="Completed tasks whose result could not be saved (see their warning)."
+    )
+    fan_out_count: int = Field(
+        0, description="Tasks that were instances of fan-outs (included in total_tasks)."
     )
 
 
@@ -182,6 +192,7 @@ def summarise(tasks: list[TaskResult]) -> Summary:
         retried_count=sum(max(0, t.attempts - 1 - len(t.fallback_errors)) for t in tasks),
         truncated_count=sum(t.truncated for t in tasks),
         unsaved_count=sum(t.warning is not None and t.status == "completed" for t in tasks),
+        fan_out_count=sum(t.fan_out is not None for t in tasks),
     )
 
 

@@ -250,15 +250,9 @@ def capacity_gate(endpoint: str, capacity: int) -> asyncio.Semaphore:
     return gate
 
 
-def observed() -> dict[str, list[Any]]:
-    """httpx event hooks that feed `observe` with every answer's headers (the adapters give
-    them to their SDK's HTTP client)."""
-
-    async def hook(response: Any) -> None:
-        call = _current_call.get()
-        if call is None:
-            return
-        endpoint, model = call
-        observe(endpoint, model, response.status_code, response.headers)
-
-    return {"response": [hook]}
+async def observe_response(response: Any) -> None:
+    """An httpx response hook feeding `observe` with every answer's headers, for the call
+    this context is making (`calling`); the adapters' HTTP clients carry it."""
+    call = _current_call.get()
+    if call is not None:
+        observe(call[0], call[1], response.status_code, response.headers)

@@ -1,4 +1,4 @@
-"""Measure what cross-run provider limits cost (figures for the README).
+"""Measure what cross-run provider limits cost (figures for docs/benchmarks.md).
 
     .venv/bin/python -m tests.providers.measure_provider_limits
 
