@@ -24,6 +24,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -45,25 +46,30 @@ class Figures:
 
 
 class SlotPoller:
-    """Samples the server's busy slots until stopped."""
+    """Samples the server's busy slots on its own thread (never starved by the event loop the
+    runs use) until stopped."""
 
     def __init__(self, root: str) -> None:
         self.root = root
         self.samples: list[tuple[float, int]] = []
-        self._stop = asyncio.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _busy(self) -> int:
         with urllib.request.urlopen(f"{self.root}/slots", timeout=2) as response:
             return sum(bool(s.get("is_processing")) for s in json.load(response))
 
-    async def run(self) -> None:
+    def _run(self) -> None:
         while not self._stop.is_set():
-            busy = await asyncio.to_thread(self._busy)
-            self.samples.append((time.monotonic(), busy))
-            await asyncio.sleep(POLL_SECONDS)
+            self.samples.append((time.monotonic(), self._busy()))
+            time.sleep(POLL_SECONDS)
+
+    def start(self) -> None:
+        self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
+        self._thread.join()
 
     def figures(self, slots: int) -> tuple[float, float]:
         busy = [(t, n) for t, n in self.samples if n]
@@ -118,12 +124,11 @@ async def via_promptdag(calls: int, breadth: int, max_tokens: int, batch: bool) 
 
 async def measure(root: str, mode: str, in_flight: int, run: Any) -> Figures:
     poller = SlotPoller(root)
-    polling = asyncio.create_task(poller.run())
+    poller.start()
     started = time.perf_counter()
     await run
     wall = time.perf_counter() - started
     poller.stop()
-    await polling
     makespan, share = poller.figures(4)
     return Figures(mode, in_flight, makespan, share, wall)
 
