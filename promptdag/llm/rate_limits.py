@@ -20,7 +20,6 @@ tasks/provider_limits.py, which uses these buckets for the in-process part.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import re
 import threading
 import time
@@ -31,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from promptdag.llm.context import props_slots
+from promptdag.llm.transport import retry_after_seconds
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -137,7 +137,7 @@ def observe(endpoint: str, model: str, status: int, headers: Mapping[str, str]) 
     lowered = {k.lower(): v for k, v in headers.items()}
     state = endpoint_state(endpoint)
     if status == 429:
-        wait = retry_after(lowered)
+        wait = retry_after_seconds(lowered)
         if wait is not None:
             with state.lock:
                 state.paused_until = max(state.paused_until, time.monotonic() + wait)
@@ -181,22 +181,6 @@ def duration(value: str | None) -> float | None:
     if not parts:
         return _number(value)
     return sum(float(n) * _UNIT_SECONDS[unit] for n, unit in parts)
-
-
-def retry_after(headers: Mapping[str, str]) -> float | None:
-    """`retry-after-ms`, or `Retry-After` in seconds or as an HTTP date (lower-cased names)."""
-    if (ms := _number(headers.get("retry-after-ms"))) is not None:
-        return max(0.0, ms / 1000)
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    if (seconds := _number(value)) is not None:
-        return max(0.0, seconds)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def _until(value: str | None) -> float | None:
