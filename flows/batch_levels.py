@@ -2,11 +2,13 @@
 
 The one scheduler (flows/scheduler.py) still decides what runs when, with the ready set's
 conditions, skips and failure mode; this module only changes how a ready task is answered
-(`invoke`). A task of level L (the longest chain of dependencies above it) renders its prompt
-exactly as `run_prompt` would (tasks/model_call.py: its model's options, context budget), and
-waits; once every task of level L has either joined or settled another way (skipped, cancelled,
-a sub-workflow, a task the batch cannot take), the level's calls go out as one batch per model
-(tasks/batch_api.py: submit, then poll with backoff). An answered call completes its task with
+(`invoke`). A ready task renders its prompt exactly as `run_prompt` would (tasks/model_call.py:
+its model's options, context budget) and waits; once every task in progress is waiting (no
+per-call task, sub-workflow or rendering is still under way that could make more tasks ready),
+the waiting calls go out as one batch per level (the longest chain of dependencies above a
+task) and model (tasks/batch_api.py: submit, then poll with backoff). Every row's tasks being
+in one DAG, that is one batch per DAG level: the rows' level-0 tasks, then their level-1 tasks
+with the level-0 answers, and so on. An answered call completes its task with
 the discounted usage; a call the batch failed, expired or cancelled takes the normal per-call
 path (`run_prompt` with its retries, then the fallback chain), at most `breadth` at a time.
 
@@ -44,6 +46,7 @@ from promptdag.tasks.run_prompt import PromptJob, PromptOutput
 from promptdag.tasks.task_options import retry_options
 
 _log = logging.getLogger("promptdag")
+MAX_BATCH_LINES = 50_000  # OpenAI's limit of requests per batch (Anthropic's: 100,000)
 
 
 def levels(graph: WorkflowGraph) -> dict[str, int]:
@@ -66,8 +69,9 @@ class _Waiter:
 class LevelBatches:
     """The scheduler's `invoke` for a batch-API run (see module docstring).
 
-    Use as a context manager around the scheduler's run: it listens to the run's task events
-    to know when a level has nobody left to wait for.
+    Use as a context manager around the scheduler's run: it follows the run's task events to
+    know which tasks are in progress, and sends the waiting calls as batches once every task in
+    progress is waiting for one (nothing else can still join them).
     """
 
     def __init__(self, spec: WorkflowSpec, graph: WorkflowGraph, inner: Invoke,
@@ -75,10 +79,8 @@ class LevelBatches:
         self.spec = spec
         self.inner = inner
         self.level = levels(graph)
-        self.expected: dict[int, set[str]] = defaultdict(set)
-        for name, level in self.level.items():
-            self.expected[level].add(name)
-        self.waiting: dict[int, dict[str, _Waiter]] = defaultdict(dict)
+        self.in_progress: set[str] = set()  # started, not yet settled
+        self.waiting: dict[str, _Waiter] = {}
         self.per_call = asyncio.Semaphore(breadth)  # the per-call path keeps the run's breadth
         self.flushes: set[asyncio.Task[None]] = set()
         self._stop: Callable[[], None] | None = None
@@ -91,21 +93,24 @@ class LevelBatches:
         if self._stop:
             self._stop()
 
+    def level_of(self, name: str) -> int:
+        """A run task's level, by its own name or its workflow task's (`[row] Task`)."""
+        found = self.level.get(name)
+        if found is None:
+            found = self.level.get(name.split("] ", 1)[-1], 0)
+        return found
+
     async def invoke(self, task: Task[Any, Any], job: PromptJob, upstream: dict[str, str],
                      outputs: dict[str, Any] | None) -> State[Any]:
-        level = self.level.get(job.name)
-        if level is None or job.fallback_index or not batchable(job):
-            self._leave(job.name)
+        if job.fallback_index or not batchable(job):
             return await self._per_call(task, job, upstream, outputs)
         try:
             waiter = await self._waiter(job, upstream, outputs)
         except Exception as exc:  # rendering or the body failed: the per-call path says why
             _log.info("%s: not batched (%s): calling it directly", job.name, exc)
-            self._leave(job.name)
             return await self._per_call(task, job, upstream, outputs)
-        self.expected[level].discard(job.name)
-        self.waiting[level][job.name] = waiter
-        self._maybe_flush(level)
+        self.waiting[job.name] = waiter
+        self._check_soon()
         answer, reused = await waiter.answer
         if isinstance(answer, str):
             _log.info("%s: %s: calling it directly", job.name, answer)
@@ -135,31 +140,40 @@ class LevelBatches:
                        future)
 
     def _on_event(self, event: TaskEvent) -> None:
-        if event.kind == "finished" and event.workflow == self.spec.name:
-            self._leave(event.task)
-
-    def _leave(self, name: str) -> None:
-        """`name` settles without the batch: its level need not wait for it."""
-        level = self.level.get(name)
-        if level is not None and name in self.expected[level]:
-            self.expected[level].discard(name)
-            self._maybe_flush(level)
-
-    def _maybe_flush(self, level: int) -> None:
-        if self.expected[level] or not self.waiting[level]:
+        if event.workflow != self.spec.name:
             return
-        waiters = list(self.waiting.pop(level).values())
-        flush = asyncio.get_running_loop().create_task(self._flush(level, waiters))
+        if event.kind == "started":
+            self.in_progress.add(event.task)
+        elif event.kind == "finished":
+            self.in_progress.discard(event.task)
+            self._check_soon()
+
+    def _check_soon(self) -> None:
+        """Check for a batch to send two event-loop turns from now: a task settled now makes
+        its dependents ready in the same turn, and they start (and are in progress) in the
+        next one, before this check runs."""
+        loop = asyncio.get_running_loop()
+        loop.call_soon(loop.call_soon, self._check)
+
+    def _check(self) -> None:
+        """Send what waits once every task in progress is waiting for a batch."""
+        if not self.waiting or not self.in_progress <= set(self.waiting):
+            return
+        waiters = list(self.waiting.values())
+        self.waiting.clear()
+        flush = asyncio.get_running_loop().create_task(self._flush(waiters))
         self.flushes.add(flush)
         flush.add_done_callback(self.flushes.discard)
 
-    async def _flush(self, level: int, waiters: list[_Waiter]) -> None:
-        """One batch per model (and its options) of the level, side by side."""
+    async def _flush(self, waiters: list[_Waiter]) -> None:
+        """One batch per level and model (with its options), side by side."""
         groups: dict[str, list[_Waiter]] = defaultdict(list)
         for waiter in waiters:
-            key = json.dumps([waiter.job.models[0], waiter.options], sort_keys=True, default=str)
+            key = json.dumps([self.level_of(waiter.job.name), waiter.job.models[0],
+                              waiter.options], sort_keys=True, default=str)
             groups[key].append(waiter)
-        await asyncio.gather(*(self._one_batch(level, group) for group in groups.values()))
+        await asyncio.gather(*(self._one_batch(self.level_of(group[0].job.name), group)
+                               for group in groups.values()))
 
     async def _one_batch(self, level: int, waiters: list[_Waiter]) -> None:
         waiters.sort(key=lambda w: w.line.custom_id)  # the same lines, the same key, on resume
@@ -216,11 +230,12 @@ async def run_in_batches(scheduler: Any) -> Any:
     """Run the scheduler with its ready tasks answered level by level through batches.
 
     Every task of a level must be able to wait at once, so the scheduler's breadth is lifted
-    to the whole DAG; the per-call path keeps the workflow's own breadth.
+    to `MAX_BATCH_LINES` (waiting holds no slot of anything): a level with more calls goes out
+    as several batches. The per-call path keeps the workflow's own breadth.
     """
     batches = LevelBatches(scheduler.spec, scheduler.graph, scheduler.invoke, scheduler.breadth)
     scheduler.invoke = batches.invoke
-    scheduler.breadth = max(scheduler.breadth, len(scheduler.graph.names))
+    scheduler.breadth = max(scheduler.breadth, MAX_BATCH_LINES)
     with batches:
         try:
             return await scheduler.run()

@@ -5,8 +5,8 @@ a task waiting for inputs holds no slot (it is not submitted until it is ready);
 tasks, higher priority first, then declaration order. No stage barriers.
 
 Each started task is an awaited call of the async Prefect task `run_prompt` on the flow's own
-event loop (measured on prefect 3.8.8: about 4-5 ms per task, against 7-22 ms for `.submit()`,
-and no worker thread blocked resolving `wait_for`). Prefect runs the retries and timeouts.
+event loop: cheaper per task than `.submit()`, and no worker thread blocked resolving
+`wait_for` (the figures are in docs/architecture.md). Prefect runs the retries and timeouts.
 
 Tasks can join a running workflow (`add_task`): from inside the loop (a fan-out's instances,
 flows/fan_out.py) or from a producer running beside it (a plan read as it streams), which keeps
@@ -31,8 +31,8 @@ from promptdag.engine.gc_tuning import quiet_collector
 from promptdag.engine.ready_set import ReadySet
 from promptdag.engine.results import TaskResult
 from promptdag.errors import attempts_of, describe_failure
+from promptdag.flows._subworkflow import run_subworkflow
 from promptdag.flows.dispatch import Invoke, run_locally, run_with_fallback
-from promptdag.flows.subworkflow import run_subworkflow
 from promptdag.llm.base import Usage
 from promptdag.spec.conditions import split_reference
 from promptdag.spec.graph import WorkflowGraph

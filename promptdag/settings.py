@@ -181,7 +181,7 @@ _cache: dict[tuple[tuple[str, str], ...], Settings] = {}
 
 def get_settings() -> Settings:
     """The settings as the environment says now; parsed once per distinct PROMPTDAG_ environment
-    (it is read on every task run: building a pydantic-settings object each time cost ~1 ms)."""
+    (it is read on every task run, too often to build a pydantic-settings object each time)."""
     snapshot = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("PROMPTDAG_")))
     settings = _cache.get(snapshot)
     if settings is None:

@@ -177,7 +177,7 @@ def read_mapping(path: str, what: str) -> dict[str, Any]:
 
 def exit_now_if_the_api_is_gone(code: int) -> None:
     """The result is printed; Prefect's log and event workers would spend minutes retrying a
-    server that is gone at interpreter exit (measured: 437 s). Exit without them."""
+    server that is gone at interpreter exit. Exit without them."""
     from promptdag.flows import lost_api
 
     if lost_api.API_LOST:

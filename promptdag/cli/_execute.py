@@ -42,9 +42,9 @@ def execute(banner: str, call: Callable[[], R], render: Callable[[R], str], as_j
                 honour_cancellation():
             result = call()
     except TerminationSignal:
-        from prefect._internal import control_listener
+        from promptdag._prefect_compat import cancel_was_intended
 
-        if control_listener.get_intent() != "cancel":  # a plain SIGTERM: let it end us
+        if not cancel_was_intended():  # a plain SIGTERM: let it end us
             raise
         # `promptdag cancel` or the UI's Cancel (promptdag/remote/runs.py): Prefect ended the run
         print("promptdag: the run was cancelled (promptdag cancel, or Cancel in the UI)",

@@ -14,7 +14,7 @@ failure profile for tests and benchmarks:
 - `context_window`: what `context_window()` reports (default: None, unknown).
 
 Structured requests (planning, reflection, dependency analysis) are answered by
-`simulated_roles`, which documents its own options.
+`_simulated_roles`, which documents its own options.
 """
 
 from __future__ import annotations
@@ -23,29 +23,10 @@ import asyncio
 import hashlib
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
-from promptdag.errors import PermanentProviderError, RetryableProviderError, SpecError
+from promptdag.errors import PermanentProviderError, RetryableProviderError
+from promptdag.llm._simulated_roles import structured_answer, task_output
 from promptdag.llm.base import Completion, CompletionRequest, Usage, estimate_tokens
-from promptdag.llm.simulated_roles import structured_answer, task_output
-
-
-class SimulatedOptions(BaseModel):
-    """The options `simulated` understands; others (temperature...) are accepted and ignored so
-    a spec can switch between a real model and `simulated` by changing one string."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    latency_s: float = Field(0.0, ge=0, le=86_400)
-    failure_rate: float = Field(0.0, ge=0, le=1)
-    fail_first: int = Field(0, ge=0)
-    seed: int = 0
-    extra_rounds: int = Field(0, ge=0)
-    invalid_plans: int = Field(0, ge=0)
-    fail_roles: list[str] = Field(default_factory=list)
-    outputs: dict[str, Any] = Field(default_factory=dict)
-    max_tokens: int | None = Field(None, ge=1)
-    context_window: int | None = Field(None, ge=1)
+from promptdag.llm.options import SimulatedOptions, validate_options
 
 
 def _draw(*parts: object) -> float:
@@ -110,12 +91,7 @@ class SimulatedModel:
 
 
 def parse_options(options: dict[str, Any]) -> SimulatedOptions:
-    try:
-        return SimulatedOptions.model_validate(options)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(map(str, first["loc"]))
-        raise SpecError(f"simulated model option {field!r}: {first['msg']}") from None
+    return validate_options("simulated", SimulatedOptions, options)
 
 
 def answer(prompt: str) -> str:

@@ -327,10 +327,10 @@ def honour_cancellation(poll_seconds: float = 1.0) -> Iterator[None]:
                 except Exception:  # the API's problems are the run's to report, not ours
                     continue
                 if state == StateType.CANCELLING:
-                    from prefect._internal import control_listener
+                    from promptdag._prefect_compat import intend_cancel
 
                     # what a worker's runner does: say "cancel", then SIGTERM
-                    control_listener._set_intent("cancel")
+                    intend_cancel()
                     signal.raise_signal(signal.SIGTERM)
                     return
 
