@@ -10,6 +10,7 @@ the synthesiser writes the answer. Every LLM call's usage is totalled.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import datetime, timezone
 from typing import Any
@@ -18,6 +19,7 @@ from prefect import flow
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State
 
+from promptdag.engine.budget import BudgetExhausted, ledger_for, use_ledger
 from promptdag.engine.estimate import Estimate
 from promptdag.engine.objective import (
     ObjectiveConfig,
@@ -37,6 +39,7 @@ from promptdag.flows.review import plan_estimate, review_plan
 from promptdag.flows.run_workflow import run_workflow
 from promptdag.flows.streamed_plan import PlannedRound, plan_and_start, with_dependencies
 from promptdag.llm.base import Usage
+from promptdag.llm.registry import preload
 from promptdag.spec.validation import check_model_ready
 from promptdag.tasks.plan_objective import plan_objective
 from promptdag.tasks.prompt_cache import child_scope, current_scope
@@ -120,6 +123,12 @@ async def plan_execute_reflect(
     all_tasks: list[TaskResult] = []
     stop: StopReason = "depth_reached"
     error: str | None = None
+    # Every call of every round and role counts against the objective's budget (the rounds'
+    # schedulers and the roles' calls find it in this context).
+    use_ledger(ledger_for("objective", config.max_cost_usd, config.max_total_tokens))
+    models = [config.role_model(r) for r in ("planner", "reflector", "synthesiser")]
+    models += [config.model] if isinstance(config.model, str) else list(config.model)
+    await asyncio.to_thread(preload, models)  # SDK imports off the event loop
     view = await RunView("objective", objective, depth=config.depth).open()  # progress, tags
     approved_all = False  # review: the reviewer approved every later round too
     planning: PlannedRound | None = None
@@ -178,6 +187,9 @@ async def plan_execute_reflect(
             current = RoundResult(round=round_no, plan=Plan(tasks=tasks), result=outcome,
                                   estimate=estimated, edited=edited)
             rounds.append(current)
+            if outcome.stop_reason == "budget":
+                stop, error = "budget", f"round {round_no}: {outcome.budget}"
+                break
             if not any(t.status == "completed" for t in outcome.tasks):
                 stop, error = "failed", f"round {round_no}: every task failed"
                 break
@@ -185,6 +197,9 @@ async def plan_execute_reflect(
                 reflected = await reflect_on_results.with_options(
                     **role_task_options(config, f"reflect (round {round_no})")
                 )(objective, all_tasks, results, round_no, config)
+            except BudgetExhausted as exc:
+                stop, error = "budget", f"round {round_no}: reflection not started: {exc}"
+                break
             except PromptDagError as exc:  # the work done still gets its answer
                 stop, error = "reflection_failed", f"round {round_no}: reflection failed: {exc}"
                 usage = usage + spent_by(exc)
@@ -195,6 +210,8 @@ async def plan_execute_reflect(
                 stop = "complete"
                 break
             tasks = reflected.reflection.follow_up_tasks
+    except BudgetExhausted as exc:
+        stop, error = "budget", f"not started: {exc}"
     except PromptDagError as exc:
         stop, error = "failed", str(exc)
         usage = usage + spent_by(exc)
@@ -213,7 +230,7 @@ async def plan_execute_reflect(
     first_round = rounds[0].result.tasks if rounds and rounds[0].result else []
     result = ObjectiveResult(
         objective=objective,
-        status="failed" if stop == "failed" or (stop == "rejected" and nothing_done)
+        status="failed" if stop in ("failed", "budget") or (stop == "rejected" and nothing_done)
         else "completed",
         stop_reason=stop,
         rounds=rounds,

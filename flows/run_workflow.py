@@ -27,9 +27,10 @@ from promptdag.flows.provider_settings import provider_settings_checked
 from promptdag.flows.runners import task_placement
 from promptdag.flows.scheduler import ReadySetScheduler
 from promptdag.llm.base import Usage
+from promptdag.llm.registry import preload
 from promptdag.spec.dependencies import fill_missing
 from promptdag.spec.models import TaskSpec, WorkflowSpec, load_spec, parse_spec
-from promptdag.spec.validation import validate_spec
+from promptdag.spec.validation import spec_models, validate_spec
 from promptdag.tasks.feeds import Feed, find_feed
 from promptdag.tasks.infer_dependencies import infer_dependencies
 
@@ -100,10 +101,12 @@ async def run_workflow(
     if spec.config.infer_dependencies and any(t.depends_on is None for t in spec.tasks):
         spec, extra_usage = await _infer_dependencies(spec)
         graph = validate_spec(spec, bounded=batch is None)
+    await asyncio.to_thread(preload, spec_models(spec))  # SDK imports off the event loop
     view = RunView("workflow", spec.name, total=len(spec.tasks), tags=[workflow_tag(spec.name)])
     async with view:  # tags, live progress (see flows/artifacts.py)
         async with task_placement(spec.config) as invoke:
-            scheduler = ReadySetScheduler(spec, graph, invoke, subflow=run_workflow)
+            scheduler = ReadySetScheduler(spec, graph, invoke, subflow=run_workflow,
+                                          rows=_row_ids(batch) if batch else None)
             feed = find_feed(add_from)
             if batch is not None and spec.config.batch_api:  # flows/batch_levels.py
                 tasks = await run_in_batches(scheduler)
@@ -127,6 +130,8 @@ async def run_workflow(
         "tasks": tasks,
         "overhead_usage": extra_usage,  # dependency inference: a call beyond the tasks
         "rows": _rows(batch, tasks) if batch else None,
+        "stop_reason": "budget" if scheduler.budget_stop else None,
+        "budget": scheduler.budget_stop,
     })
     remember(flow_run.id, result)  # the caller's copy if the API goes away (flows/lost_api.py)
     await view.publish_workflow(result, graph, spec)
@@ -167,6 +172,10 @@ async def add_while_running(
             scheduler.add_task(added.task, added.depends_on)
     finally:
         release()
+
+
+def _row_ids(batch: Batch) -> dict[str, str]:
+    return {run: row.id for row in batch.rows for run in row.tasks.values()}
 
 
 def _rows(batch: Batch, tasks: list[TaskResult]) -> list[RowResult]:

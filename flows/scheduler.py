@@ -24,6 +24,7 @@ from typing import Any
 
 from prefect import Flow
 
+from promptdag.engine.budget import BudgetExhausted, Ledger, ledger_for, use_ledger
 from promptdag.engine.events import TaskEvent, emit
 from promptdag.engine.fan_out import FanOutError, instance_spec, items_of, joined
 from promptdag.engine.gc_tuning import quiet_collector
@@ -58,9 +59,11 @@ class ReadySetScheduler:
         graph: WorkflowGraph,
         invoke: Invoke = run_locally,
         subflow: Flow[..., Any] | None = None,
+        rows: dict[str, str] | None = None,
     ) -> None:
         """`subflow`: the flow that runs a `workflow:` task (the `run-workflow` flow itself,
-        passed in by it, so this module never imports it back)."""
+        passed in by it, so this module never imports it back). `rows`: a batch's task names
+        and their row ids, for the per-row budgets."""
         self.spec = spec
         self.invoke = invoke  # where task runs execute (flows/runners.py)
         self.subflow = subflow
@@ -69,10 +72,29 @@ class ReadySetScheduler:
         self._specs = {t.name: t for t in spec.tasks}
         self._references: dict[str, frozenset[str]] = dict(graph.references)
         self.state = ReadySet(graph, spec.config.failure_mode, on_record=self._recorded)
+        config = spec.config
+        self.ledger = ledger_for(f"workflow {spec.name!r}", config.max_cost_usd,
+                                 config.max_total_tokens)
+        self._rows = rows or {}
+        self._row_ledgers: dict[str, Ledger | None] = {}
+        self.budget_stop: str | None = None  # why a budget stopped a call, if one did
         self._holds = 0  # producers that may still add tasks (see `hold`)
         self._expanded: dict[str, list[str]] = {}  # fan-out task -> its instances, in order
         self._instances: dict[str, tuple[str, Any, int]] = {}  # -> (fan-out, item, index)
         self._wake = asyncio.Event()
+
+    def _ledger_of(self, name: str) -> Ledger | None:
+        """The ledger a task's calls count against: its row's (under the run's), or the run's."""
+        row = self._rows.get(name)
+        config = self.spec.config
+        if row is None or (config.row_max_cost_usd is None and config.row_max_total_tokens is None):
+            return self.ledger
+        if row not in self._row_ledgers:
+            self._row_ledgers[row] = Ledger(
+                f"row {row!r}", config.row_max_cost_usd, config.row_max_total_tokens,
+                parent=self.ledger,
+            )
+        return self._row_ledgers[row]
 
     def add_task(
         self,
@@ -159,6 +181,9 @@ class ReadySetScheduler:
                 for future in sorted(finished, key=lambda f: state.index[running[f]]):
                     state.settle(future.result())
                     running.pop(future)
+                if self.ledger is not None and self.ledger.exhausted and not state.stopping:
+                    stop_reason = f"not started: budget: {self.ledger.exhausted}"
+                    state.stopping = True  # the run's budget: no new task starts
                 if deadline is not None and not done and time.monotonic() >= deadline:
                     stop_reason = f"cancelled: the workflow timed out after {limit:g} s"
                     state.stopping = True
@@ -216,6 +241,7 @@ class ReadySetScheduler:
         return result.model_copy(update={"fan_out": fan_out, "item": item, "index": index})
 
     async def _run_one(self, name: str) -> TaskResult:
+        use_ledger(self._ledger_of(name))  # this asyncio task's context: its calls count there
         task_spec = self._specs[name]
         upstream, outputs = self.state.inputs(name)
         if isinstance(task_spec.workflow, WorkflowSpec):
@@ -243,16 +269,20 @@ class ReadySetScheduler:
                 job, upstream, options, outputs, self.invoke
             )
         except Exception as exc:
+            budget = _budget_refusal(exc)
+            if budget is not None:
+                self.budget_stop = self.budget_stop or str(budget)
             return TaskResult(
                 name=name,
-                status="failed",
+                status="cancelled" if budget is not None else "failed",
                 depends_on=list(self.state.depends_on[name]),
                 attempts=attempts_of(exc, options),
                 started_at=started,
                 finished_at=_now(),
                 duration_seconds=round(time.perf_counter() - clock, 4),
                 model=job.models[-1],
-                error=describe_failure(exc, options["timeout_seconds"]),
+                error=f"not started: budget: {budget}" if budget is not None
+                else describe_failure(exc, options["timeout_seconds"]),
             )
         return TaskResult(
             name=name,
@@ -293,3 +323,13 @@ class ReadySetScheduler:
                 from_fan_outs=len(self._instances),
             )
         )
+
+
+def _budget_refusal(exc: BaseException) -> BudgetExhausted | None:
+    """The budget refusal behind a task's failure (a fallback chain may wrap it), if any."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, BudgetExhausted):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None

@@ -9,13 +9,40 @@ from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-class ProviderLimit(BaseModel):
-    """A limit on one provider's requests that holds across concurrent flow runs (it lives in
-    the Prefect server as global concurrency limits `promptdag:<provider>` and
-    `promptdag:<provider>:rate`)."""
+class ModelLimit(BaseModel):
+    """Requests and tokens per minute one provider account (or one of its models) allows."""
 
-    max_in_flight: int | None = Field(None, ge=1, description="Requests in flight at once.")
+    requests_per_minute: float | None = Field(
+        None, gt=0, description="Requests started per `window_seconds`.")
+    tokens_per_minute: float | None = Field(
+        None, gt=0,
+        description="Tokens per `window_seconds`: a call takes its prompt's estimate plus its "
+        "`max_tokens` when it starts, corrected to the answer's usage when it ends.")
+
+
+class ProviderLimit(ModelLimit):
+    """Limits on one provider's (or one base URL's) requests. `max_in_flight`,
+    `requests_per_second`, `requests_per_minute` and `tokens_per_minute` hold across concurrent
+    flow runs (Prefect global concurrency limits named `promptdag:<key>...`); `capacity` holds
+    in this process, handed over at once."""
+
+    max_in_flight: int | None = Field(None, ge=1, description="Requests in flight at once, "
+                                      "across runs (a Prefect concurrency limit).")
     requests_per_second: float | None = Field(None, gt=0, description="Requests started a second.")
+    capacity: int | None = Field(
+        None, ge=1,
+        description="Requests in flight to this endpoint from one process (for llama.cpp, "
+        "default: its `/props` total_slots). A task holds it only for its HTTP call.")
+    window_seconds: float = Field(
+        60, gt=0, description="The period `requests_per_minute` and `tokens_per_minute` count "
+        "over (providers count per minute; tests use a shorter one).")
+    shared: bool = Field(
+        True, description="Also hold requests/tokens per minute in the Prefect server, so "
+        "every run and worker shares them (false: this process only).")
+    models: dict[str, ModelLimit] = Field(
+        default_factory=dict,
+        description="Per-model limits within the provider (OpenAI and Anthropic limit per "
+        "model), keyed by the model id after `provider:`.")
 
 
 class Settings(BaseSettings):
@@ -97,8 +124,14 @@ class Settings(BaseSettings):
     )
     provider_limits: dict[str, ProviderLimit] = Field(
         default_factory=dict,
-        description='Per-provider limits across flow runs, e.g. {"openai": {"max_in_flight": 8, '
-        '"requests_per_second": 5}}. Off by default; needs a Prefect server.',
+        description='Per-provider (or per-base-URL) limits, e.g. {"openai": {"tokens_per_minute": '
+        '200000, "requests_per_minute": 500, "models": {"gpt-4o": {"tokens_per_minute": 30000}}}, '
+        '"http://127.0.0.1:8080/v1": {"capacity": 4}} (docs/capacity.md). Off by default.',
+    )
+    rate_limit_headers: bool = Field(
+        True,
+        description="Follow the providers' rate-limit headers (x-ratelimit-*, "
+        "anthropic-ratelimit-*, Retry-After) to slow down before a 429.",
     )
     batch_poll_seconds: float = Field(
         10,

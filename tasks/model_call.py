@@ -3,7 +3,8 @@
 Whoever asks (a workflow task, the planner, the reflector, the synthesiser, the dependency
 analyser), a call gets the same treatment:
 
-- **provider limits**: a slot of the provider's cross-run limit, when one is configured;
+- **provider limits**: a slot of the provider's cross-run limit, when one is configured, and
+  each HTTP call paced and budgeted (tasks/paced_model.py);
 - **HTTP timeout below the task timeout**: 90% of what is left of the attempt's timeout, so a
   stuck socket read fails as a retryable provider timeout, with the provider's name, before
   Prefect's own timeout fires;
@@ -30,6 +31,7 @@ from promptdag.llm.base import CompletionRequest, Model, context_window_of, esti
 from promptdag.llm.keys import KeyMasking
 from promptdag.llm.registry import get_model
 from promptdag.settings import get_settings
+from promptdag.tasks.paced_model import PacedModel
 from promptdag.tasks.provider_limits import provider_slot
 
 HTTP_TIMEOUT_SHARE = 0.9  # of the time left in the attempt
@@ -85,7 +87,8 @@ class ModelCall:
         self.task_name = task_name
         self.started = time.monotonic()
         self.attempt = current_task_run.run_count or 1
-        self.model: Model = KeyMasking(get_model(model, options))  # echoed keys never stored
+        # echoed keys never stored; every call paced and budgeted (paced_model.py)
+        self.model: Model = KeyMasking(PacedModel(get_model(model, options), options))
         self.min_answer_tokens = min_answer_tokens
         self.answer_tokens: int | None = None  # set by prompt_budget when raised
 

@@ -42,6 +42,11 @@ def load_for_cli(
     if model is not None or breadth is not None:  # values the file never had: check them again
         spec = parse_spec(spec.model_dump(exclude_unset=True),
                           source=f"{path} (with command-line options)")
+    if check_keys:  # a run: its SDKs import while Prefect starts (llm/registry.py)
+        from promptdag.llm.registry import preload_in_background
+        from promptdag.spec.validation import spec_models
+
+        preload_in_background(spec_models(spec))
     if rows is not None:
         from promptdag.engine.batch import validate_batch
 
@@ -96,8 +101,19 @@ def finish(result: WorkflowResult | ObjectiveResult, as_json: bool) -> int:
         print(with_url(render_objective_summary(result), result))
     else:
         print(with_url(render_summary(result, spec_of_run(result.flow_run_id)), result))
+    if result.stop_reason == "budget":
+        say(budget_line(result))
     exit_now_if_the_api_is_gone(exit_code(result))
     return exit_code(result)
+
+
+def budget_line(result: WorkflowResult | ObjectiveResult) -> str:
+    """The one line a run stopped by its budget ends with (its finished results are kept)."""
+    if isinstance(result, ObjectiveResult):
+        return f"stopped: budget: {result.error or 'a call could pass the budget'}"
+    done = result.summary.completed_count
+    return (f"stopped: budget: {result.budget}; {done} of {result.summary.total_tasks} tasks "
+            "finished and kept")
 
 
 def spec_of_run(run_id: str | None) -> WorkflowSpec | None:

@@ -24,7 +24,9 @@ TOKENS_PER_PLANNED_TASK = 96
 """Output tokens a planned task's JSON takes, about (a name, a one-sentence prompt, a few
 dependencies): what `ObjectiveConfig.structured_tokens` leaves a plan when `max_tokens` is low."""
 
-StopReason = Literal["complete", "depth_reached", "reflection_failed", "failed", "rejected"]
+StopReason = Literal[
+    "complete", "depth_reached", "reflection_failed", "failed", "rejected", "budget"
+]
 
 
 class PlannedTask(BaseModel):
@@ -92,6 +94,12 @@ class ObjectiveConfig(BaseModel):
         description="A review nobody answers within this many seconds ends the run: "
         "failed, stop_reason rejected (a deployment run: Prefect marks it Failed).",
     )
+    max_cost_usd: float | None = Field(
+        None, ge=0, description="Budget of the whole objective in USD, every round and role "
+        "included: a call that could pass it does not start (stop_reason budget).")
+    max_total_tokens: int | None = Field(
+        None, ge=1, description="Budget of the whole objective in tokens, every round and role "
+        "included.")
     latency_hint_s: float | None = Field(
         None, ge=0, le=86_400, description="Seconds a task's call takes, for the plan's "
         "estimate (default: past runs' median, else the provider's typical latency).",

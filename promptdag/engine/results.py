@@ -128,6 +128,11 @@ class WorkflowResult(BaseModel):
     rows: list[RowResult] | None = Field(
         None, description="A batch run (--data): each row's outcome, in data order."
     )
+    stop_reason: Literal["budget"] | None = Field(
+        None, description="Why the run stopped before its end: `budget`, a call could have "
+        "passed max_cost_usd or max_total_tokens (of the run or of a row); see `budget`."
+    )
+    budget: str | None = Field(None, description="The budget that stopped a call, in words.")
 
     @model_validator(mode="before")
     @classmethod

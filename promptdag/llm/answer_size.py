@@ -31,7 +31,10 @@ class AnswerTooLarge(PermanentProviderError):
 def bounded_http_client(factory: Callable[..., C]) -> C:
     """An SDK's HTTP client (`openai.DefaultAsyncHttpxClient`, the Anthropic one) with its own
     defaults, whose answers are bounded as the module docstring says."""
-    return factory(event_hooks={"response": [bound_answer]})
+    from promptdag.llm.rate_limits import observe_response
+
+    # observe_response: the answer's rate-limit headers (promptdag/llm/rate_limits.py)
+    return factory(event_hooks={"response": [bound_answer, observe_response]})
 
 
 async def bound_answer(response: httpx2.Response) -> None:

@@ -29,15 +29,10 @@ from typing import Any
 
 from promptdag.errors import PermanentProviderError, RetryableProviderError
 from promptdag.llm._simulated_roles import structured_answer, task_output
-from promptdag.llm.base import Completion, CompletionRequest, TextSink, Usage
+from promptdag.llm.base import Completion, CompletionRequest, TextSink, Usage, estimate_tokens
 from promptdag.llm.options import SimulatedOptions, validate_options
 
 STREAM_PIECE_CHARS = 24
-
-
-def estimate_tokens(text: str) -> int:
-    """About four characters a token, as the vendors' rule of thumb says."""
-    return max(1, (len(text) + 3) // 4)
 
 
 def _draw(*parts: object) -> float:
@@ -99,7 +94,7 @@ class SimulatedModel:
         finish_reason = "stop"
         limit = request.max_tokens or opts.max_tokens
         if limit is not None and estimate_tokens(text) > limit:
-            text, finish_reason = text[: limit * 4], "length"
+            text, finish_reason = text[: 3 * limit - 1], "length"  # estimates to `limit`
         return Completion(
             text=text,
             model=self.name,

@@ -125,6 +125,16 @@ class WorkflowConfig(_Strict):
         description="An answer cut at the token limit (finish_reason: length) fails its task "
         "instead of completing marked `truncated`.",
     )
+    max_cost_usd: float | None = Field(
+        None, ge=0, description="Budget of the run in USD: a call that could pass it does not "
+        "start, and the run ends with stop_reason budget (docs/capacity.md).")
+    max_total_tokens: int | None = Field(
+        None, ge=1, description="Budget of the run in tokens (prompt + answer, each call counted "
+        "at its prompt estimate plus max_tokens until its usage is known).")
+    row_max_cost_usd: float | None = Field(
+        None, ge=0, description="A batch run (--data): the budget of each row in USD.")
+    row_max_total_tokens: int | None = Field(
+        None, ge=1, description="A batch run (--data): the budget of each row in tokens.")
     reuse_results: bool = Field(
         True,
         description="Resume: a run of this spec, when the latest run of it did not complete, "

@@ -199,10 +199,10 @@ class OpenAIBatchServer(BatchServer):
                  for part in message.iter_parts()}
         if "file" not in parts or parts.get("purpose") is None:
             return _openai_error(400, "'file' and 'purpose' are required")
-        purpose = parts["purpose"].get_payload(decode=True).decode()
+        purpose = bytes(parts["purpose"].get_payload(decode=True)).decode()
         if purpose != "batch":
             return _openai_error(400, f"purpose {purpose!r}: this test server takes 'batch'")
-        content = parts["file"].get_payload(decode=True)
+        content = bytes(parts["file"].get_payload(decode=True))
         file_id = f"file-{len(self.files) + 1:04d}"
         self.files[file_id] = content
         return 200, {"id": file_id, "object": "file", "bytes": len(content),

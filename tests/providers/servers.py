@@ -380,3 +380,93 @@ class AnthropicServer(WireServer):
 def default_answer(seen: Seen) -> str:
     first = seen.prompt().strip().splitlines()[0] if seen.prompt().strip() else ""
     return f"{seen.body['model']} answers: {first[:80]}"
+
+
+class RateLimitedOpenAIServer(OpenAIServer):
+    """Chat completions under a tokens-per-minute limit enforced as OpenAI does: a request
+    takes its prompt's tokens (about four characters a token) plus its `max_tokens` from a
+    bucket of `limit` tokens refilled over `window` seconds (a minute at OpenAI, shorter here so
+    tests stay short); one that does not fit gets OpenAI's 429 (`rate_limit_exceeded`, with
+    `retry-after-ms`). The answer uses its whole `max_tokens` (so the bucket's count is what was
+    used). With `headers`, every answer carries OpenAI's `x-ratelimit-*-tokens` headers.
+
+    The server's own accounting measures throughput: `admitted` holds (time, tokens) of every
+    request let through, `refused` counts the 429s."""
+
+    def __init__(self, key: str | None, limit: int, window: float, headers: bool = True) -> None:
+        self.limit, self.window, self.send_headers = limit, window, headers
+        self.level, self.updated = float(limit), time.monotonic()
+        self.admitted: list[tuple[float, int]] = []
+        self.refused = 0
+        self._bucket = threading.Lock()
+        super().__init__(key)
+
+    @property
+    def per_second(self) -> float:
+        return self.limit / self.window
+
+    def _refill(self, now: float) -> None:
+        self.level = min(float(self.limit), self.level + (now - self.updated) * self.per_second)
+        self.updated = now
+
+    @staticmethod
+    def charge(body: dict[str, Any]) -> int:
+        text = "".join(str(m.get("content", "")) for m in body.get("messages", []))
+        return len(text) // 4 + int(body.get("max_tokens") or 0)
+
+    def check(self, seen: Seen) -> Reply | None:
+        failure = super().check(seen)
+        if failure is not None:
+            return failure
+        need = self.charge(seen.body)
+        with self._bucket:
+            now = time.monotonic()
+            self._refill(now)
+            if self.level >= need:
+                self.level -= need
+                self.admitted.append((now, need))
+                return None
+            self.refused += 1
+            wait_ms = int((need - self.level) / self.per_second * 1000) + 1
+            used = int(self.limit - self.level)
+        reply = openai_error(
+            429,
+            f"Rate limit reached for {seen.body.get('model')} in organization org-test on tokens "
+            f"per min (TPM): Limit {self.limit}, Used {used}, Requested {need}. Please try again "
+            f"in {wait_ms}ms.",
+            "tokens",
+            "rate_limit_exceeded",
+        )
+        reply.headers = {"retry-after-ms": str(wait_ms), **self.limit_headers()}
+        return reply
+
+    def success(self, seen: Seen, reply: Reply) -> dict[str, Any]:
+        text = "".join(str(m.get("content", "")) for m in seen.body.get("messages", []))
+        reply.usage = (len(text) // 4, int(seen.body.get("max_tokens") or 1))
+        return super().success(seen, reply)
+
+    def limit_headers(self) -> dict[str, str]:
+        if not self.send_headers:
+            return {}
+        with self._bucket:
+            self._refill(time.monotonic())
+            remaining = max(0, int(self.level))
+        full_in = (self.limit - remaining) / self.per_second
+        return {
+            "x-ratelimit-limit-tokens": str(self.limit),
+            "x-ratelimit-remaining-tokens": str(remaining),
+            "x-ratelimit-reset-tokens": f"{int(full_in * 1000)}ms",
+        }
+
+    def _respond(self, seen: Seen) -> tuple[int, dict[str, str], bytes]:
+        status, headers, data = super()._respond(seen)
+        if status == 200:
+            headers = {**headers, **self.limit_headers()}
+        return status, headers, data
+
+    def throughput_share(self) -> float:
+        """Tokens admitted after the first full bucket, per second between the first and last
+        admission, as a share of the limit's rate (1.0: exactly at the limit)."""
+        first, last = self.admitted[0][0], self.admitted[-1][0]
+        beyond_burst = sum(tokens for _, tokens in self.admitted) - self.limit
+        return beyond_burst / max(last - first, 1e-9) / self.per_second
