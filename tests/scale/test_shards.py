@@ -47,7 +47,7 @@ def test_gathered_rows_are_in_row_order_and_overlaps_are_refused() -> None:
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["submit", "examples/seed_api_request.json", "--shards", "2"], "--shards and --limit go "
+    (["submit", "examples/seed_api_request.json", "--shards", "2"], "--shards, --limit and --batch-api go "
      "with --data"),
     (["submit", "--objective", "x", "--data", "rows.jsonl"], "--data goes with a spec file"),
 ])
