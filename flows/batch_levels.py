@@ -36,7 +36,7 @@ from promptdag.llm.base import Completion
 from promptdag.llm.batch_api import BATCH_PROVIDERS, BatchLine, BatchOutcome, custom_id
 from promptdag.llm.batch_vendors import vendor
 from promptdag.llm.options import options_for
-from promptdag.llm.registry import split_model
+from promptdag.llm.registry import get_model, split_model
 from promptdag.spec.graph import WorkflowGraph
 from promptdag.spec.models import WorkflowSpec
 from promptdag.spec.template import render_task_prompt
@@ -133,7 +133,8 @@ class LevelBatches:
             max_chars=await call.prompt_budget(),
         )
         request = call.request(prompt, {"role": "task", "task": job.name})
-        body = vendor(split_model(model_name)[0]).body(call.model, request)
+        # the vendor's own adapter writes the body (call.model is its paced, masked wrapper)
+        body = vendor(split_model(model_name)[0]).body(get_model(model_name, options), request)
         future: asyncio.Future[tuple[Completion | str, bool]] = (
             asyncio.get_running_loop().create_future())
         return _Waiter(job, BatchLine(custom_id=custom_id(job.name), body=body), prompt, options,

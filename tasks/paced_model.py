@@ -10,6 +10,7 @@ answer's usage then replaces the estimate in both.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from promptdag.engine.budget import Estimate, current_ledger
@@ -17,7 +18,10 @@ from promptdag.llm.base import (
     Completion,
     CompletionRequest,
     Model,
+    StreamUnsupported,
+    TextSink,
     Usage,
+    WithStreaming,
     context_window_of,
     estimate_tokens,
 )
@@ -47,6 +51,19 @@ class PacedModel:
         return prompt, answer
 
     async def complete(self, request: CompletionRequest) -> Completion:
+        return await self._paced(request, self.inner.complete)
+
+    async def stream(self, request: CompletionRequest, on_text: TextSink) -> Completion:
+        """Streamed, paced and paid for as `complete` is; `StreamUnsupported` when the wrapped
+        model cannot stream."""
+        inner = self.inner
+        if not isinstance(inner, WithStreaming):
+            raise StreamUnsupported(f"{self.name} does not stream", first=False)
+        return await self._paced(request, lambda r: inner.stream(r, on_text))
+
+    async def _paced(
+        self, request: CompletionRequest, send: Callable[[CompletionRequest], Awaitable[Completion]]
+    ) -> Completion:
         tokens_in, tokens_out = self.estimate(request)
         estimate = Estimate(tokens_in + tokens_out, cost_usd(self.name, tokens_in, tokens_out))
         ledger = current_ledger()
@@ -56,7 +73,7 @@ class PacedModel:
         try:
             async with pace(self.name, self.endpoint, self.base_url, tokens_in, tokens_out) as held:
                 try:
-                    completion = await self.inner.complete(request)
+                    completion = await send(request)
                 except BaseException:
                     await settle_usage(held, None)
                     raise

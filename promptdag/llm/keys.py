@@ -18,7 +18,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from promptdag.errors import ConfigError, PermanentProviderError
-from promptdag.llm.base import Completion, CompletionRequest, Model, context_window_of
+from promptdag.llm.base import (
+    Completion,
+    CompletionRequest,
+    Model,
+    StreamUnsupported,
+    TextSink,
+    WithStreaming,
+    context_window_of,
+)
 from promptdag.llm.options import ProviderOptions
 from promptdag.settings import get_settings
 
@@ -145,6 +153,18 @@ class KeyMasking:
 
     async def complete(self, request: CompletionRequest) -> Completion:
         completion = await self.model.complete(request)
+        masked = mask_keys(completion.text)
+        if masked == completion.text:
+            return completion
+        return completion.model_copy(update={"text": masked})
+
+    async def stream(self, request: CompletionRequest, on_text: TextSink) -> Completion:
+        """Streamed with each piece and the whole answer masked; `StreamUnsupported` when the
+        wrapped model cannot stream."""
+        model = self.model
+        if not isinstance(model, WithStreaming):
+            raise StreamUnsupported(f"{self.name} does not stream", first=False)
+        completion = await model.stream(request, lambda piece: on_text(mask_keys(piece)))
         masked = mask_keys(completion.text)
         if masked == completion.text:
             return completion

@@ -52,9 +52,11 @@ _could_not_start: set[Path] = set()  # homes where a start failed: said once, no
 
 
 def running_server(home: Path) -> ServerInfo | None:
-    """The server recorded in `home` if it is alive and answers."""
+    """The server recorded in `home` if it is alive and answers. Its process is known to be
+    that server, so a slow answer is a busy server: it gets the API's patience, not a
+    fraction of a second (a refused connection still fails at once)."""
     info = verified_state(home)
-    if info is None or not healthy(info.api_url, 0.5):
+    if info is None or not healthy(info.api_url, get_settings().api_patience_seconds):
         return None
     return info
 
