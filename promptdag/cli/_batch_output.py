@@ -68,7 +68,11 @@ class RowWriter:
         for row in result.rows or []:
             if row.id not in self._written:
                 self._write(row)
-        if self._file is not None:
+        self.close()
+
+    def close(self) -> None:
+        """Close --output, keeping the rows written so far (a cancelled run has no result)."""
+        if self._file is not None and not self._file.closed:
             self._file.close()
 
 

@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from promptdag.cli._common import (
+    EXIT_FAILED,
     EXIT_OK,
     exit_code,
+    exit_now_if_the_api_is_gone,
     finish,
     load_for_cli,
     quiet_prefect,
@@ -114,15 +116,20 @@ def _check_batch_args(args: argparse.Namespace) -> None:
 
 def _run_batch(args: argparse.Namespace, spec: WorkflowSpec, rows: list[dict[str, Any]]) -> int:
     """One run of the workflow over every row (engine/batch.py); rows reported, and written
-    to --output, as they finish."""
+    to --output, as they finish. Cancelled (`promptdag cancel`) or cut off from its server,
+    it ends as a plain run does (promptdag/cli/_execute.py)."""
     from promptdag.api import run
     from promptdag.cli._batch_output import RowWriter, rows_line
+    from promptdag.cli._execute import CANCELLED, run_cancellable
     from promptdag.cli._progress import choose_mode, show_progress
-    from promptdag.engine.batch import expand
+    from promptdag.engine.batch import expand, id_notice
 
     batch = expand(spec, rows)
     mode = choose_mode(quiet=args.json or args.quiet)
     mode = "plain" if mode == "live" and args.verbose else mode  # Prefect's logs on stderr too
+    notice = id_notice(args.data)
+    if notice:  # even with --quiet: the rows' names in the output depend on it
+        say(notice)
     # plain: a line per row; live: the task bar, with the rows so far under it
     writer = RowWriter(batch, Path(args.output) if args.output else None,
                        progress=mode == "plain")
@@ -138,10 +145,16 @@ def _run_batch(args: argparse.Namespace, spec: WorkflowSpec, rows: list[dict[str
                            extra=lambda: f"rows: {writer.written} of {writer.total} done"
                            + (f", {writer.failed} failed" if writer.failed else "")
                            + batch_state.suffix()):
-            result = run(spec, on_notice=say, data=rows)
+            result = run_cancellable(lambda: run(spec, on_notice=say, data=rows))
     finally:
         unsubscribe()
         unwatch()
+    if result is None:
+        writer.close()
+        kept = f"; {writer.written} finished rows written to {args.output}" if args.output else ""
+        print(f"promptdag: {CANCELLED}{kept}", file=sys.stderr)
+        exit_now_if_the_api_is_gone(EXIT_FAILED)
+        return EXIT_FAILED
     writer.finish(result)
     if args.json:
         print(result.model_dump_json(indent=2))
@@ -151,6 +164,7 @@ def _run_batch(args: argparse.Namespace, spec: WorkflowSpec, rows: list[dict[str
         if args.output:
             lines.append(f"rows written to {args.output}")
         print(with_url("\n".join(lines), result))
+    exit_now_if_the_api_is_gone(exit_code(result))
     return exit_code(result)
 
 

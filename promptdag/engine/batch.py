@@ -61,6 +61,7 @@ def read_rows(path: str | Path, limit: int | None = None) -> list[Row]:
 
     file = Path(path)
     text = read_text(file, "data", get_settings().max_data_bytes, "max_data_bytes")
+    text = text.removeprefix("\ufeff")  # a byte order mark (Excel's CSVs): as 'utf-8-sig' reads
     rows: list[Row] = []
     if file.suffix.lower() == ".csv":
         for row in csv.DictReader(io.StringIO(text)):
@@ -83,6 +84,28 @@ def read_rows(path: str | Path, limit: int | None = None) -> list[Row]:
     if not rows:
         raise SpecError(f"{file}: no rows (expected .jsonl lines of JSON objects, or a .csv)")
     return rows
+
+
+def csv_columns(path: str | Path) -> list[str] | None:
+    """The header of a `.csv` data file (BOM dropped); None for other files."""
+    file = Path(path)
+    if file.suffix.lower() != ".csv":
+        return None
+    with file.open(encoding="utf-8-sig", newline="") as handle:
+        return next(csv.reader(handle), [])
+
+
+def id_notice(path: str | Path) -> str | None:
+    """One line when a `.csv` file has no `id` column (its rows are then named by position)."""
+    columns = csv_columns(path)
+    if columns is None or "id" in columns:
+        return None
+    near = [c for c in columns if c.strip().lower() == "id"]
+    hint = (f"; rename {near[0]!r} to 'id' to name rows by it" if near
+            else "; add an 'id' column to name them")
+    shown = ", ".join(repr(c) for c in columns[:8]) + (", ..." if len(columns) > 8 else "")
+    return (f"{path} has no 'id' column (columns: {shown}): rows are named by their "
+            f"position (0, 1, ...){hint}")
 
 
 def row_id(row: Row, index: int) -> str:
