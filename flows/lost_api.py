@@ -23,10 +23,15 @@ if TYPE_CHECKING:
 async def run_flow_run(
     flow: Flow[Any, Any], flow_run: FlowRun, parameters: dict[str, Any]
 ) -> State[Any]:
-    """Run an existing flow run here, to its end; its final state."""
-    from prefect.flow_engine import run_flow_async
+    """Run an existing flow run here, to its end; its final state.
 
-    state = await run_flow_async(flow, flow_run=flow_run, parameters=parameters,
+    The parameters are quoted: they never hold futures, and Prefect would otherwise walk every
+    node of a spec looking for them (a cost per task, before the first task starts)."""
+    from prefect.flow_engine import run_flow_async
+    from prefect.utilities.annotations import quote
+
+    quoted = {name: quote(value) for name, value in parameters.items()}
+    state = await run_flow_async(flow, flow_run=flow_run, parameters=quoted,
                                  return_type="state")
     return state  # type: ignore[return-value]
 

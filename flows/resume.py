@@ -100,6 +100,20 @@ async def _latest(client: PrefectClient, flow_name: str, tag: str, limit: int = 
     )
 
 
+def serialize_parameters(flow: Flow[Any, Any], parameters: dict[str, Any]) -> dict[str, Any]:
+    """The parameters as the flow run stores them (JSON values, pydantic models by alias, as
+    Prefect's `serialize_parameters` makes them), in pydantic's compiled serializer: Prefect's
+    own walks every node of a spec in Python and imports FastAPI to do it. Prefect's is the
+    fallback for a value pydantic cannot serialize."""
+    from pydantic_core import PydanticSerializationError, to_jsonable_python
+
+    try:
+        return {name: to_jsonable_python(value, by_alias=True)
+                for name, value in parameters.items()}
+    except PydanticSerializationError:
+        return flow.serialize_parameters(parameters)
+
+
 async def start_run(
     flow: Flow[Any, Any],
     parameters: dict[str, Any],
@@ -126,7 +140,7 @@ async def start_run(
                                   previous.state_name or "unfinished")
                 parameters = {**parameters, "resume_scope": resumed.scope}
             flow_run = await client.create_flow_run(
-                flow, parameters=flow.serialize_parameters(parameters), tags=[tag]
+                flow, parameters=serialize_parameters(flow, parameters), tags=[tag]
             )
         finally:
             LOCKS.release_lock(key, holder)
