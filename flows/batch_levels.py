@@ -12,6 +12,12 @@ with the level-0 answers, and so on. An answered call completes its task with
 the discounted usage; a call the batch failed, expired or cancelled takes the normal per-call
 path (`run_prompt` with its retries, then the fallback chain), at most `breadth` at a time.
 
+Budgets (engine/budget.py) hold a batched call as they hold a direct one: before its line joins
+a batch, the task's ledgers admit its estimate (prompt + `max_tokens`, at the batch price); a
+line they refuse ends its task as a refused direct call does (cancelled, `stop_reason: budget`).
+The answer's usage then replaces the estimate; a line the batch did not answer releases it (the
+vendors bill answered lines only) and is admitted again by the per-call path.
+
 Taken by the batch: the first model of a task, if it is an OpenAI or Anthropic model, and a
 plain-text answer. Structured output (`output_schema`) and every other provider go per call.
 """
@@ -29,19 +35,22 @@ from typing import Any
 from prefect import Task
 from prefect.states import Completed, Failed, State
 
+from promptdag.engine.budget import BudgetExhausted, Estimate, current_ledger
 from promptdag.engine.events import TaskEvent, subscribe
 from promptdag.errors import PermanentProviderError
 from promptdag.flows.dispatch import Invoke
-from promptdag.llm.base import Completion
+from promptdag.llm.base import Completion, Usage
 from promptdag.llm.batch_api import BATCH_PROVIDERS, BatchLine, BatchOutcome, custom_id
 from promptdag.llm.batch_vendors import vendor
 from promptdag.llm.options import options_for
+from promptdag.llm.pricing import batch_cost_usd
 from promptdag.llm.registry import get_model, split_model
 from promptdag.spec.graph import WorkflowGraph
 from promptdag.spec.models import WorkflowSpec
 from promptdag.spec.template import render_task_prompt
 from promptdag.tasks.batch_api import BatchJob, submit_batch, wait_for_batch
 from promptdag.tasks.model_call import ModelCall
+from promptdag.tasks.paced_model import PacedModel
 from promptdag.tasks.run_prompt import PromptJob, PromptOutput
 from promptdag.tasks.task_options import retry_options
 
@@ -63,6 +72,7 @@ class _Waiter:
     line: BatchLine
     prompt: str
     options: dict[str, Any]
+    estimate: Estimate  # what the line may cost, at the batch price, for the budgets
     answer: asyncio.Future[tuple[Completion | str, bool]]
 
 
@@ -109,9 +119,27 @@ class LevelBatches:
         except Exception as exc:  # rendering or the body failed: the per-call path says why
             _log.info("%s: not batched (%s): calling it directly", job.name, exc)
             return await self._per_call(task, job, upstream, outputs)
-        self.waiting[job.name] = waiter
-        self._check_soon()
-        answer, reused = await waiter.answer
+        ledger = current_ledger()
+        if ledger is not None:
+            try:
+                ledger.admit(waiter.estimate)
+            except BudgetExhausted as exc:  # as the per-call path ends: no call, no line
+                exc.attempts = 0  # type: ignore[attr-defined]
+                return Failed(data=exc, message=str(exc))
+        spent: Usage | None = None  # kept as the estimate if the wait is cut short
+        try:
+            self.waiting[job.name] = waiter
+            self._check_soon()
+            answer, reused = await waiter.answer
+            if isinstance(answer, str):
+                spent = Usage()  # vendors bill a batch's answered lines only
+            elif reused:
+                spent = Usage()  # answered in an earlier run: nothing spent in this one
+            elif answer.usage.input_tokens or answer.usage.output_tokens:
+                spent = answer.usage  # at the batch price; else the answer did not say
+        finally:
+            if ledger is not None:
+                ledger.settle(waiter.estimate, spent)
         if isinstance(answer, str):
             _log.info("%s: %s: calling it directly", job.name, answer)
             return await self._per_call(task, job, upstream, outputs)
@@ -134,11 +162,15 @@ class LevelBatches:
         )
         request = call.request(prompt, {"role": "task", "task": job.name})
         # the vendor's own adapter writes the body (call.model is its paced, masked wrapper)
-        body = vendor(split_model(model_name)[0]).body(get_model(model_name, options), request)
+        model = get_model(model_name, options)
+        body = vendor(split_model(model_name)[0]).body(model, request)
+        tokens_in, tokens_out = PacedModel(model, options).estimate(request)
+        estimate = Estimate(tokens_in + tokens_out,
+                            batch_cost_usd(model_name, tokens_in, tokens_out))
         future: asyncio.Future[tuple[Completion | str, bool]] = (
             asyncio.get_running_loop().create_future())
         return _Waiter(job, BatchLine(custom_id=custom_id(job.name), body=body), prompt, options,
-                       future)
+                       estimate, future)
 
     def _on_event(self, event: TaskEvent) -> None:
         if event.workflow != self.spec.name:

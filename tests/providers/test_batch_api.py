@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from promptdag.api import arun
+from promptdag.llm.base import estimate_tokens
 from promptdag.llm.pricing import cost_usd
 from tests.providers.batch_servers import (
     USAGE,
@@ -94,6 +95,28 @@ async def test_failed_lines_take_the_per_call_path(vendor: tuple[str, BatchServe
     # the row goes on in the next level's batch, with its directly answered result
     assert "Title for: direct answer to: Read document 2" in server.batched_prompts()[1]
     assert result.task("[d1] Read").result == "batch answer to: Read document 1"
+
+
+@pytest.mark.parametrize("budget", [{"max_total_tokens": 500}, {"row_max_total_tokens": 130}])
+async def test_a_budget_stops_batched_work(vendor: tuple[str, BatchServer],
+                                           budget: dict[str, int]):
+    name, server = vendor
+    # Each line is held at its estimate (prompt + max_tokens 16) before it joins a batch, then
+    # spends the answer's 100 + 20 tokens. Level 0 fits (a row's Read: about 20 of 130; the
+    # run's four: about 80 of 500); level 1 does not (120 spent + its estimate; 480 spent + it).
+    read = estimate_tokens("Read document 0") + 16
+    title = estimate_tokens("Title for: batch answer to: Read document 0") + 16
+    assert 4 * read <= 500 < 4 * sum(USAGE) + title and read <= 130 < sum(USAGE) + title
+    result = await arun(pipeline(MODELS[name], **budget), data=ROWS)
+    assert len(server.batches) == 1 and server.direct == []  # the second level never went out
+    assert result.stop_reason == "budget" and result.status == "failed"
+    for row in ROWS:
+        assert result.task(f"[{row['id']}] Read").status == "completed"  # finished work kept
+        title_task = result.task(f"[{row['id']}] Title")
+        assert title_task.status == "cancelled" and title_task.attempts == 0
+        assert "max_total_tokens" in str(title_task.error)
+    assert result.usage.input_tokens + result.usage.output_tokens == 4 * sum(USAGE)
+    assert result.usage.cost_usd == pytest.approx(4 * cost_usd(MODELS[name], *USAGE) / 2)
 
 
 async def test_an_expired_batch_sends_its_unfinished_lines_per_call(
