@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -11,18 +12,22 @@ from prefect import flow
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State
 
-from promptdag.engine.batch import Batch, expand, read_rows, row_result
+from promptdag.engine.batch import RowPlan, iter_rows
+from promptdag.engine.events import emit_row
 from promptdag.engine.results import (
     RowResult,
     TaskResult,
     WorkflowResult,
 )
+from promptdag.engine.row_window import RowWindow
 from promptdag.flows.artifacts import RunView, workflow_tag
 from promptdag.flows.lost_api import remember
+from promptdag.flows.row_log import INLINE_ROWS, RowLog, log_path
 from promptdag.flows.runners import task_placement
 from promptdag.flows.scheduler import ReadySetScheduler
 from promptdag.llm.base import Usage
 from promptdag.spec.dependencies import fill_missing
+from promptdag.spec.graph import WorkflowGraph
 from promptdag.spec.models import WorkflowSpec, load_spec, parse_spec
 from promptdag.spec.validation import validate_spec
 from promptdag.tasks.infer_dependencies import infer_dependencies
@@ -58,6 +63,7 @@ async def run_workflow(
     resume_scope: str | None = None,
     data: list[dict[str, Any]] | str | None = None,
     row_offset: int = 0,
+    row_limit: int | None = None,
 ) -> State[WorkflowResult]:
     """Run a workflow spec: every task as soon as its dependencies allow, `breadth` at a time.
 
@@ -74,21 +80,22 @@ async def run_workflow(
         data: a batch: rows (mappings of field -> value), or the path of a .jsonl/.csv file;
             the workflow runs once per row, all rows in one DAG (see promptdag/engine/batch.py).
         row_offset: the index of the first row (a shard of a larger batch).
+        row_limit: a data file's first rows only (`--limit`).
     """
     if isinstance(spec, str):
         spec = load_spec(spec)
     elif not isinstance(spec, WorkflowSpec):  # a deployment run's parameters are plain JSON
         spec = parse_spec(spec, source="flow parameter 'spec'")
-    batch = None
-    if data is not None:
-        batch = expand(spec, read_rows(data) if isinstance(data, str) else data, row_offset)
-        spec = batch.spec
-    graph = validate_spec(spec, bounded=batch is None)  # a batch's parts were bounded
     started, clock = datetime.now(timezone.utc), time.perf_counter()
     extra_usage = Usage()
     if spec.config.infer_dependencies and any(t.depends_on is None for t in spec.tasks):
+        validate_spec(spec if data is None else RowPlan(spec).template, bounded=data is None)
         spec, extra_usage = await _infer_dependencies(spec)
-        graph = validate_spec(spec, bounded=batch is None)
+    if data is not None:
+        rows = iter_rows(data, row_limit) if isinstance(data, str) else iter(data)
+        return await _run_batch(spec, rows, row_offset, resume_scope, started, clock,
+                                extra_usage)
+    graph = validate_spec(spec)
     view = RunView("workflow", spec.name, total=len(spec.tasks), tags=[workflow_tag(spec.name)])
     async with view:  # tags, live progress (see flows/artifacts.py)
         async with task_placement(spec.config) as invoke:
@@ -103,15 +110,85 @@ async def run_workflow(
         "elapsed_seconds": round(time.perf_counter() - clock, 4),
         "tasks": tasks,
         "overhead_usage": extra_usage,  # dependency inference: a call beyond the tasks
-        "rows": _rows(batch, tasks) if batch else None,
     })
+    return await _end(result, view, graph, spec)
+
+
+async def _run_batch(
+    spec: WorkflowSpec, rows: Iterator[dict[str, Any]], row_offset: int,
+    resume_scope: str | None, started: datetime, clock: float, extra_usage: Usage,
+) -> State[WorkflowResult]:
+    """A batch, streamed: rows read as the window has room (promptdag/engine/row_window.py),
+    each row's outcome logged (flows/row_log.py) and announced as it ends."""
+    plan = RowPlan(spec)
+    graph = validate_spec(plan.template, bounded=False)  # each row is bounded as it is read
+    log = RowLog(log_path(resume_scope or str(flow_run.id)))
+    inline: list[tuple[RowResult, list[TaskResult]]] = []  # a small batch's, in its result
+    count = 0
+
+    def on_row(row: RowResult, tasks: list[TaskResult]) -> None:
+        nonlocal count
+        count += 1
+        log.write(row)
+        if count <= INLINE_ROWS:
+            inline.append((row, tasks))
+        elif inline:
+            inline.clear()
+        emit_row(row)
+
+    window = RowWindow(plan, rows, batch_window(spec), on_row, offset=row_offset,
+                       finished=log.finished)
+    view = RunView("workflow", spec.name, total=len(spec.tasks), tags=[workflow_tag(spec.name)])
+    try:
+        async with view:
+            async with task_placement(spec.config) as invoke:
+                kept = await ReadySetScheduler(spec, graph, invoke, subflow=run_workflow,
+                                               rows=window).run()
+    finally:
+        log.close()
+    tally = window.tally
+    inline.sort(key=lambda done: done[0].index)
+    if inline:
+        kept = [task for _, tasks in inline for task in tasks]
+    if not spec.config.collect_intermediate:
+        finals = set(plan.finals)
+        kept = [_without_intermediate(t, keep=t.name.split("] ", 1)[-1] in finals)
+                for t in kept]
+    result = WorkflowResult.model_validate({
+        "name": spec.name,
+        "status": tally.status,
+        "flow_run_id": str(flow_run.id) if flow_run.id else None,
+        "started_at": started,
+        "finished_at": datetime.now(timezone.utc),
+        "elapsed_seconds": round(time.perf_counter() - clock, 4),
+        "tasks": kept,  # a large batch's: its first failed rows' (see RowWindow)
+        "summary": tally.summary,
+        "usage": tally.usage + extra_usage,
+        "saved_usage": tally.saved_usage,
+        "rows": [row for row, _ in inline] if count <= INLINE_ROWS else None,
+        "rows_file": str(log.path),
+        "warning": log.error,
+    })
+    return await _end(result, view, graph, spec)
+
+
+def batch_window(spec: WorkflowSpec) -> int:
+    """Rows open at once: enough to keep `breadth` slots busy when each row is a chain."""
+    return max(4 * spec.config.breadth, 16)
+
+
+async def _end(
+    result: WorkflowResult, view: RunView, graph: WorkflowGraph, spec: WorkflowSpec
+) -> State[WorkflowResult]:
     remember(flow_run.id, result)  # the caller's copy if the API goes away (flows/lost_api.py)
     await view.publish_workflow(result, graph, spec)
     if result.status == "completed":
-        return Completed(data=result, message=f"{len(tasks)} tasks completed")
+        return Completed(data=result, message=f"{result.summary.total_tasks} tasks completed")
     s = result.summary
+    rows = f" ({sum(r.status != 'completed' for r in result.rows)} rows failed)" if (
+        result.rows) else ""
     message = (f"{s.failed_count} failed, {s.cancelled_count} cancelled, {s.skipped_count} "
-               f"skipped of {s.total_tasks} tasks")
+               f"skipped of {s.total_tasks} tasks{rows}")
     return Failed(data=result, message=message)
 
 
@@ -123,11 +200,6 @@ async def _infer_dependencies(spec: WorkflowSpec) -> tuple[WorkflowSpec, Usage]:
     )
     tasks = fill_missing(spec.tasks, inferred.depends_on)
     return spec.model_copy(update={"tasks": tasks}), inferred.usage
-
-
-def _rows(batch: Batch, tasks: list[TaskResult]) -> list[RowResult]:
-    by_name = {t.name: t for t in tasks}
-    return [row_result(row, by_name) for row in batch.rows]
 
 
 def _without_intermediate(task: TaskResult, keep: bool) -> TaskResult:

@@ -22,12 +22,13 @@ from promptdag.engine.events import TaskEvent, emit
 from promptdag.engine.gc_tuning import quiet_collector
 from promptdag.engine.ready_set import ReadySet
 from promptdag.engine.results import TaskResult
+from promptdag.engine.row_window import RowWindow
 from promptdag.errors import attempts_of, describe_failure
 from promptdag.flows.dispatch import Invoke, run_locally, run_with_fallback
 from promptdag.flows.subworkflow import run_subworkflow
 from promptdag.llm.base import Usage
 from promptdag.spec.graph import WorkflowGraph
-from promptdag.spec.models import WorkflowSpec
+from promptdag.spec.models import TaskSpec, WorkflowSpec
 from promptdag.tasks.run_prompt import PromptJob, PromptOutput
 from promptdag.tasks.task_options import prompt_task_options
 
@@ -49,9 +50,12 @@ class ReadySetScheduler:
         graph: WorkflowGraph,
         invoke: Invoke = run_locally,
         subflow: Flow[..., Any] | None = None,
+        rows: RowWindow | None = None,
     ) -> None:
         """`subflow`: the flow that runs a `workflow:` task (the `run-workflow` flow itself,
-        passed in by it, so this module never imports it back)."""
+        passed in by it, so this module never imports it back). `rows`: a streamed batch, whose
+        window of rows is the ready set (promptdag/engine/row_window.py); `spec` and `graph`
+        are then the workflow's own."""
         self.spec = spec
         self.invoke = invoke  # where task runs execute (flows/runners.py)
         self.subflow = subflow
@@ -59,11 +63,31 @@ class ReadySetScheduler:
         self.breadth = spec.config.breadth
         self._specs = {t.name: t for t in spec.tasks}
         self._index = graph.index
-        self.state = ReadySet(graph, spec.config.failure_mode, on_record=self._recorded)
+        self.rows = rows
+        self.state: ReadySet | RowWindow
+        if rows is None:
+            self.state = ReadySet(graph, spec.config.failure_mode, on_record=self._recorded)
+        else:
+            rows.on_record = self._recorded
+            self.state = rows
 
-    @property
-    def results(self) -> dict[str, TaskResult]:
-        return self.state.results
+    def _lookup(self, name: str) -> tuple[TaskSpec, WorkflowGraph]:
+        """A task's spec and the graph that holds it (its row's, in a streamed batch)."""
+        if self.rows is None:
+            return self._specs[name], self.graph
+        return self.rows.lookup(name)
+
+    def _order(self, name: str) -> tuple[int, int]:
+        return self.rows.order(name) if self.rows is not None else (0, self._index[name])
+
+    def _total(self) -> int:
+        return self.rows.total if self.rows is not None else len(self.graph.names)
+
+    def _settled(self) -> int:
+        if self.rows is not None:
+            return self.rows.settled
+        assert isinstance(self.state, ReadySet)
+        return len(self.state.results)
 
     async def run(self) -> list[TaskResult]:
         """Every task settled (finished, skipped or cancelled), in the collector's quiet mode
@@ -88,7 +112,7 @@ class ReadySetScheduler:
                 done, _ = await asyncio.wait(
                     running, timeout=wait, return_when=asyncio.FIRST_COMPLETED
                 )
-                for future in sorted(done, key=lambda f: self._index[running[f]]):
+                for future in sorted(done, key=lambda f: self._order(running[f])):
                     state.settle(future.result())
                     running.pop(future)
                 if deadline is not None and not done and time.monotonic() >= deadline:
@@ -103,28 +127,21 @@ class ReadySetScheduler:
         return state.finish(stop_reason)
 
     async def _run_one(self, name: str) -> TaskResult:
-        task_spec = self._specs[name]
+        task_spec, graph = self._lookup(name)
         upstream, outputs = self.state.inputs(name)
         if isinstance(task_spec.workflow, WorkflowSpec):
-            emit(
-                TaskEvent(
-                    self.spec.name, name, "started", None, len(self.results), len(self.graph.names)
-                )
-            )
+            emit(TaskEvent(self.spec.name, name, "started", None, self._settled(),
+                           self._total()))
             if self.subflow is None:
                 raise RuntimeError("a workflow task needs the scheduler's subflow")
             return await run_subworkflow(
                 self.subflow, task_spec, task_spec.workflow, upstream,
-                list(self.graph.depends_on[name]),
+                list(graph.depends_on[name]),
             )
-        job = PromptJob.from_spec(self.spec, task_spec, self.graph.references[name])
+        job = PromptJob.from_spec(self.spec, task_spec, graph.references[name])
         options = prompt_task_options(self.spec, task_spec)
         started, clock = _now(), time.perf_counter()
-        emit(
-            TaskEvent(
-                self.spec.name, name, "started", None, len(self.results), len(self.graph.names)
-            )
-        )
+        emit(TaskEvent(self.spec.name, name, "started", None, self._settled(), self._total()))
         try:
             output: PromptOutput = await run_with_fallback(
                 job, upstream, options, outputs, self.invoke
@@ -133,7 +150,7 @@ class ReadySetScheduler:
             return TaskResult(
                 name=name,
                 status="failed",
-                depends_on=list(self.graph.depends_on[name]),
+                depends_on=list(graph.depends_on[name]),
                 attempts=attempts_of(exc, options),
                 started_at=started,
                 finished_at=_now(),
@@ -144,7 +161,7 @@ class ReadySetScheduler:
         return TaskResult(
             name=name,
             status="completed",
-            depends_on=list(self.graph.depends_on[name]),
+            depends_on=list(graph.depends_on[name]),
             attempts=output.attempts,
             started_at=started,
             finished_at=_now(),
@@ -172,7 +189,7 @@ class ReadySetScheduler:
                 "finished",
                 result.status,
                 settled,
-                len(self.graph.names),
+                self._total(),
                 result.duration_seconds,
                 result.error,
                 result=result,

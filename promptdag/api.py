@@ -93,6 +93,8 @@ async def arun(
     spec: WorkflowSpec | dict[str, Any] | str | Path,
     on_notice: Callable[[str], None] | None = None,
     data: list[dict[str, Any]] | str | Path | None = None,
+    limit: int | None = None,
+    load_rows: bool = True,
 ) -> WorkflowResult:
     """Validate, then run the spec as a Prefect flow; the result whether it completed or not.
 
@@ -104,17 +106,28 @@ async def arun(
 
     `data` makes it a batch: the workflow once per row (mappings, or a .jsonl/.csv path), all
     rows in one run (promptdag/engine/batch.py); the result's `rows` holds each row's outcome.
+    A file is streamed (promptdag/engine/row_window.py): its first rows are checked here, the
+    rest as they are read (a bad one is a failed row); `limit` keeps its first rows only. A
+    batch of more than 1,000 rows keeps them in its row log (`rows_file`); `load_rows` reads
+    them back into `rows` (the CLI, which writes rows as they end, does not).
     """
     workflow = as_spec(spec)
-    rows = None
-    names = {t.name for t in workflow.tasks}
+    names: set[str] = {t.name for t in workflow.tasks}
+    batch: dict[str, Any] = {}
     if data is None:
         validate_spec(workflow)  # bad input fails here, before Prefect starts
-    else:  # a batch: its prompts use the rows' fields, so every row's instance is checked
-        from promptdag.engine.batch import read_rows, validate_batch
+    elif isinstance(data, (str, Path)):  # streamed: the first rows are checked now
+        from promptdag.engine.batch import check_first_rows
 
-        rows = read_rows(data) if isinstance(data, (str, Path)) else list(data)
+        check_first_rows(workflow, data, limit)
+        names = set()  # the rows' task names are not known before they are read
+        batch = {"data": str(Path(data).resolve()), "row_limit": limit}
+    else:  # rows in memory: every row's instance is checked
+        from promptdag.engine.batch import validate_batch
+
+        rows = list(data)[:limit]
         names = {t.name for t in validate_batch(workflow, rows).spec.tasks}
+        batch = {"data": as_data_parameter(rows)}
     from prefect.context import FlowRunContext
     from prefect.settings import PREFECT_API_URL
 
@@ -128,7 +141,6 @@ async def arun(
     check_storage()  # a full or read-only result storage: one clear line, before any call
 
     parameter = as_parameter(workflow)
-    batch = {"data": as_data_parameter(rows)} if rows is not None else {}
     if FlowRunContext.get() is not None:  # called from a flow: a subflow of it, in its scope
         state = await run_workflow(parameter, return_state=True, **batch)
         result = await state.aresult(raise_on_failure=False)
@@ -146,20 +158,31 @@ async def arun(
         result = await outcome.value()
         if outcome.lost_api:
             (on_notice or _notice)(outcome.lost_api)
-            return WorkflowResult.model_validate(result).model_copy(
-                update={"warning": outcome.lost_api})
+            return _with_rows(WorkflowResult.model_validate(result).model_copy(
+                update={"warning": outcome.lost_api}), load_rows)
     if isinstance(result, BaseException):
         raise result
-    return WorkflowResult.model_validate(result)
+    return _with_rows(WorkflowResult.model_validate(result), load_rows)
+
+
+def _with_rows(result: WorkflowResult, load: bool) -> WorkflowResult:
+    """A large batch's rows read back from its row log, when asked for."""
+    if not load or result.rows is not None or result.rows_file is None:
+        return result
+    from promptdag.flows.row_log import read_log
+
+    return result.model_copy(update={"rows": read_log(result.rows_file)})
 
 
 def run(
     spec: WorkflowSpec | dict[str, Any] | str | Path,
     on_notice: Callable[[str], None] | None = None,
     data: list[dict[str, Any]] | str | Path | None = None,
+    limit: int | None = None,
+    load_rows: bool = True,
 ) -> WorkflowResult:
     """Synchronous `arun`, for scripts and notebooks without an event loop."""
-    return asyncio.run(arun(spec, on_notice, data))
+    return asyncio.run(arun(spec, on_notice, data, limit, load_rows))
 
 
 def as_objective_request(

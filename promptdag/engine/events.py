@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
-    from promptdag.engine.results import TaskResult
+    from promptdag.engine.results import RowResult, TaskResult
 
 
 @dataclass(frozen=True)
@@ -46,4 +46,26 @@ def emit(event: TaskEvent) -> None:
         try:
             listener(event)
         except Exception:  # a display problem must never break a run
+            pass
+
+
+# -- rows of a batch -----------------------------------------------------------------------
+
+RowListener = Callable[["RowResult"], None]
+_row_listeners: list[RowListener] = []
+
+
+def subscribe_rows(listener: RowListener) -> Callable[[], None]:
+    """Hear of each batch row as it ends (its `RowResult`); returns the function that stops it."""
+    _row_listeners.append(listener)
+    return lambda: _row_listeners.remove(listener) if listener in _row_listeners else None
+
+
+def emit_row(row: RowResult) -> None:
+    """A batch row ended (engine/row_window.py). A listener that fails (a full `--output`
+    disk) records its own failure: the run goes on."""
+    for listener in list(_row_listeners):
+        try:
+            listener(row)
+        except Exception:
             pass
