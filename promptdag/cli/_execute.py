@@ -33,25 +33,35 @@ def execute(banner: str, call: Callable[[], R], render: Callable[[R], str], as_j
         mode = "plain"
     if mode != "quiet":
         print(banner, file=sys.stderr)
-    from prefect.exceptions import TerminationSignal
-
-    from promptdag.remote.runs import honour_cancellation
-
-    try:
-        with show_progress(mode, title=banner.split(":")[0], total=total), \
-                honour_cancellation():
-            result = call()
-    except TerminationSignal:
-        from prefect._internal import control_listener
-
-        if control_listener.get_intent() != "cancel":  # a plain SIGTERM: let it end us
-            raise
-        # `promptdag cancel` or the UI's Cancel (promptdag/remote/runs.py): Prefect ended the run
-        print("promptdag: the run was cancelled (promptdag cancel, or Cancel in the UI)",
-              file=sys.stderr)
+    with show_progress(mode, title=banner.split(":")[0], total=total):
+        result = run_cancellable(call)
+    if result is None:
+        print(f"promptdag: {CANCELLED}", file=sys.stderr)
         return EXIT_FAILED
     print(result.model_dump_json(indent=2) if as_json else with_url(render(result), result))
     if isinstance(result, WorkflowResult) and result.summary.unsaved_count:
         print(f"promptdag: {safe(unsaved_line(result))}", file=sys.stderr)
     exit_now_if_the_api_is_gone(exit_code(result))
     return exit_code(result)
+
+
+CANCELLED = "the run was cancelled (promptdag cancel, or Cancel in the UI)"
+
+
+def run_cancellable(call: Callable[[], R]) -> R | None:
+    """`call()`, stopped as a worker's run is when `promptdag cancel` (or the UI's Cancel)
+    puts the run in Cancelling (promptdag/remote/runs.py `honour_cancellation`): Prefect's
+    engine then ends the run Cancelled. None when it was cancelled."""
+    from prefect.exceptions import TerminationSignal
+
+    from promptdag.remote.runs import honour_cancellation
+
+    try:
+        with honour_cancellation():
+            return call()
+    except TerminationSignal:
+        from prefect._internal import control_listener
+
+        if control_listener.get_intent() != "cancel":  # a plain SIGTERM: let it end us
+            raise
+        return None

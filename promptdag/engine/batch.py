@@ -283,10 +283,16 @@ def check_first_rows(spec: WorkflowSpec, path: str | Path, limit: int | None = N
     """Check a data file before its batch runs: its first rows (`validate_batch`), so a file
     that does not fit the workflow is refused at once; later rows are checked as they are read
     (a bad one is then a failed row, engine/row_window.py)."""
+    return validate_batch(spec, first_rows(path, limit), check_keys=check_keys)
+
+
+def first_rows(path: str | Path, limit: int | None = None) -> list[Row]:
+    """A data file's first rows, the ones checked before a streamed batch runs; SpecError when
+    it has none."""
     first = list(itertools.islice(iter_rows(path, limit), FIRST_ROWS))
     if not first:
         raise SpecError(f"{path}: no rows (expected .jsonl lines of JSON objects, or a .csv)")
-    return validate_batch(spec, first, check_keys=check_keys)
+    return first
 
 
 def row_result(row: BatchRow, results: dict[str, TaskResult]) -> RowResult:
