@@ -12,7 +12,7 @@ from prefect import flow
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State
 
-from promptdag.engine.batch import RowPlan, iter_rows
+from promptdag.engine.batch import RowPlan, count_rows, iter_rows
 from promptdag.engine.events import emit_row
 from promptdag.engine.results import (
     RowResult,
@@ -93,8 +93,9 @@ async def run_workflow(
         spec, extra_usage = await _infer_dependencies(spec)
     if data is not None:
         rows = iter_rows(data, row_limit) if isinstance(data, str) else iter(data)
-        return await _run_batch(spec, rows, row_offset, resume_scope, started, clock,
-                                extra_usage)
+        expected = count_rows(data, row_limit) if isinstance(data, str) else len(data)
+        return await _run_batch(spec, rows, expected, row_offset, resume_scope, started,
+                                clock, extra_usage)
     graph = validate_spec(spec)
     view = RunView("workflow", spec.name, total=len(spec.tasks), tags=[workflow_tag(spec.name)])
     async with view:  # tags, live progress (see flows/artifacts.py)
@@ -115,7 +116,7 @@ async def run_workflow(
 
 
 async def _run_batch(
-    spec: WorkflowSpec, rows: Iterator[dict[str, Any]], row_offset: int,
+    spec: WorkflowSpec, rows: Iterator[dict[str, Any]], expected: int | None, row_offset: int,
     resume_scope: str | None, started: datetime, clock: float, extra_usage: Usage,
 ) -> State[WorkflowResult]:
     """A batch, streamed: rows read as the window has room (promptdag/engine/row_window.py),
@@ -137,8 +138,8 @@ async def _run_batch(
         emit_row(row)
 
     window = RowWindow(plan, rows, batch_window(spec), on_row, offset=row_offset,
-                       finished=log.finished)
-    view = RunView("workflow", spec.name, total=len(spec.tasks), tags=[workflow_tag(spec.name)])
+                       finished=log.finished, expected_rows=expected)
+    view = RunView("workflow", spec.name, total=window.total, tags=[workflow_tag(spec.name)])
     try:
         async with view:
             async with task_placement(spec.config) as invoke:

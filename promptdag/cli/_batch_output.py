@@ -64,23 +64,9 @@ class RowWriter:
             self.error = self.error or exc.strerror or str(exc)
 
 
-def count_rows(path: str | Path, limit: int | None = None) -> int | None:
-    """About how many rows a data file holds (its lines; a CSV's less its header), for the
-    progress display only: counted in binary, without parsing."""
-    try:
-        with Path(path).open("rb") as handle:
-            lines = sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
-            handle.seek(max(0, handle.tell() - 1))
-            lines += handle.read(1) not in (b"\n", b"")  # a last line with no newline
-    except OSError:
-        return None
-    lines -= str(path).lower().endswith(".csv")
-    return min(lines, limit) if limit is not None else lines
-
-
 def rows_line(done: int, failed: int) -> str:
     """The summary's batch totals."""
     return f"rows: {done - failed} completed, {failed} failed of {done}"
 
 
-__all__ = ["RowWriter", "count_rows", "rows_line"]
+__all__ = ["RowWriter", "rows_line"]

@@ -112,10 +112,10 @@ def _run_batch(args: argparse.Namespace, spec: WorkflowSpec) -> int:
     server, it ends as a plain run does; an --output that cannot be written is exit 2 with
     how to recover the rows."""
     from promptdag.api import run
-    from promptdag.cli._batch_output import RowWriter, count_rows, rows_line
+    from promptdag.cli._batch_output import RowWriter, rows_line
     from promptdag.cli._execute import CANCELLED, run_cancellable
     from promptdag.cli._progress import choose_mode, show_progress
-    from promptdag.engine.batch import id_notice
+    from promptdag.engine.batch import count_rows, id_notice
     from promptdag.engine.events import subscribe_rows
 
     mode = choose_mode(quiet=args.json or args.quiet)

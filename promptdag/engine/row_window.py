@@ -95,9 +95,12 @@ class RowWindow:
         on_row: RowSink,
         offset: int = 0,
         finished: Callable[[str], RowResult | None] = lambda rid: None,
+        expected_rows: int | None = None,
     ) -> None:
         """`finished(row id)`: the row's completed outcome from an earlier attempt of this run
-        (a resume), which is then passed on as it is instead of running again."""
+        (a resume), which is then passed on as it is instead of running again.
+        `expected_rows`: about how many rows the stream holds, for progress totals."""
+        self.expected_rows = expected_rows or 0
         self.plan = plan
         self.window = max(1, window)
         self.on_row = on_row
@@ -141,8 +144,10 @@ class RowWindow:
 
     @property
     def total(self) -> int:
-        """Tasks known so far (rows read times tasks a row): the stream's length is not."""
-        return (self.tally.rows + len(self._open)) * len(self.plan.graph.names)
+        """Tasks of the batch for progress: rows expected (or read so far, if more) times the
+        tasks of a row."""
+        rows = max(self.expected_rows, self.tally.rows + len(self._open))
+        return rows * len(self.plan.graph.names)
 
     def settle(self, result: TaskResult) -> None:
         rid = self._owner[result.name]
