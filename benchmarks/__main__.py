@@ -3,7 +3,7 @@
 Starts one local Prefect server, runs scheduling quality, overhead and start-up against it,
 prints the Markdown table on stdout (progress on stderr) and keeps a copy in
 `benchmarks/results/` (`latest.*` for the full run, `latest-quick.*` for `--quick`; `--smoke`,
-the CI check, keeps none).
+the CI check, keeps none); a full run also replaces its tables in docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -117,6 +117,10 @@ def main(argv: list[str] | None = None) -> int:
         RESULTS.mkdir(exist_ok=True)
         (RESULTS / f"{stem}.md").write_text(table)
         (RESULTS / f"{stem}.json").write_text(data + "\n")
+    if mode.name == "full":
+        from benchmarks.publish import publish
+
+        publish("full", table)
     return 0
 
 

@@ -37,7 +37,7 @@ from typing import Any
 
 from benchmarks.postgres import PostgresCluster, PostgresUnavailable
 from benchmarks.schedules import ideal_list_schedule
-from benchmarks.server import process_tree
+from benchmarks.server import cpu_seconds
 from benchmarks.shapes import Plan
 from promptdag.engine.batch import expand
 from promptdag.remote.local_server import WORK_POOL, ServerInfo, free_port, kill_process_group
@@ -105,20 +105,6 @@ class Figures:
         return self.makespan_s / self.ideal_s if self.ideal_s else 0.0
 
 
-def tree_cpu_seconds(pid: int) -> float:
-    """CPU used so far by `pid`'s process tree, children that have exited included (their
-    time moves to their parent's cutime/cstime when reaped: PostgreSQL backends come and go)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for member in process_tree(pid):
-        try:
-            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += sum(int(f) for f in fields[11:15]) / ticks
-    return total
-
-
 class Setup:
     """A Prefect server (on SQLite, or on a PostgreSQL cluster) with what runs need."""
 
@@ -140,8 +126,8 @@ class Setup:
         stack.callback(self._stop_workers)
 
     def cpu(self) -> tuple[float, float | None]:
-        return (tree_cpu_seconds(self.info.pid),
-                tree_cpu_seconds(self.postgres.process.pid) if self.postgres else None)
+        return (cpu_seconds(self.info.pid, reaped=True),
+                cpu_seconds(self.postgres.process.pid, reaped=True) if self.postgres else None)
 
     def wait_idle(self, timeout: float = 180.0, window: float = 1.0) -> None:
         """Until the server (and PostgreSQL) use < 10% of a core over `window` seconds."""
@@ -291,7 +277,10 @@ def main(argv: list[str] | None = None) -> int:
     text = table(figures, args.rows, args.latency, args.breadth)
     print(text)
     if not args.quick and (args.rows, args.latency, args.breadth) == (1000, 0.5, 64):
-        (RESULTS / "batch-latest.md").write_text(text)  # the figures the README quotes
+        (RESULTS / "batch-latest.md").write_text(text)
+        from benchmarks.publish import publish
+
+        publish("batch", text)  # the latest figures in docs/benchmarks.md
     if args.json:
         args.json.write_text(json.dumps([asdict(f) | {"x_ideal": round(f.ratio, 3)}
                                          for f in figures], indent=2))

@@ -1,4 +1,4 @@
-"""The README example in the default set-up, as a new user meets it (issue 14).
+"""The README example in the default set-up, as a new user meets it.
 
     python -m benchmarks.default_setup [--runs 5]
 

@@ -59,15 +59,18 @@ def process_tree(pid: int) -> list[int]:
     return tree
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) used so far by `pid` and its descendants."""
+def cpu_seconds(pid: int, reaped: bool = False) -> float:
+    """CPU time (user + system) used so far by `pid` and its descendants; with `reaped`, also
+    that of children that have exited (their time moves to their parent's cutime/cstime when
+    reaped: PostgreSQL backends come and go)."""
+    last = 15 if reaped else 13
     total = 0.0
     for member in process_tree(pid):
         try:
             fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += (int(fields[11]) + int(fields[12])) / _TICKS
+        total += sum(int(f) for f in fields[11:last]) / _TICKS
     return total
 
 

@@ -35,28 +35,27 @@ def load_declarations(path: Path = PREFECT_YAML) -> list[dict[str, Any]]:
     Unlike `prefect deploy`, which skips an invalid file with a warning, an invalid file
     raises here (ValueError naming the problem).
     """
-    from prefect.cli.deploy._models import PrefectYamlModel
     from pydantic import ValidationError
+
+    from promptdag._prefect_compat import prefect_yaml_deployments
 
     raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     try:
-        model = PrefectYamlModel.model_validate(raw)
+        return prefect_yaml_deployments(raw)
     except ValidationError as exc:
         raise ValueError(f"{path}: not a valid prefect.yaml: {exc}") from None
-    return [d.model_dump(exclude_unset=True, mode="json") for d in model.deployments]
 
 
 def to_runner_deployment(declaration: dict[str, Any], root: Path = ROOT) -> RunnerDeployment:
     """One prefect.yaml deployment as a `RunnerDeployment` for `serve`."""
-    from prefect.cli.deploy._schedules import _schedule_config_to_deployment_schedule
     from prefect.flows import load_flow_from_entrypoint
+
+    from promptdag._prefect_compat import deployment_schedule
 
     entrypoint = declaration["entrypoint"]
     path, _, function = entrypoint.partition(":")
     flow: Flow[..., Any] = load_flow_from_entrypoint(f"{root / path}:{function}")
-    schedules = [
-        _schedule_config_to_deployment_schedule(s) for s in declaration.get("schedules") or []
-    ]
+    schedules = [deployment_schedule(s) for s in declaration.get("schedules") or []]
     # to_deployment dispatches on the event loop: called here, without one, it returns the value
     deployment = cast("RunnerDeployment", flow.to_deployment(
         name=declaration["name"],

@@ -95,6 +95,7 @@ class RunView:
         self._artifact_id: UUID | None = None
         self._last_push = 0.0
         self._pushing: asyncio.Task[None] | None = None
+        self._sending = False  # an update is on the wire (see `_flush`)
         self._dirty = False
         self._unsubscribe: Any = None
         self._token: Token[tuple[RunView, ...]] | None = None
@@ -199,19 +200,32 @@ class RunView:
                     await asyncio.sleep(wait)
                 self._last_push = time.monotonic()
                 self._dirty = False
-                async with get_client() as client:
-                    await client.update_artifact(
-                        self._artifact_id, ArtifactUpdate(**self._progress_update())
-                    )
+                self._sending = True
+                try:
+                    async with get_client() as client:
+                        await client.update_artifact(
+                            self._artifact_id, ArtifactUpdate(**self._progress_update())
+                        )
+                finally:
+                    self._sending = False
         except Exception as exc:
             _logger().debug("Progress update dropped: %s", exc)
         finally:
             self._pushing = None
 
     async def _flush(self) -> None:
-        """Send the final counts now (a throttled update waiting to go is dropped)."""
+        """Send the final counts now, after any update already on the wire.
+
+        An update waiting out the interval is dropped; one being sent is awaited, never
+        cancelled: cancelling stops our side only, the server may still apply it, and applied
+        after the final one it would leave the artifact showing stale counts ("0 of 3 tasks
+        finished" on a finished run, seen on a busy machine).
+        """
         if self._pushing is not None:
-            self._pushing.cancel()
+            if self._sending:
+                self._dirty = False  # it stops after this send: the final one follows
+            else:
+                self._pushing.cancel()
             await asyncio.gather(self._pushing, return_exceptions=True)
         self._dirty = True
         self._last_push = 0.0

@@ -23,7 +23,7 @@ async def run_locally(
     """Run the task run on the flow's own event loop (the default runner) and return its state.
 
     The arguments are quoted: they hold no futures, and Prefect would otherwise walk every
-    field of them looking for some, three times per task run (~8% of a task's time)."""
+    field of them looking for some, three times per task run (a share of each task's time)."""
     state: State[Any] = await task(quote(job), quote(upstream), quote(outputs), return_state=True)
     return state
 
@@ -89,7 +89,7 @@ _configured: dict[tuple[tuple[str, Any], ...], Task[Any, Any]] = {}
 def configured_prompt_task(options: dict[str, Any]) -> Task[Any, Any]:
     """`run_prompt` with these options, built once per distinct options.
 
-    `Task.with_options` builds a new Task (reading the function's source): about 1 ms, on the
+    `Task.with_options` builds a new Task (reading the function's source): too slow for the
     per-task hot path. Workflows have few distinct option sets, so they are cached; the run
     name comes from the parameters (`prompt_run_name`), not from the options.
     """

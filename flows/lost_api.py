@@ -2,7 +2,7 @@
 
 Task runs report through events, so a run goes on when its server dies; it is the flow run's
 last calls (its final state, its artifacts) that Prefect's client retries for minutes, and then
-its log and event workers at interpreter exit (measured: 457 s, no result, exit 3). A flow hands
+its log and event workers at interpreter exit (minutes, with no result). A flow hands
 its result to `remember` before those calls; `run_to_end` gives the API a short grace once the
 result is known, then gives up on it and returns the result with a message saying so.
 """

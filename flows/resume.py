@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from promptdag.errors import ConfigError, SpecError
 from promptdag.flows.lost_api import Outcome, run_to_end
+from promptdag.flows.orphans import claim, crash_orphans
 from promptdag.tasks.result_locks import LOCKS
 
 if TYPE_CHECKING:
@@ -55,17 +56,24 @@ def spec_tag(print_: str) -> str:
 
 @dataclass
 class Resumed:
-    """The run a new run resumes: its id, its scope and how far it got."""
+    """The run a new run resumes: its id, its scope and its state.
+
+    How much of it will be reused is said after the run (`reused`), from the tasks that were
+    in fact reused: the server's record of the old run's finished tasks can lag behind what
+    was stored (a killed process's last state reports never arrive), so a count taken before
+    the run could say 0 where 20 are reused, or 20 where 60 are."""
 
     flow_run_id: str
     scope: str
     state_name: str
-    done: int
-    total: int
 
     def message(self) -> str:
-        text = f"resuming run {self.flow_run_id} ({self.state_name.lower()})"
-        return f"{text}: {self.done}/{self.total} tasks already done" if self.total else text
+        return (f"resuming run {self.flow_run_id} ({self.state_name.lower()}): the tasks it "
+                "finished are reused, not asked again")
+
+    def reused(self, reused: int, total: int) -> str:
+        """The line after the run: what was actually reused."""
+        return f"resumed run {self.flow_run_id}: {reused}/{total} tasks reused"
 
 
 def scope_of(flow_run: FlowRun) -> str:
@@ -96,44 +104,10 @@ async def _latest(client: PrefectClient, flow_name: str, tag: str, limit: int = 
     )
 
 
-async def _count_done(
-    client: PrefectClient, flow_name: str, tag: str, scope: str, names: set[str]
-) -> int:
-    """Distinct tasks (of `names`) completed by the runs of this scope."""
-    from prefect.client.schemas.filters import (
-        FlowRunFilter,
-        FlowRunFilterId,
-        TaskRunFilter,
-        TaskRunFilterState,
-        TaskRunFilterStateType,
-    )
-    from prefect.client.schemas.objects import StateType
-
-    runs = [r.id for r in await _latest(client, flow_name, tag, limit=50) if scope_of(r) == scope]
-    if not runs:
-        return 0
-    found: set[str] = set()
-    page, offset = 200, 0
-    while True:  # the API returns at most a page at a time
-        done = await client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=runs)),
-            task_run_filter=TaskRunFilter(
-                state=TaskRunFilterState(type=TaskRunFilterStateType(any_=[StateType.COMPLETED]))
-            ),
-            limit=page,
-            offset=offset,
-        )
-        found |= {t.name for t in done}
-        if len(done) < page:
-            return len(found & names)
-        offset += page
-
-
 async def start_run(
     flow: Flow[Any, Any],
     parameters: dict[str, Any],
     print_: str,
-    task_names: set[str],
     resume: bool,
 ) -> tuple[FlowRun, Resumed | None]:
     """Create the flow run of a new local run: resuming the latest run of the same work when
@@ -149,19 +123,19 @@ async def start_run(
                                   hold_timeout=START_LOCK_SECONDS)
         try:
             latest = (await _latest(client, flow.name, tag)) if resume else []
+            latest = await crash_orphans(client, latest)  # its process died: Crashed, resumed
             if latest and (latest[0].state_type != StateType.COMPLETED
                            or UNDELIVERED_TAG in (latest[0].tags or [])):
                 previous = latest[0]
                 resumed = Resumed(str(previous.id), scope_of(previous),
-                                  previous.state_name or "unfinished", 0, len(task_names))
+                                  previous.state_name or "unfinished")
                 parameters = {**parameters, "resume_scope": resumed.scope}
             flow_run = await client.create_flow_run(
                 flow, parameters=flow.serialize_parameters(parameters), tags=[tag]
             )
         finally:
             LOCKS.release_lock(key, holder)
-        if resumed is not None:
-            resumed.done = await _count_done(client, flow.name, tag, resumed.scope, task_names)
+        await claim(client, flow_run.id)
     return flow_run, resumed
 
 
@@ -236,6 +210,7 @@ async def retry(run_id: str, flows: dict[str, Callable[[], Flow[Any, Any]]],
         )
         if flow_run.deployment_id is not None:
             return Retried(str(uid), True, previous)
+        await claim(client, uid)
         flow_run = await client.read_flow_run(uid)
     if on_start is not None:
         on_start(previous)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 from prefect import flow
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State
+from pydantic import BaseModel, Field
 
 from promptdag.engine.batch import RowPlan, count_rows, iter_rows
 from promptdag.engine.events import emit_row
@@ -21,15 +23,19 @@ from promptdag.engine.results import (
 )
 from promptdag.engine.row_window import RowWindow
 from promptdag.flows.artifacts import RunView, workflow_tag
+from promptdag.flows.batch_levels import MAX_BATCH_LINES, run_in_batches
 from promptdag.flows.lost_api import remember
+from promptdag.flows.provider_settings import provider_settings_checked
 from promptdag.flows.row_log import INLINE_ROWS, RowLog, log_path
 from promptdag.flows.runners import task_placement
 from promptdag.flows.scheduler import ReadySetScheduler
 from promptdag.llm.base import Usage
+from promptdag.llm.registry import preload
 from promptdag.spec.dependencies import fill_missing
 from promptdag.spec.graph import WorkflowGraph
-from promptdag.spec.models import WorkflowSpec, load_spec, parse_spec
-from promptdag.spec.validation import validate_spec
+from promptdag.spec.models import TaskSpec, WorkflowSpec, load_spec, parse_spec
+from promptdag.spec.validation import spec_models, validate_spec
+from promptdag.tasks.feeds import Feed, find_feed
 from promptdag.tasks.infer_dependencies import infer_dependencies
 
 
@@ -64,6 +70,7 @@ async def run_workflow(
     data: list[dict[str, Any]] | str | None = None,
     row_offset: int = 0,
     row_limit: int | None = None,
+    add_from: str | None = None,
 ) -> State[WorkflowResult]:
     """Run a workflow spec: every task as soon as its dependencies allow, `breadth` at a time.
 
@@ -81,28 +88,47 @@ async def run_workflow(
             the workflow runs once per row, all rows in one DAG (see promptdag/engine/batch.py).
         row_offset: the index of the first row (a shard of a larger batch).
         row_limit: a data file's first rows only (`--limit`).
+        add_from: the key of a feed (tasks/feeds.py) of `AddedTask`s that join the workflow
+            while it runs, until the feed closes: a plan read as it streams. Only from a
+            parent flow in the same process, and not with `data`.
     """
     if isinstance(spec, str):
         spec = load_spec(spec)
     elif not isinstance(spec, WorkflowSpec):  # a deployment run's parameters are plain JSON
         spec = parse_spec(spec, source="flow parameter 'spec'")
+    if data is not None and add_from is not None:
+        raise ValueError("run_workflow: add_from does not take a batch's data")
+    with provider_settings_checked():  # keys and base URLs, where the run runs
+        graph = validate_spec(spec if data is None else RowPlan(spec).template,
+                              bounded=data is None)  # a batch's rows are bounded as read
     started, clock = datetime.now(timezone.utc), time.perf_counter()
     extra_usage = Usage()
     if spec.config.infer_dependencies and any(t.depends_on is None for t in spec.tasks):
-        validate_spec(spec if data is None else RowPlan(spec).template, bounded=data is None)
         spec, extra_usage = await _infer_dependencies(spec)
+        graph = validate_spec(spec if data is None else RowPlan(spec).template,
+                              bounded=data is None)
+    await asyncio.to_thread(preload, spec_models(spec))  # SDK imports off the event loop
     if data is not None:
         rows = iter_rows(data, row_limit) if isinstance(data, str) else iter(data)
         expected = count_rows(data, row_limit) if isinstance(data, str) else len(data)
         return await _run_batch(spec, rows, expected, row_offset, resume_scope, started,
                                 clock, extra_usage)
-    graph = validate_spec(spec)
     view = RunView("workflow", spec.name, total=len(spec.tasks), tags=[workflow_tag(spec.name)])
     async with view:  # tags, live progress (see flows/artifacts.py)
         async with task_placement(spec.config) as invoke:
-            tasks = await ReadySetScheduler(spec, graph, invoke, subflow=run_workflow).run()
+            scheduler = ReadySetScheduler(spec, graph, invoke, subflow=run_workflow)
+            feed = find_feed(add_from)
+            if feed is None:
+                tasks = await scheduler.run()
+            else:  # the adder ends with the feed; a workflow that stops early ends it too
+                adder = asyncio.create_task(add_while_running(feed, scheduler, scheduler.hold()))
+                try:
+                    tasks = await scheduler.run()
+                finally:
+                    adder.cancel()
     if not spec.config.collect_intermediate:
-        tasks = [_without_intermediate(t, keep=not graph.dependents[t.name]) for t in tasks]
+        tasks = [_without_intermediate(t, keep=not graph.dependents[t.fan_out or t.name])
+                 for t in tasks]  # an instance is as final as its fan-out task
     result = WorkflowResult.model_validate({  # status, summary, usage: derived from the tasks
         "name": spec.name,
         "flow_run_id": str(flow_run.id) if flow_run.id else None,
@@ -111,6 +137,8 @@ async def run_workflow(
         "elapsed_seconds": round(time.perf_counter() - clock, 4),
         "tasks": tasks,
         "overhead_usage": extra_usage,  # dependency inference: a call beyond the tasks
+        "stop_reason": "budget" if scheduler.budget_stop else None,
+        "budget": scheduler.budget_stop,
     })
     return await _end(result, view, graph, spec)
 
@@ -143,8 +171,12 @@ async def _run_batch(
     try:
         async with view:
             async with task_placement(spec.config) as invoke:
-                kept = await ReadySetScheduler(spec, graph, invoke, subflow=run_workflow,
-                                               rows=window).run()
+                scheduler = ReadySetScheduler(spec, graph, invoke, subflow=run_workflow,
+                                              rows=window)
+                if spec.config.batch_api:  # flows/batch_levels.py
+                    kept = await run_in_batches(scheduler)
+                else:
+                    kept = await scheduler.run()
     finally:
         log.close()
     tally = window.tally
@@ -153,8 +185,8 @@ async def _run_batch(
         kept = [task for _, tasks in inline for task in tasks]
     if not spec.config.collect_intermediate:
         finals = set(plan.finals)
-        kept = [_without_intermediate(t, keep=t.name.split("] ", 1)[-1] in finals)
-                for t in kept]
+        kept = [_without_intermediate(
+            t, keep=(t.fan_out or t.name).split("] ", 1)[-1] in finals) for t in kept]
     result = WorkflowResult.model_validate({
         "name": spec.name,
         "status": tally.status,
@@ -169,12 +201,17 @@ async def _run_batch(
         "rows": [row for row, _ in inline] if count <= INLINE_ROWS else None,
         "rows_file": str(log.path),
         "warning": log.error,
+        "stop_reason": "budget" if scheduler.budget_stop else None,
+        "budget": scheduler.budget_stop,
     })
     return await _end(result, view, graph, spec)
 
 
 def batch_window(spec: WorkflowSpec) -> int:
-    """Rows open at once: enough to keep `breadth` slots busy when each row is a chain."""
+    """Rows open at once: enough to keep `breadth` slots busy when each row is a chain; with
+    `batch_api`, as many as one provider batch takes, so a level goes out in few batches."""
+    if spec.config.batch_api:
+        return MAX_BATCH_LINES
     return max(4 * spec.config.breadth, 16)
 
 
@@ -201,6 +238,27 @@ async def _infer_dependencies(spec: WorkflowSpec) -> tuple[WorkflowSpec, Usage]:
     )
     tasks = fill_missing(spec.tasks, inferred.depends_on)
     return spec.model_copy(update={"tasks": tasks}), inferred.usage
+
+
+class AddedTask(BaseModel):
+    """A task that joins a running workflow (`add_from`): as a spec declares it, with the
+    tasks it waits for (declared or added before it)."""
+
+    task: TaskSpec
+    depends_on: list[str] = Field(default_factory=list)
+
+
+async def add_while_running(
+    feed: Feed, scheduler: ReadySetScheduler, release: Callable[[], None]
+) -> None:
+    """Add each task of `feed` to the running workflow until the feed closes, then `release`
+    the scheduler's hold (taken before its loop started, so it waits for the feed's end)."""
+    try:
+        while (item := await feed.get()) is not None:
+            added = AddedTask.model_validate(item)
+            scheduler.add_task(added.task, added.depends_on)
+    finally:
+        release()
 
 
 def _without_intermediate(task: TaskResult, keep: bool) -> TaskResult:

@@ -6,6 +6,7 @@ An entry point like the CLI (it sits on top of flows/ and imports Prefect lazily
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -89,6 +90,73 @@ def _notice(message: str) -> None:
     logging.getLogger("promptdag").warning(message)
 
 
+def _reaching_prefect(
+    on_notice: Callable[[str], None] | None,
+) -> contextlib.AbstractContextManager[object]:
+    """Prefect as the CLI reaches it (promptdag/remote/autoserver.py): PREFECT_API_URL when
+    set, else the local server running in PREFECT_HOME, else one started in the background
+    (said once through `on_notice`; `PROMPTDAG_AUTO_SERVER=false` never starts one). Never
+    Prefect's temporary server beside a running one on the same SQLite database."""
+    from promptdag.remote.autoserver import reach_prefect
+
+    return reach_prefect(start=True, say=on_notice or _notice)
+
+
+async def _run_to_end(
+    flow: Any,
+    parameters: dict[str, Any],
+    print_: str,
+    resume: bool,
+    on_notice: Callable[[str], None] | None,
+) -> tuple[Any, str | None]:
+    """The one way `arun` and `arun_objective` start a run: inside a flow, as its subflow;
+    otherwise a new flow run that resumes the latest unfinished run of the same work (`print_`)
+    when `resume`, run to its end. Its result, and why the API was lost if it was.
+
+    Raises:
+        Exception: what the flow raised instead of returning a result.
+    """
+    from prefect.context import FlowRunContext
+
+    from promptdag.flows.lost_api import run_to_end
+    from promptdag.flows.resume import start_run
+
+    say = on_notice or _notice
+    lost_api: str | None = None
+    if FlowRunContext.get() is not None:  # called from a flow: a subflow of it, in its scope
+        state = await flow(**parameters, return_state=True)
+        result = await state.aresult(raise_on_failure=False)
+    else:
+        flow_run, resumed = await start_run(flow, parameters, print_, resume=resume)
+        if resumed is not None:
+            say(resumed.message())
+        outcome = await run_to_end(
+            flow, flow_run,
+            {**parameters, "resume_scope": resumed.scope if resumed else None})
+        result = await outcome.value()
+        if outcome.lost_api:
+            say(outcome.lost_api)
+            lost_api = outcome.lost_api
+        elif resumed is not None and (reused := _reused(result)) is not None:
+            say(resumed.reused(*reused))  # what was in fact reused, counted after the run
+    if isinstance(result, BaseException):
+        raise result
+    return result, lost_api
+
+
+def _reused(result: Any) -> tuple[int, int] | None:
+    """(tasks reused, tasks) of a workflow's result; None for anything else."""
+    if isinstance(result, WorkflowResult):
+        return result.summary.reused_count, result.summary.total_tasks
+    if isinstance(result, dict) and "tasks" in result and "objective" not in result:
+        try:
+            done = WorkflowResult.model_validate(result)
+        except ValueError:
+            return None
+        return done.summary.reused_count, done.summary.total_tasks
+    return None
+
+
 async def arun(
     spec: WorkflowSpec | dict[str, Any] | str | Path,
     on_notice: Callable[[str], None] | None = None,
@@ -112,7 +180,6 @@ async def arun(
     them back into `rows` (the CLI, which writes rows as they end, does not).
     """
     workflow = as_spec(spec)
-    names: set[str] = {t.name for t in workflow.tasks}
     batch: dict[str, Any] = {}
     if data is None:
         validate_spec(workflow)  # bad input fails here, before Prefect starts
@@ -120,48 +187,28 @@ async def arun(
         from promptdag.engine.batch import check_first_rows
 
         check_first_rows(workflow, data, limit)
-        names = set()  # the rows' task names are not known before they are read
         batch = {"data": str(Path(data).resolve()), "row_limit": limit}
     else:  # rows in memory: every row's instance is checked
         from promptdag.engine.batch import validate_batch
 
         rows = list(data)[:limit]
-        names = {t.name for t in validate_batch(workflow, rows).spec.tasks}
+        validate_batch(workflow, rows)
         batch = {"data": as_data_parameter(rows)}
-    from prefect.context import FlowRunContext
-    from prefect.settings import PREFECT_API_URL
+    with _reaching_prefect(on_notice):
+        from prefect.settings import PREFECT_API_URL
 
-    from promptdag.flows.lost_api import run_to_end
-    from promptdag.flows.resume import start_run
-    from promptdag.flows.run_workflow import run_workflow
-    from promptdag.flows.runners import check_runner
-    from promptdag.tasks.result_persistence import check_storage
+        from promptdag.flows.run_workflow import run_workflow
+        from promptdag.flows.runners import check_runner
+        from promptdag.tasks.result_persistence import check_storage
 
-    check_runner(workflow.config, PREFECT_API_URL.value())
-    check_storage()  # a full or read-only result storage: one clear line, before any call
-
-    parameter = as_parameter(workflow)
-    if FlowRunContext.get() is not None:  # called from a flow: a subflow of it, in its scope
-        state = await run_workflow(parameter, return_state=True, **batch)
-        result = await state.aresult(raise_on_failure=False)
-    else:
-        flow_run, resumed = await start_run(
-            run_workflow, {"spec": parameter, **batch}, spec_fingerprint(workflow),
-            names, resume=workflow.config.reuse_results,
-        )
-        if resumed is not None:
-            (on_notice or _notice)(resumed.message())
-        outcome = await run_to_end(
-            run_workflow, flow_run,
-            {"spec": parameter, "resume_scope": resumed.scope if resumed else None, **batch},
-        )
-        result = await outcome.value()
-        if outcome.lost_api:
-            (on_notice or _notice)(outcome.lost_api)
-            return _with_rows(WorkflowResult.model_validate(result).model_copy(
-                update={"warning": outcome.lost_api}), load_rows)
-    if isinstance(result, BaseException):
-        raise result
+        check_runner(workflow.config, PREFECT_API_URL.value())
+        check_storage()  # a full or read-only result storage: one clear line, before any call
+        result, lost_api = await _run_to_end(
+            run_workflow, {"spec": as_parameter(workflow), **batch},
+            spec_fingerprint(workflow), workflow.config.reuse_results, on_notice)
+    if lost_api:
+        return _with_rows(WorkflowResult.model_validate(result).model_copy(
+            update={"warning": lost_api}), load_rows)
     return _with_rows(WorkflowResult.model_validate(result), load_rows)
 
 
@@ -189,8 +236,11 @@ def as_objective_request(
     objective: ObjectiveRequest | dict[str, Any] | str,
     context: dict[str, Any] | None = None,
     config: dict[str, Any] | None = None,
+    check_keys: bool = True,
 ) -> ObjectiveRequest:
-    """An objective text (with optional context/config) or a seed `plan-execute` body."""
+    """An objective text (with optional context/config) or a seed `plan-execute` body; every
+    model it may call checked (and, with `check_keys`, their keys: not for a submission, whose
+    worker checks them)."""
     from pydantic import ValidationError
 
     from promptdag.spec.models import describe_validation_error
@@ -215,13 +265,8 @@ def as_objective_request(
         raise SpecError(f"objective: {describe_validation_error(exc, data)}") from None
     from promptdag.spec.validation import check_model_ready
 
-    options = request.config.model_options
-    models = {request.config.role_model(role) for role in  # type: ignore[arg-type]
-              ("planner", "reflector", "synthesiser")}
-    executors = request.config.model
-    models |= {executors} if isinstance(executors, str) else set(executors)
-    for model in sorted(models):
-        check_model_ready(model, options)  # unknown models and missing keys: before any run
+    for model in request.config.models():  # unknown models and missing keys: before any run
+        check_model_ready(model, request.config.model_options, check_keys=check_keys)
     return request
 
 
@@ -238,35 +283,18 @@ async def arun_objective(
     this run resumes it, reusing its plan, reflections and finished tasks; `fresh` starts over.
     """
     request = as_objective_request(objective, context, config)
-    from prefect.context import FlowRunContext
+    with _reaching_prefect(on_notice):
+        from promptdag.flows.plan_execute_reflect import plan_execute_reflect
+        from promptdag.flows.resume import fingerprint
+        from promptdag.tasks.result_persistence import check_storage, storage_path
 
-    from promptdag.flows.lost_api import run_to_end
-    from promptdag.flows.plan_execute_reflect import plan_execute_reflect
-    from promptdag.flows.resume import fingerprint, start_run
-    from promptdag.tasks.result_persistence import check_storage, storage_path
-
-    check_storage()
-    parameters: dict[str, Any] = {"objective": request.objective, "context": request.context,
-                                  "config": request.config}
-    if FlowRunContext.get() is not None:
-        state = await plan_execute_reflect(**parameters, return_state=True)
-        result = await state.aresult(raise_on_failure=False)
-    else:
+        check_storage()
         print_ = fingerprint({"flow": "plan-execute-reflect", "objective": request.objective,
                               "context": request.context, "storage": str(storage_path())})
-        flow_run, resumed = await start_run(plan_execute_reflect, parameters, print_, set(),
-                                            resume=not fresh)
-        if resumed is not None:
-            (on_notice or _notice)(resumed.message())
-        outcome = await run_to_end(
-            plan_execute_reflect, flow_run,
-            {**parameters, "resume_scope": resumed.scope if resumed else None},
-        )
-        result = await outcome.value()
-        if outcome.lost_api:
-            (on_notice or _notice)(outcome.lost_api)
-    if isinstance(result, BaseException):
-        raise result
+        result, _ = await _run_to_end(
+            plan_execute_reflect, {"objective": request.objective, "context": request.context,
+                                   "config": request.config},
+            print_, not fresh, on_notice)
     return ObjectiveResult.model_validate(result)
 
 

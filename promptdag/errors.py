@@ -25,6 +25,13 @@ class ConfigError(PromptDagError):
     exit_code = 2
 
 
+class RunFailedError(PromptDagError):
+    """A run ended failed, crashed or cancelled without a result to show; exit 1, as for any
+    run that did not complete (bad input and environment problems are exit 2)."""
+
+    exit_code = 1
+
+
 class ProviderError(PromptDagError):
     """A model call failed. Subclasses say whether trying again can help."""
 
@@ -33,6 +40,7 @@ class ProviderError(PromptDagError):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.attempts: int | None = None
+        self.usage: Any = None  # llm.base.Usage the failed call(s) still cost, when known
 
 
 class RetryableProviderError(ProviderError):

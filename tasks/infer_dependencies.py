@@ -46,6 +46,13 @@ def _check(tasks: list[tuple[str, str]]) -> Any:
     return check
 
 
+def _answer_tokens(options: dict[str, Any], count: int) -> int | None:
+    """With a `max_tokens` option, room for `count` short entries, so a low limit keeps the
+    analysis short too; None (the roles' default floor) without one."""
+    limit = options.get("max_tokens")
+    return max(int(limit), 48 + 32 * count) if isinstance(limit, int) else None
+
+
 @task(name="infer_dependencies", cache_policy=ROLE_CACHE, persist_result=True)  # resume
 async def infer_dependencies(
     tasks: list[tuple[str, str]], model: str, options: dict[str, Any]
@@ -63,12 +70,13 @@ async def infer_dependencies(
             DependencyAnalysis,
             check=_check(tasks),
             system=ANALYZER_SYSTEM,
+            answer_tokens=_answer_tokens(options, len(tasks)),
         )
     except ProviderError as exc:
         return InferredDependencies(
             depends_on=heuristic_dependencies(tasks),
             method="heuristic",
-            usage=Usage(),
+            usage=exc.usage or Usage(),  # the failed calls were made: they count
             note=f"LLM analysis failed: {exc}",
         )
     return InferredDependencies(

@@ -3,13 +3,15 @@
 Whoever asks (a workflow task, the planner, the reflector, the synthesiser, the dependency
 analyser), a call gets the same treatment:
 
-- **provider limits**: a slot of the provider's cross-run limit, when one is configured;
+- **provider limits**: a slot of the provider's cross-run limit, when one is configured, and
+  each HTTP call paced and budgeted (tasks/paced_model.py);
 - **HTTP timeout below the task timeout**: 90% of what is left of the attempt's timeout, so a
   stuck socket read fails as a retryable provider timeout, with the provider's name, before
   Prefect's own timeout fires;
 - **our own copy of the task timeout**, for runners where Prefect does not enforce it;
 - **a prompt that fits**: `prompt_budget` says how many characters of prompt the model's
   context window leaves room for, after the answer's `max_tokens`;
+- **keys**: a configured key echoed in an answer is masked before anything stores it;
 - **errors**: provider errors carry the attempt number; anything unexpected is a permanent error
   (a bug or a misconfiguration is never worth a retry).
 """
@@ -26,8 +28,10 @@ from prefect.runtime import task_run as current_task_run
 
 from promptdag.errors import PermanentProviderError, ProviderError, RetryableProviderError
 from promptdag.llm.base import CompletionRequest, Model, context_window_of, estimate_tokens
+from promptdag.llm.keys import KeyMasking
 from promptdag.llm.registry import get_model
 from promptdag.settings import get_settings
+from promptdag.tasks.paced_model import PacedModel
 from promptdag.tasks.provider_limits import provider_slot
 
 HTTP_TIMEOUT_SHARE = 0.9  # of the time left in the attempt
@@ -83,7 +87,8 @@ class ModelCall:
         self.task_name = task_name
         self.started = time.monotonic()
         self.attempt = current_task_run.run_count or 1
-        self.model: Model = get_model(model, options)
+        # echoed keys never stored; every call paced and budgeted (paced_model.py)
+        self.model: Model = KeyMasking(PacedModel(get_model(model, options), options))
         self.min_answer_tokens = min_answer_tokens
         self.answer_tokens: int | None = None  # set by prompt_budget when raised
 
@@ -137,6 +142,18 @@ class ModelCall:
         except TimeoutError:
             raise  # Prefect's timeout, or waiting for a provider slot: retryable
         except Exception as exc:
+            if _being_cancelled():  # the HTTP stack tripped over a timeout's cancellation
+                raise asyncio.CancelledError() from None
             error = PermanentProviderError(f"{type(exc).__name__}: {exc}")
             error.attempts = self.attempt
             raise error from exc
+
+
+def _being_cancelled() -> bool:
+    """Whether this asyncio task has a cancellation pending (Prefect's task timeout cancels
+    it). An error raised meanwhile, such as httpcore's lock failing to release as the
+    cancellation unwinds a trickling read, is a consequence of the timeout, not a failure of
+    its own: it must end as the timeout does, not as a permanent error with a traceback."""
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)  # Python 3.11+
+    return bool(cancelling and cancelling())

@@ -39,7 +39,8 @@ KEY_VERSION = "promptdag-v2"  # bump only if the meaning of a cached result chan
 SHARED_SCOPE = "shared"
 # Parts of results that differ between a run and its resume without changing what they say.
 VOLATILE = frozenset({"started_at", "finished_at", "duration_seconds", "elapsed_seconds",
-                      "attempts", "reused", "usage", "saved_usage", "flow_run_id", "warning"})
+                      "attempts", "reused", "usage", "saved_usage", "flow_run_id", "warning",
+                      "stream_to"})  # a feed's key: new in every run (tasks/feeds.py)
 
 
 def run_scope(task_ctx: TaskRunContext | None, flow_parameters: dict[str, Any]) -> str:

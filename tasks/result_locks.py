@@ -2,8 +2,8 @@
 
 Prefect's transactions with `SERIALIZABLE` isolation take a lock on a task's cache key before
 the task runs and release it once the result is committed; a second run asking the same thing
-waits for the lock, then finds the committed result and reuses it (a `Cached` state). Prefect
-3.8.8's `FileSystemLockManager` is the model, with two fixes that matter here:
+waits for the lock, then finds the committed result and reuses it (a `Cached` state). Prefect's
+`FileSystemLockManager` is the model, with two fixes that matter here:
 
 - a lock whose holder was killed (`kill -9`, a crashed worker) is stale, not held forever: the
   lock file records the holder's pid and host, and a lock of a dead process on this host is free;
@@ -11,8 +11,8 @@ waits for the lock, then finds the committed result and reuses it (a `Cached` st
   back to its blocking wait, which would freeze the event loop the holder runs on).
 
 Lock files live in shared memory (`/dev/shm/promptdag-locks-<uid>-<hash of PREFECT_HOME>`),
-where a lock belongs: machine-local, gone at reboot, and cheap (a file created on a disk cost
-0.03-0.9 ms here, once per task run); under `PREFECT_HOME/promptdag/locks` where there is no
+where a lock belongs: machine-local, gone at reboot, and cheap (a file created on a disk
+costs more, once per task run); under `PREFECT_HOME/promptdag/locks` where there is no
 /dev/shm. PREFECT_HOME is read at call time, like Prefect's own. A lock this process holds
 without expiry is known in memory, so checking and releasing it read no file.
 """

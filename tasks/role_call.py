@@ -9,7 +9,13 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from promptdag.llm.base import Usage
+from promptdag.llm.base import (
+    Completion,
+    StreamUnsupported,
+    TextSink,
+    Usage,
+    WithStreaming,
+)
 from promptdag.llm.structured import complete_structured
 from promptdag.tasks.model_call import ModelCall
 
@@ -36,13 +42,45 @@ async def ask_structured(
     check: Callable[[T], object] | None = None,
     system: str | None = None,
     schema: dict[str, Any] | None = None,
+    answer_tokens: int | None = None,
 ) -> tuple[T, Usage]:
+    """`answer_tokens`: the room the answer gets at least (default STRUCTURED_ANSWER_TOKENS)."""
     call = ModelCall(model, options, str(metadata.get("role", "role")),
-                     min_answer_tokens=STRUCTURED_ANSWER_TOKENS)
+                     min_answer_tokens=answer_tokens or STRUCTURED_ANSWER_TOKENS)
 
     async def ask() -> tuple[T, Usage]:
         request = call.request(await _prompt(call, prompt, system), metadata, system)
         return await complete_structured(call.model, request, output_type, check, schema)
+
+    return await call.run(ask())
+
+
+async def stream_structured(
+    model: str,
+    options: dict[str, Any],
+    prompt: Prompt,
+    metadata: dict[str, Any],
+    schema: dict[str, Any],
+    on_text: TextSink,
+    system: str | None = None,
+    answer_tokens: int | None = None,
+) -> Completion | StreamUnsupported:
+    """A structured answer streamed piece by piece into `on_text` (the same request as
+    `ask_structured`'s first call), or why it cannot stream: the model has no `stream`, or its
+    server will not stream a constrained answer. No repair round: the caller reads what came."""
+    call = ModelCall(model, options, str(metadata.get("role", "role")),
+                     min_answer_tokens=answer_tokens or STRUCTURED_ANSWER_TOKENS)
+    if not isinstance(call.model, WithStreaming):
+        return StreamUnsupported(f"{model} does not stream", first=False)
+    streaming = call.model
+
+    async def ask() -> Completion | StreamUnsupported:
+        request = call.request(await _prompt(call, prompt, system), metadata, system)
+        try:
+            return await streaming.stream(
+                request.model_copy(update={"response_schema": schema}), on_text)
+        except StreamUnsupported as exc:
+            return exc
 
     return await call.run(ask())
 

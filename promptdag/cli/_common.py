@@ -42,6 +42,11 @@ def load_for_cli(
     if model is not None or breadth is not None:  # values the file never had: check them again
         spec = parse_spec(spec.model_dump(exclude_unset=True),
                           source=f"{path} (with command-line options)")
+    if check_keys:  # a run: its SDKs import while Prefect starts (llm/registry.py)
+        from promptdag.llm.registry import preload_in_background
+        from promptdag.spec.validation import spec_models
+
+        preload_in_background(spec_models(spec))
     if rows is not None:
         from promptdag.engine.batch import validate_batch
 
@@ -75,21 +80,14 @@ def use_local_server(quiet: bool, start: bool = False) -> None:
 
 
 def find_local_server(quiet: bool, start: bool = False) -> None:
-    """Fast by default (promptdag/remote/autoserver.py): with no PREFECT_API_URL set, use the local
-    server running in PREFECT_HOME, or for a run (`start`) start one in the background and
-    say so once; about 2 s to the first task instead of 8-25 s for Prefect's temporary API,
-    and the run shows in the server's UI."""
-    if os.environ.get("PREFECT_API_URL"):  # the user's server always wins
-        return
+    """Fast by default (promptdag/remote/autoserver.py): with no PREFECT_API_URL set, use the
+    local server running in PREFECT_HOME, or for a run (`start`) start one in the background
+    and say so once; the run then shows in the server's UI. The Python API follows the same
+    rules (`autoserver.reach_prefect`)."""
     from promptdag.remote import autoserver
-    from promptdag.remote.environment import prefect_home
 
-    # Before Prefect is imported (its settings are fixed at import): PREFECT_HOME as set, or
-    # Prefect's default home.
-    info = autoserver.local_server(prefect_home(), start, say=lambda line: None if quiet
-                                   else print(safe(line, multiline=True), file=sys.stderr))
-    if info is not None:
-        autoserver.use(info)
+    autoserver.connect(start, say=lambda line: None if quiet
+                       else print(safe(line, multiline=True), file=sys.stderr))
 
 
 def say(message: str) -> None:
@@ -102,9 +100,35 @@ def finish(result: WorkflowResult | ObjectiveResult, as_json: bool) -> int:
     elif isinstance(result, ObjectiveResult):
         print(with_url(render_objective_summary(result), result))
     else:
-        print(with_url(render_summary(result), result))
+        print(with_url(render_summary(result, spec_of_run(result.flow_run_id)), result))
+    if result.stop_reason == "budget":
+        say(budget_line(result))
     exit_now_if_the_api_is_gone(exit_code(result))
     return exit_code(result)
+
+
+def budget_line(result: WorkflowResult | ObjectiveResult) -> str:
+    """The one line a run stopped by its budget ends with (its finished results are kept)."""
+    if isinstance(result, ObjectiveResult):
+        return f"stopped: budget: {result.error or 'a call could pass the budget'}"
+    done = result.summary.completed_count
+    return (f"stopped: budget: {result.budget}; {done} of {result.summary.total_tasks} tasks "
+            "finished and kept")
+
+
+def spec_of_run(run_id: str | None) -> WorkflowSpec | None:
+    """The spec a run on the server was started with, for its summary; None when it cannot
+    be read (the summary then leaves out what needs the spec)."""
+    from promptdag.errors import PromptDagError
+    from promptdag.flows import lost_api
+    from promptdag.remote.client import get_spec
+
+    if run_id is None or lost_api.API_LOST:
+        return None
+    try:
+        return get_spec(run_id)
+    except PromptDagError:
+        return None
 
 
 def with_url(summary: str, result: WorkflowResult | ObjectiveResult) -> str:
@@ -153,7 +177,7 @@ def read_mapping(path: str, what: str) -> dict[str, Any]:
 
 def exit_now_if_the_api_is_gone(code: int) -> None:
     """The result is printed; Prefect's log and event workers would spend minutes retrying a
-    server that is gone at interpreter exit (measured: 437 s). Exit without them."""
+    server that is gone at interpreter exit. Exit without them."""
     from promptdag.flows import lost_api
 
     if lost_api.API_LOST:
@@ -187,17 +211,31 @@ def render_objective_summary(result: ObjectiveResult) -> str:
     return "\n".join(lines)
 
 
-def render_summary(result: WorkflowResult, source: str = "", tasks: bool = True) -> str:
-    """The human-readable end of a run: status, counts, usage, each task's outcome (unless
-    `tasks` is false: a batch reports rows instead)."""
+SHORT_ANSWER_CHARS = 90  # an answer that is not a final task's, in the summary's task list
+
+
+def render_summary(result: WorkflowResult, spec: WorkflowSpec | None = None,
+                   tasks: bool = True) -> str:
+    """The human-readable end of a run: status, counts, usage, the model(s) that answered, each
+    task's outcome (unless `tasks` is false: a batch reports rows instead) and the final tasks'
+    answers in full. With the run's `spec`, one line says when the simulated model answered
+    only because no model was set."""
     s = result.summary
     lines = [
         f"{safe(result.name)}: {result.status.upper()} in {result.elapsed_seconds:.2f}s "
-        f"({s.completed_count}/{s.total_tasks} completed, {s.failed_count} failed, "
+        f"({s.completed_count}/{s.total_tasks} completed, "
+        + (f"{s.fan_out_count} from fan-outs, " if s.fan_out_count else "")
+        + f"{s.failed_count} failed, "
         f"{s.skipped_count} skipped, {s.cancelled_count} cancelled)",
         f"usage: {result.usage.input_tokens} input + {result.usage.output_tokens} output tokens, "
         f"${result.usage.cost_usd:.4f}",
     ]
+    if models := models_line(result):
+        lines.append(models)
+    if spec is not None and simulated_by_default(result, spec):
+        lines.append("note: no model was set, so the offline simulated model answered: set "
+                     "config.model (or --model, PROMPTDAG_MODEL) to a \"provider:model\" "
+                     "such as openai:gpt-4o-mini")
     if s.reused_count:
         saved = result.saved_usage
         lines.append(
@@ -215,13 +253,49 @@ def render_summary(result: WorkflowResult, source: str = "", tasks: bool = True)
         return "\n".join(lines)
     names = {t.name: safe(t.name) for t in result.tasks}  # escaped: as wide as printed
     width = min(40, max(len(name) for name in names.values()))
+    final = final_tasks(result)
+    answers: list[str] = []
     for task in result.tasks:
         detail = task.error if task.status != "completed" else (task.result or "")
-        detail = detail.splitlines()[0] if detail else ""
-        if len(detail) > 90:
-            detail = detail[:87] + "..."
         status: str = "reused" if task.reused else task.status
+        if task.name in final and task.status == "completed" and detail:
+            answers += ["", f"{names[task.name]} ({safe(task.model or 'no model')}):",
+                        safe(detail, multiline=True)]
+            detail = "(answer below)"
+        detail = detail.splitlines()[0] if detail else ""
+        if len(detail) > SHORT_ANSWER_CHARS:
+            detail = detail[:SHORT_ANSWER_CHARS - 3] + "..."
         if task.truncated:
             status, detail = "truncated", f"[cut at the token limit] {detail}"
         lines.append(f"  {status:<9} {names[task.name][:width]:<{width}}  {safe(detail)}")
-    return "\n".join(lines)
+    return "\n".join(lines + answers)
+
+
+def final_tasks(result: WorkflowResult) -> set[str]:
+    """The tasks no other task depends on: the workflow's answers."""
+    needed = {name for task in result.tasks for name in task.depends_on}
+    return {task.name for task in result.tasks} - needed
+
+
+def models_line(result: WorkflowResult) -> str:
+    """`model: X`, or `models: X (2 tasks), Y (1 task)`: who answered the tasks that ran."""
+    counts: dict[str, int] = {}
+    for task in result.tasks:
+        if task.model and task.status in ("completed", "failed") and not task.reused:
+            counts[task.model] = counts.get(task.model, 0) + 1
+    if not counts:
+        return ""
+    if len(counts) == 1:
+        return f"model: {safe(next(iter(counts)))}"
+    return "models: " + ", ".join(f"{safe(m)} ({n} task{'s' if n > 1 else ''})"
+                                  for m, n in sorted(counts.items(), key=lambda i: -i[1]))
+
+
+def simulated_by_default(result: WorkflowResult, spec: WorkflowSpec) -> bool:
+    """True when a task was answered by the simulated model that no one chose: neither the
+    task, nor the workflow's config (the command line and PROMPTDAG_MODEL write there)."""
+    if "model" in spec.config.model_fields_set:
+        return False
+    chosen = {t.name for t in spec.tasks if "model" in t.model_fields_set and t.model}
+    return any(t.model == "simulated" and t.name not in chosen and t.status == "completed"
+               for t in result.tasks)

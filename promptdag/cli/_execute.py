@@ -19,6 +19,7 @@ from promptdag.engine.objective import ObjectiveResult
 from promptdag.engine.results import WorkflowResult
 
 R = TypeVar("R", WorkflowResult, ObjectiveResult)
+T = TypeVar("T")
 
 
 def execute(banner: str, call: Callable[[], R], render: Callable[[R], str], as_json: bool,
@@ -48,10 +49,11 @@ def execute(banner: str, call: Callable[[], R], render: Callable[[R], str], as_j
 CANCELLED = "the run was cancelled (promptdag cancel, or Cancel in the UI)"
 
 
-def run_cancellable(call: Callable[[], R]) -> R | None:
+def run_cancellable(call: Callable[[], T]) -> T | None:
     """`call()`, stopped as a worker's run is when `promptdag cancel` (or the UI's Cancel)
     puts the run in Cancelling (promptdag/remote/runs.py `honour_cancellation`): Prefect's
-    engine then ends the run Cancelled. None when it was cancelled."""
+    engine then ends the run Cancelled. None when it was cancelled; a plain SIGTERM still
+    ends the process."""
     from prefect.exceptions import TerminationSignal
 
     from promptdag.remote.runs import honour_cancellation
@@ -60,8 +62,8 @@ def run_cancellable(call: Callable[[], R]) -> R | None:
         with honour_cancellation():
             return call()
     except TerminationSignal:
-        from prefect._internal import control_listener
+        from promptdag._prefect_compat import cancel_was_intended
 
-        if control_listener.get_intent() != "cancel":  # a plain SIGTERM: let it end us
+        if not cancel_was_intended():
             raise
         return None

@@ -120,6 +120,7 @@ class LiveProgress:
         self._running: dict[tuple[str, str], tuple[float, int]] = {}  # -> (since, attempt)
         self._totals: dict[str, int] = {}
         self._finished: dict[str, int] = {}
+        self._fanned: dict[str, int] = {}  # tasks of the total that fan-outs added
         self._reused = self._failed = self._retries = 0
         self._extra = extra
         self._bar = Progress(
@@ -154,6 +155,7 @@ class LiveProgress:
             else:
                 self._running.pop(key, None)
                 self._totals[event.workflow] = event.total
+                self._fanned[event.workflow] = event.from_fan_outs
                 self._finished[event.workflow] = event.finished_count
                 if event.result is not None and event.result.reused:
                     self._reused += 1
@@ -179,6 +181,8 @@ class LiveProgress:
             running = sorted(self._running.items(), key=lambda item: item[1][0])
             counts = [f"{what} {n}" for n, what in ((self._reused, "reused"),
                       (self._retries, "retries"), (self._failed, "failed")) if n]
+            if fanned := sum(self._fanned.values()):
+                counts.insert(0, f"{fanned} of the tasks from fan-outs")
         lines: list[RenderableType] = [self._bar]
         if counts:
             lines.append(Text("  " + ", ".join(counts), style="dim"))

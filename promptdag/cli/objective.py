@@ -30,6 +30,11 @@ def register(sub: Any) -> None:
     objective.add_argument("--breadth", type=int, help="max tasks running at once")
     objective.add_argument("--depth", type=int, help="max plan/reflect rounds")
     objective.add_argument("--model", help='model for every role ("provider:model")')
+    objective.add_argument("--max-tokens", type=int, metavar="N",
+                           help="output-token limit of every call (tasks and roles; a plan "
+                           "gets at least enough for its tasks)")
+    objective.add_argument("--temperature", type=float, metavar="T",
+                           help="sampling temperature of every call")
     objective.add_argument("--json", action="store_true", help="print only the result JSON")
     objective.add_argument("--quiet", "-q", action="store_true",
                            help="no progress: only the summary")
@@ -54,7 +59,9 @@ def _objective(args: argparse.Namespace) -> int:
     if args.context_file:
         data["context"] = read_mapping(args.context_file, "context")
     overrides = {k: v for k, v in (("breadth", args.breadth), ("depth", args.depth),
-                                   ("model", args.model), ("review", args.review or None))
+                                   ("model", args.model), ("review", args.review or None),
+                                   ("max_tokens", args.max_tokens),
+                                   ("temperature", args.temperature))
                  if v is not None}
     request = as_objective_request(data, config=overrides or None)
     quiet_prefect(args.verbose)

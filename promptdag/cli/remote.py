@@ -37,6 +37,9 @@ def register(sub: Any) -> None:
                         "run-workflow/workflow, or plan-execute-reflect/objective)")
     submit.add_argument("--data", help="a batch: the workflow once per row of this .jsonl or "
                         ".csv file, as --shards runs")
+    submit.add_argument("--batch-api", action="store_true",
+                        help="with --data: the rows' calls through the provider's batch API, at "
+                        "its discount (config batch_api; docs/batch-api.md)")
     submit.add_argument("--shards", type=int, help="with --data: split the rows into this many "
                         "runs, for as many workers (default 1)")
     submit.add_argument("--limit", type=int, help="with --data: only the first N rows (a trial)")
@@ -60,7 +63,7 @@ def register(sub: Any) -> None:
     server = sub.add_parser("server", help="a local Prefect server (and its UI) in the background")
     server.add_argument("action", choices=["start", "stop", "status", "env", "open"])
     server.add_argument("--host", default="127.0.0.1")
-    server.add_argument("--port", type=int, default=4200)
+    server.add_argument("--port", type=int, help="default: PROMPTDAG_SERVER_PORT, else 4200")
     for command in (submit, status, result, server):
         command.set_defaults(handler=run_command)
 
@@ -84,8 +87,8 @@ def _submit(args: argparse.Namespace) -> int:
 
     if bool(args.spec) == bool(args.objective):
         raise SpecError("give a spec file or --objective \"...\" (one of them)")
-    if not args.data and (args.shards is not None or args.limit is not None):
-        raise SpecError("--shards and --limit go with --data ROWS_FILE")
+    if not args.data and (args.shards is not None or args.limit is not None or args.batch_api):
+        raise SpecError("--shards, --limit and --batch-api go with --data ROWS_FILE")
     if args.data:
         return _submit_batch(args)
     if args.objective:
@@ -109,7 +112,7 @@ def _submit(args: argparse.Namespace) -> int:
     if args.wait:
         print(f"submitted {run_id}; waiting (watch it at {url})", file=sys.stderr)
         _say_if_nobody_polls(run_id)
-        return _print_result(client.wait_for_result(run_id), args.json)
+        return _print_result(client.wait_for_result(run_id), args.json, run_id)
     if args.json:
         print(json.dumps({"run_id": str(run_id), "url": url}))
     else:
@@ -142,6 +145,9 @@ def _submit_batch(args: argparse.Namespace) -> int:
 
     rows = read_rows(args.data, args.limit)
     spec, _ = load_for_cli(args.spec, args.model, args.breadth, rows=rows)
+    if args.batch_api:
+        spec = spec.model_copy(update={"config": spec.config.model_copy(
+            update={"batch_api": True})})
     batch = client.submit_batch(spec, rows, shards=args.shards or 1,
                                 deployment=args.deployment or client.WORKFLOW_DEPLOYMENT)
     ids = [str(r) for r in batch.run_ids]
@@ -211,10 +217,10 @@ def _result(args: argparse.Namespace) -> int:
         result = client.get_result(args.run_id[0])
     else:
         result = client.wait_for_result(args.run_id[0], timeout=args.timeout)
-    return _print_result(result, args.json)
+    return _print_result(result, args.json, args.run_id[0])
 
 
-def _print_result(result: Any, as_json: bool) -> int:
+def _print_result(result: Any, as_json: bool, run_id: Any) -> int:
     from promptdag.cli._common import render_objective_summary, render_summary
     from promptdag.engine.objective import ObjectiveResult
 
@@ -223,16 +229,27 @@ def _print_result(result: Any, as_json: bool) -> int:
     elif isinstance(result, ObjectiveResult):
         print(render_objective_summary(result))
     else:
-        print(render_summary(result))
+        from promptdag.cli._common import spec_of_run
+
+        print(render_summary(result, spec_of_run(str(run_id))))
     return EXIT_OK if result.status == "completed" else EXIT_FAILED
 
 
 def _server(args: argparse.Namespace) -> int:
+    """`server start|stop|status|env|open`. Only a process that is still the recorded server
+    is signalled or described; a stale record is removed with one line. `status` exits 0 when
+    the server answers, 1 when its process is there but does not answer, 2 when none runs."""
     from promptdag.remote import local_server as server
 
-    info = server.read_state()
+    home = server.prefect_home()
+    recorded = server.read_state(home)
+    info = server.verified_state(home)
+    if recorded is not None and info is None:
+        print(f"promptdag: {server.stale_line(home, recorded)}", file=sys.stderr)
     if args.action == "start":
-        info = server.start_server(args.host, args.port)
+        from promptdag.settings import get_settings
+
+        info = server.start_server(args.host, args.port or get_settings().server_port)
         _with_api(info.api_url, server.ensure_work_pool)
         print(f"Prefect server running: UI {info.url} (pid {info.pid}, log {info.log})",
               file=sys.stderr)
@@ -244,10 +261,10 @@ def _server(args: argparse.Namespace) -> int:
         print(_export(info.api_url))
         return EXIT_OK
     if args.action == "stop":
-        stopped = server.stop_server()
+        stopped = info is not None and server.stop_server(info)
         print("server stopped" if stopped else "no promptdag server is running", file=sys.stderr)
         return EXIT_OK
-    if info is None or not server.process_alive(info.pid):
+    if info is None:
         raise SpecError("no promptdag server is running: start one with `promptdag server start`")
     if args.action == "env":
         print(_export(info.api_url))
@@ -257,8 +274,14 @@ def _server(args: argparse.Namespace) -> int:
         print(info.url)
         webbrowser.open(info.url)
     else:
-        state = "healthy" if server.healthy(info.api_url) else "NOT answering"
+        answers = server.healthy(info.api_url)
+        state = "healthy" if answers else "NOT answering"
         print(f"{info.url}: {state} (pid {info.pid}, PREFECT_HOME {info.home}, log {info.log})")
+        if not answers:
+            print(f"promptdag: the server's process is running but {info.api_url}/health does "
+                  f"not answer: see its log {info.log}, or restart it (promptdag server stop; "
+                  "promptdag server start)", file=sys.stderr)
+            return EXIT_FAILED
     return EXIT_OK
 
 

@@ -19,13 +19,16 @@ EXIT_OK, EXIT_FAILED = 0, 1
 
 def register(sub: Any) -> None:
     """Add the run-steering subcommands to the `promptdag` parser's subparsers."""
-    runs = sub.add_parser("runs", help="recent runs: workflow, state, tasks, duration, tokens, "
-                          "cost, id")
+    runs = sub.add_parser("runs", help="started runs (running first, then finished, newest "
+                          "first): workflow, state, tasks, start, duration, tokens, cost, id")
     runs.add_argument("--limit", "-n", type=int, default=20, help="how many (default 20)")
     runs.add_argument("--name", help="only runs whose name contains this text")
+    runs.add_argument("--scheduled", action="store_true",
+                      help="the runs not started yet instead (a schedule's), next due first")
     runs.add_argument("--json", action="store_true", help="print them as a JSON list")
 
-    logs = sub.add_parser("logs", help="a run's log lines (its tasks' and rounds' too)")
+    logs = sub.add_parser("logs", help="a run's log lines (its tasks' and rounds' too), each "
+                          "with the task (or run) it came from")
     logs.add_argument("run_id")
     logs.add_argument("--tail", "-n", type=int, help="only the last N lines")
     logs.add_argument("--json", action="store_true", help="one JSON object a line")
@@ -55,27 +58,29 @@ def run_command(args: argparse.Namespace) -> int:
 def _runs(args: argparse.Namespace) -> int:
     from promptdag.remote import runs
 
-    found = runs.list_runs(limit=args.limit, name=args.name)
+    found = runs.list_runs(limit=args.limit, name=args.name, scheduled=args.scheduled)
     if args.json:
         print(json.dumps([r.model_dump(mode="json") for r in found], indent=2))
         return EXIT_OK
     if not found:
-        print("no runs yet: `promptdag run SPEC` or `promptdag submit SPEC` make some",
+        print("no scheduled runs" if args.scheduled else "no runs yet: `promptdag run SPEC` "
+              "or `promptdag submit SPEC` make some (`--scheduled` lists runs not started)",
               file=sys.stderr)
         return EXIT_OK
-    print(f"{'started':<16}  {'workflow':<30}  {'state':<11}  {'tasks':>7}  {'time':>8}  "
+    when = "due" if args.scheduled else "started"
+    print(f"{'workflow':<30}  {'state':<11}  {'tasks':>7}  {when:<16}  {'time':>8}  "
           f"{'tokens':>9}  {'cost':>8}  id")
     for r in found:
-        started = r.started_at.astimezone().strftime("%Y-%m-%d %H:%M") if r.started_at else "-"
+        moment = r.scheduled_for if args.scheduled else r.started_at
+        at = moment.astimezone().strftime("%Y-%m-%d %H:%M") if moment else "-"
         tokens = f"{r.input_tokens + r.output_tokens:,}" if r.input_tokens is not None and (
             r.output_tokens is not None) else "-"
         cost = f"${r.cost_usd:.4f}" if r.cost_usd is not None else "-"
         took = f"{r.duration_seconds:.1f}s" if r.duration_seconds is not None else "-"
         name = safe(r.workflow)
         name = name if len(name) <= 30 else name[:27] + "..."
-        print(f"{started:<16}  {name:<30}  {r.state:<11}  "
-              f"{f'{r.tasks_done}/{r.tasks_total}':>7}  {took:>8}  {tokens:>9}  {cost:>8}  "
-              f"{r.run_id}")
+        print(f"{name:<30}  {r.state:<11}  {f'{r.tasks_done}/{r.tasks_total}':>7}  "
+              f"{at:<16}  {took:>8}  {tokens:>9}  {cost:>8}  {r.run_id}")
     return EXIT_OK
 
 
@@ -88,7 +93,8 @@ def _logs(args: argparse.Namespace) -> int:
             print(line.model_dump_json())
         else:
             when = line.timestamp.astimezone().strftime("%H:%M:%S.%f")[:-3]
-            print(f"{when} {line.level:<8} {safe(line.message, multiline=True)}")
+            source = line.task or line.run or "-"  # the task, else the (sub)flow run
+            print(f"{when} {line.level:<8} [{safe(source)}] {safe(line.message, multiline=True)}")
     if not lines and not args.json:
         print(f"no log lines for run {args.run_id} (yet)", file=sys.stderr)
     return EXIT_OK

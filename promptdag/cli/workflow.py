@@ -27,6 +27,7 @@ from promptdag.cli._execute import execute
 from promptdag.engine.objective import ObjectiveResult
 from promptdag.engine.results import WorkflowResult
 from promptdag.errors import SpecError
+from promptdag.llm.batch_api import watch
 from promptdag.spec.models import WorkflowSpec
 
 
@@ -53,6 +54,9 @@ def register(sub: Any) -> None:
                      "(row fields are {{ field }} in every prompt)")
     run.add_argument("--output", help="with --data: write one JSON line per row as rows finish")
     run.add_argument("--limit", type=int, help="with --data: only the first N rows (a trial)")
+    run.add_argument("--batch-api", action="store_true",
+                     help="with --data: the rows' calls through the provider's batch API, at "
+                     "its discount (config batch_api; docs/batch-api.md)")
     run.add_argument(
         "--infer-deps",
         action="store_true",
@@ -79,12 +83,15 @@ def _run(args: argparse.Namespace) -> int:
         from promptdag.engine.batch import first_rows
 
         rows = first_rows(args.data, args.limit)
-    spec, _ = load_for_cli(args.spec, args.model, args.breadth, args.infer_deps, check_keys=True,
-                    rows=rows)
+    spec, _ = load_for_cli(args.spec, args.model, args.breadth, args.infer_deps,
+                           check_keys=True, rows=rows)
     if args.fresh:
         spec = spec.model_copy(
             update={"config": spec.config.model_copy(update={"reuse_results": False})}
         )
+    if args.batch_api:
+        spec = spec.model_copy(update={"config": spec.config.model_copy(
+            update={"batch_api": True})})
     quiet_prefect(args.verbose)
     use_local_server(quiet=args.quiet, start=True)
     from promptdag.api import run  # Prefect starts here, only for valid input
@@ -95,13 +102,13 @@ def _run(args: argparse.Namespace) -> int:
         return _run_batch(args, spec)
     banner = f"Running {spec.name!r}: {len(spec.tasks)} tasks, breadth {spec.config.breadth}"
     return execute(banner, lambda: run(spec, on_notice=say),
-                    lambda result: render_summary(result, Path(args.spec).name), args.json,
+                    lambda result: render_summary(result, spec), args.json,
                     args.quiet, total=len(spec.tasks), plain=args.verbose)
 
 
 def _check_batch_args(args: argparse.Namespace) -> None:
-    if not args.data and (args.output or args.limit is not None):
-        raise SpecError("--output and --limit go with --data ROWS_FILE")
+    if not args.data and (args.output or args.limit is not None or args.batch_api):
+        raise SpecError("--output, --limit and --batch-api go with --data ROWS_FILE")
     if args.limit is not None and args.limit < 1:
         raise SpecError("--limit must be at least 1")
 
@@ -128,6 +135,8 @@ def _run_batch(args: argparse.Namespace, spec: WorkflowSpec) -> int:
     writer = RowWriter(Path(args.output) if args.output else None, total,
                        progress=mode == "plain")
     unsubscribe = subscribe_rows(writer)
+    batch_state = _BatchState(say if mode == "plain" else None)
+    unwatch = watch(batch_state)
     if mode != "quiet":
         print(f"Running {spec.name!r} over {total if total is not None else 'the'} rows: "
               f"{len(spec.tasks)} tasks a row, breadth {spec.config.breadth}", file=sys.stderr)
@@ -136,21 +145,24 @@ def _run_batch(args: argparse.Namespace, spec: WorkflowSpec) -> int:
                            total=(total or 0) * len(spec.tasks) or None,
                            extra=lambda: f"rows: {writer.written}"
                            + (f" of {writer.total}" if writer.total is not None else "")
-                           + " done" + (f", {writer.failed} failed" if writer.failed else "")):
+                           + " done" + (f", {writer.failed} failed" if writer.failed else "")
+                           + batch_state.suffix()):
             result = run_cancellable(lambda: run(spec, on_notice=say, data=args.data,
                                                  limit=args.limit, load_rows=False))
     finally:
         unsubscribe()
+        unwatch()
         writer.close()
     if result is None:
         kept = f"; {writer.written} finished rows written to {args.output}" if (
             args.output and not writer.error) else ""
         print(f"promptdag: {CANCELLED}{kept}", file=sys.stderr)
+        exit_now_if_the_api_is_gone(EXIT_FAILED)
         return EXIT_FAILED
     if args.json:
         print(result.model_dump_json(indent=2))
     else:
-        lines = [render_summary(result, Path(args.spec).name, tasks=False),
+        lines = [render_summary(result, spec, tasks=False),
                  rows_line(writer.written, writer.failed)]
         if args.output and not writer.error:
             lines.append(f"rows written to {args.output}")
@@ -178,6 +190,23 @@ def _output_lost(output: str, why: str, result: WorkflowResult) -> int:
           f"there is space, {recover} (running the batch again reuses them, no row is paid "
           "for twice)", file=sys.stderr)
     return EXIT_BAD_INPUT
+
+
+class _BatchState:
+    """The provider batches a run waits for (batch_api): each state change said on its own line
+    (plain progress), the latest under the live bar."""
+
+    def __init__(self, say_line: Any) -> None:
+        self.latest: dict[str, str] = {}
+        self.say_line = say_line
+
+    def __call__(self, line: str) -> None:
+        self.latest[line.split(" ", 2)[1]] = line  # "batch <id> (...)": by batch id
+        if self.say_line:
+            self.say_line(line)
+
+    def suffix(self) -> str:
+        return "".join(f"; {line}" for line in list(self.latest.values())[-2:])
 
 
 def _retry(args: argparse.Namespace) -> int:

@@ -16,7 +16,7 @@ import csv
 import itertools
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -25,6 +25,7 @@ from promptdag.engine.results import RowResult, TaskResult, workflow_status
 from promptdag.errors import SpecError
 from promptdag.llm.base import Usage
 from promptdag.spec.conditions import split_reference
+from promptdag.spec.fan_out import is_item_reference, source_text
 from promptdag.spec.graph import WorkflowGraph, build_graph
 from promptdag.spec.models import TaskSpec, WorkflowSpec
 from promptdag.spec.template import PLACEHOLDER, placeholders
@@ -203,7 +204,8 @@ class RowPlan:
 
 
 def _renamed(graph: WorkflowGraph, to: dict[str, str], tasks: list[TaskSpec]) -> WorkflowGraph:
-    """The workflow's graph under a row's task names (conditions as the row's tasks say)."""
+    """The workflow's graph under a row's task names (conditions and fan-outs as the row's
+    tasks say)."""
     return WorkflowGraph(
         names=tuple(to[n] for n in graph.names),
         depends_on={to[n]: tuple(to[d] for d in deps) for n, deps in graph.depends_on.items()},
@@ -213,6 +215,7 @@ def _renamed(graph: WorkflowGraph, to: dict[str, str], tasks: list[TaskSpec]) ->
         dependents={to[n]: tuple(to[d] for d in deps) for n, deps in graph.dependents.items()},
         conditions={t.name: t.when for t in tasks if t.when},
         subworkflows=frozenset(to[n] for n in graph.subworkflows),
+        fan_outs={t.name: source_text(t.for_each) for t in tasks if t.for_each},
     )
 
 
@@ -236,6 +239,13 @@ def expand(spec: WorkflowSpec, rows: list[Row], offset: int = 0) -> Batch:
     return Batch(spec.model_copy(update={"tasks": tasks}), tuple(batch_rows))
 
 
+def with_row(spec: WorkflowSpec, row: Row) -> WorkflowSpec:
+    """The workflow as one row's instance sees it, under its own task names: the row's fields
+    in every task's context (`validate --data` and `graph --data` show this)."""
+    tasks = [t.model_copy(update={"context": {**t.context, **row}}) for t in spec.tasks]
+    return spec.model_copy(update={"tasks": tasks})
+
+
 def _with_context(spec: WorkflowSpec, values: Row) -> WorkflowSpec:
     tasks = [t.model_copy(update={"context": {**values, **t.context}}) for t in spec.tasks]
     return spec.model_copy(update={"tasks": tasks})
@@ -244,7 +254,8 @@ def _with_context(spec: WorkflowSpec, values: Row) -> WorkflowSpec:
 def _field_uses(task: TaskSpec, names: set[str]) -> set[str]:
     """Placeholders of a task's prompt and condition that are not task results."""
     used = placeholders(task.prompt) + placeholders(task.when or "")
-    return {name for name in used if split_reference(name, names) is None}
+    return {name for name in used if split_reference(name, names) is None
+            and not (task.for_each and is_item_reference(name))}
 
 
 def _instance(
@@ -269,6 +280,7 @@ def _instance(
         "name": run_name(rid, task.name),
         "prompt": rename(task.prompt),
         "when": rename(task.when) if task.when else None,
+        "for_each": rename(task.for_each) if task.for_each else None,
         "depends_on": [run_name(rid, dep) for dep in depends_on],
         "context": context,
     })
@@ -309,13 +321,18 @@ def first_rows(path: str | Path, limit: int | None = None) -> list[Row]:
     return first
 
 
-def row_result(row: BatchRow, results: dict[str, TaskResult]) -> RowResult:
-    """A row's outcome from its tasks' results (by run name)."""
+def row_result(
+    row: BatchRow, results: dict[str, TaskResult],
+    instances: Mapping[str, list[TaskResult]] | None = None,
+) -> RowResult:
+    """A row's outcome from its tasks' results (by run name) and its fan-outs' instances
+    (by fan-out run name: they count in its usage and errors)."""
     mine = [results[run] for run in row.tasks.values() if run in results]
+    extra = [i for run in row.tasks.values() for i in (instances or {}).get(run, ())]
     usage = Usage()
-    for task in mine:
+    for task in mine + extra:
         usage = usage + task.usage
-    error = next((f"{t.name}: {t.error}" for t in mine if t.status == "failed"), None)
+    error = next((f"{t.name}: {t.error}" for t in extra + mine if t.status == "failed"), None)
     finals = {task: results.get(row.tasks[task]) for task in row.finals}
     complete = len(mine) == len(row.tasks)
     return RowResult(

@@ -25,6 +25,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from promptdag.spec.fan_out import DEFAULT_ASSUMED_ITEMS
 from promptdag.spec.graph import WorkflowGraph
 from promptdag.spec.models import TaskSpec, WorkflowSpec
 
@@ -104,11 +105,18 @@ class Estimate(BaseModel):
     speedup: float = Field(..., description="sequential / makespan (1.0 when both are 0).")
     critical_path_seconds: float = Field(..., description="No breadth can beat it.")
     models: list[ModelLatency] = Field(default_factory=list)
+    assumed_items: int | None = Field(
+        None, description="Items assumed per fan-out (a workflow with `for_each` tasks)."
+    )
 
     def line(self) -> str:
-        """`estimated time: 12.0 s at breadth 3 (sequential 30.0 s, 2.5x speedup)`."""
+        """`estimated time: 12.0 s at breadth 3 (sequential 30.0 s, 2.5x speedup)`, and the
+        items assumed per fan-out when there are fan-outs."""
+        assumed = (f", assuming {self.assumed_items} items per fan-out (--items N)"
+                   if self.assumed_items is not None else "")
         return (f"estimated time: {_duration(self.makespan_seconds)} at breadth {self.breadth} "
-                f"(sequential {_duration(self.sequential_seconds)}, {self.speedup:.1f}x speedup)")
+                f"(sequential {_duration(self.sequential_seconds)}, {self.speedup:.1f}x speedup)"
+                f"{assumed}")
 
     def sources(self) -> str:
         """`latency per call: openai:gpt-4o-mini 6.0 s (default), simulated 0.5 s (option)`."""
@@ -158,23 +166,41 @@ def estimate(
     graph: WorkflowGraph,
     history: Mapping[str, tuple[float, int]] | None = None,
     breadth: int | None = None,
+    items: int = DEFAULT_ASSUMED_ITEMS,
 ) -> Estimate:
     """The estimated makespan of `spec` at `breadth` (default: its config's).
 
     A sub-workflow task counts as one call of its parent's model: its own DAG is not expanded.
+    A fan-out counts as `items` calls side by side (how many items a model will return is
+    known only at run time; the estimate says what it assumed).
 
     Args:
         spec: the workflow.
         graph: its validated graph (`build_graph` or `validate_spec`).
         history: model -> (median seconds, samples) from past runs, if known.
         breadth: slots to simulate (default `spec.config.breadth`).
+        items: items assumed per fan-out (`promptdag validate --items N`).
     """
     slots = breadth or spec.config.breadth
     per_task = {t.name: task_latency(t, spec, history) for t in spec.tasks}
     latency = {name: found.seconds for name, found in per_task.items()}
-    makespan, _ = list_schedule(graph.names, graph.depends_on, latency, slots, graph.priority)
+    names, depends_on = list(graph.names), dict(graph.depends_on)
+    priority = dict(graph.priority)
+    for fan_out in graph.fan_outs:  # `items` instances, then the fan-out joins them at once
+        instances = [f"{fan_out}[{i}]" for i in range(items)]
+        for instance in instances:
+            latency[instance] = latency[fan_out]
+            depends_on[instance] = graph.depends_on[fan_out]
+            priority[instance] = graph.priority[fan_out]
+        latency[fan_out] = 0.0
+        depends_on[fan_out] = tuple(instances)
+        names[names.index(fan_out):names.index(fan_out)] = instances
+    makespan, _ = list_schedule(names, depends_on, latency, slots, priority)
     sequential = sum(latency.values())
-    _, critical = graph.critical_path(latency) if latency else ([], 0.0)
+    if graph.fan_outs:  # the longest chain: the schedule with a slot for every task
+        critical, _ = list_schedule(names, depends_on, latency, len(names), priority)
+    else:
+        _, critical = graph.critical_path(latency) if latency else ([], 0.0)
     models: dict[tuple[str, float, str], ModelLatency] = {}
     for found in per_task.values():  # one entry per model and latency (options may differ)
         models.setdefault((found.model, found.seconds, found.source), found)
@@ -185,4 +211,5 @@ def estimate(
         speedup=round(sequential / makespan, 3) if makespan > 0 else 1.0,
         critical_path_seconds=round(critical, 6),
         models=list(models.values()),
+        assumed_items=items if graph.fan_outs else None,
     )

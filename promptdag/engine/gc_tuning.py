@@ -3,9 +3,9 @@
 A running workflow allocates many small objects per task run (Prefect states, events, pydantic
 models), and the collector's default thresholds make it rescan the whole heap, hundreds of
 thousands of objects of Prefect, pydantic and the modules loaded before the run, again and
-again on the flow's event loop. Measured on a 1,000-row x 3-task batch at breadth 64 (2 cores):
-makespan 1.15x the ideal list schedule with the defaults, 1.06x with the heap that existed
-before the run frozen (`gc.freeze`: never scanned) and collections less frequent.
+again on the flow's event loop. Freezing the heap that existed before the run (`gc.freeze`:
+never scanned) and collecting less often brings a large batch's makespan close to the ideal
+list schedule (the figures are in docs/architecture.md).
 
 Scoped: the outermost run applies it and puts the thresholds back and unfreezes when it ends,
 so a program that calls promptdag keeps its own settings. Cyclic garbage is still collected.

@@ -6,6 +6,7 @@ into a `WorkflowSpec` and validates it with the same graph code as user specs.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -19,7 +20,13 @@ from promptdag.spec.presets import Preset, apply_preset
 from promptdag.spec.template import carry_inputs
 from promptdag.spec.validation import validate_spec
 
-StopReason = Literal["complete", "depth_reached", "reflection_failed", "failed", "rejected"]
+TOKENS_PER_PLANNED_TASK = 96
+"""Output tokens a planned task's JSON takes, about (a name, a one-sentence prompt, a few
+dependencies): what `ObjectiveConfig.structured_tokens` leaves a plan when `max_tokens` is low."""
+
+StopReason = Literal[
+    "complete", "depth_reached", "reflection_failed", "failed", "rejected", "budget"
+]
 
 
 class PlannedTask(BaseModel):
@@ -73,8 +80,8 @@ class ObjectiveConfig(BaseModel):
     preset: Preset | None = Field(
         None,
         description="speed | balanced | reliability | cost: sets breadth, retries, timeouts, "
-        "failure mode (and for cost, cheaper planner and reflector models) as in the README's "
-        "table; a field set here wins.",
+        "failure mode (and for cost, cheaper planner and reflector models) as in the "
+        "presets table of docs/guide.md; a field set here wins.",
     )
     review: bool = Field(
         False,
@@ -87,9 +94,30 @@ class ObjectiveConfig(BaseModel):
         description="A review nobody answers within this many seconds ends the run: "
         "failed, stop_reason rejected (a deployment run: Prefect marks it Failed).",
     )
+    max_cost_usd: float | None = Field(
+        None, ge=0, description="Budget of the whole objective in USD, every round and role "
+        "included: a call that could pass it does not start (stop_reason budget).")
+    max_total_tokens: int | None = Field(
+        None, ge=1, description="Budget of the whole objective in tokens, every round and role "
+        "included.")
     latency_hint_s: float | None = Field(
         None, ge=0, le=86_400, description="Seconds a task's call takes, for the plan's "
         "estimate (default: past runs' median, else the provider's typical latency).",
+    )
+    stream_plan: bool = Field(
+        True,
+        description="Read the planner's answer as it streams and start each planned task as "
+        "soon as it is written and its dependencies are done; false: wait for the whole plan. "
+        "Review mode always waits for the whole plan.",
+    )
+    max_tokens: int | None = Field(
+        None, ge=1, le=1_000_000,
+        description="Output-token limit of every call (tasks and every role); a plan or a "
+        "reflection gets at least enough for max_tasks tasks. Default: the model's option, "
+        "else PROMPTDAG_DEFAULT_MAX_TOKENS.",
+    )
+    temperature: float | None = Field(
+        None, ge=0, le=2, description="Sampling temperature of every call (default: the model's)."
     )
 
     @model_validator(mode="after")
@@ -97,11 +125,35 @@ class ObjectiveConfig(BaseModel):
         apply_preset(self)
         return self
 
+    @model_validator(mode="after")
+    def _apply_limits(self) -> ObjectiveConfig:
+        """`max_tokens` and `temperature` go to every call as model options (over the shared
+        `model_options`), so tasks and roles alike are held to them."""
+        given = {k: getattr(self, k) for k in ("max_tokens", "temperature")
+                 if getattr(self, k) is not None}
+        if given:
+            self.model_options = {**self.model_options, **given}
+        return self
+
+    def structured_tokens(self) -> int | None:
+        """Room a plan or a reflection gets whatever `max_tokens` says: with no limit set, the
+        roles' default floor; with one, enough for `max_tasks` short tasks, so a small limit
+        keeps planning short too (None: the roles' default)."""
+        if self.max_tokens is None:
+            return None
+        return max(self.max_tokens, TOKENS_PER_PLANNED_TASK * self.max_tasks + 32)
+
     def role_model(self, role: Literal["planner", "reflector", "synthesiser"]) -> str:
         chosen = getattr(self, f"{role}_model")
         if chosen:
             return str(chosen)
         return self.model if isinstance(self.model, str) else self.model[0]
+
+    def models(self) -> list[str]:
+        """Every model the objective may call: each role's and the tasks' chain, sorted."""
+        used = {self.role_model(role) for role in  # type: ignore[arg-type]
+                ("planner", "reflector", "synthesiser")}
+        return sorted(used | ({self.model} if isinstance(self.model, str) else set(self.model)))
 
 
 class ObjectiveRequest(BaseModel):
@@ -138,6 +190,21 @@ class ObjectiveResult(BaseModel):
     flow_run_id: str | None = None
     elapsed_seconds: float = 0.0
     usage: Usage = Field(default_factory=Usage)
+    plan_streamed: bool = Field(
+        False, description="Round 1's tasks started while the planner was still writing."
+    )
+    planning_started_at: datetime | None = Field(None, description="The planner was asked.")
+    planning_finished_at: datetime | None = Field(
+        None, description="The planner's whole answer was in (round 1)."
+    )
+    first_task_started_at: datetime | None = Field(
+        None, description="Round 1's first task was dispatched; before planning_finished_at "
+        "when the plan streamed.",
+    )
+    plan_rejected: list[str] = Field(
+        default_factory=list,
+        description="Lines of a streamed plan that were dropped, each with the reason.",
+    )
 
 
 def plan_to_spec(
@@ -184,6 +251,29 @@ def plan_to_spec(
     )
 
 
+def accept_streamed(
+    task: PlannedTask,
+    accepted: list[PlannedTask],
+    config: ObjectiveConfig,
+    earlier: dict[str, str],
+) -> PlannedTask | str:
+    """One task of a streamed plan, made runnable like `repair_plan` makes a whole plan (a
+    name made unique, dependencies on tasks not written before it dropped: a streamed task
+    may only wait for earlier lines), then checked with the tasks accepted before it; the
+    reason when it cannot run (past `max_tasks`, an invalid prompt)."""
+    if len(accepted) >= config.max_tasks:
+        return f"task {task.name!r} dropped: the plan is past max_tasks ({config.max_tasks})"
+    task = unique_names([task], {t.name for t in accepted} | set(earlier))[0]
+    if task.depends_on is not None:
+        known = {t.name for t in accepted} | set(earlier)
+        task = task.model_copy(update={"depends_on": [d for d in task.depends_on if d in known]})
+    try:
+        check_plan([*accepted, task], config, earlier)
+    except SpecError as exc:
+        return f"task {task.name!r} dropped: {exc}"
+    return task
+
+
 def check_plan(
     tasks: list[PlannedTask], config: ObjectiveConfig, earlier: dict[str, str]
 ) -> WorkflowSpec:
@@ -228,25 +318,39 @@ def unique_names(tasks: list[PlannedTask], taken: set[str] | dict[str, str]) -> 
     return fixed
 
 
-NAME_CHARS, PROMPT_CHARS, CRITIQUE_CHARS = 100, 1500, 1500
+NAME_CHARS = 100
+"""A planned task's longest name. The only string bound in the schemas sent to servers: a
+server that compiles a schema into a grammar expands each `maxLength` into that many rules,
+and llama-cpp-python's compiler gives up (its process may die) on bounds of a thousand or
+more. Prompts and critiques are bounded by the answer's token limit instead."""
 
 
 def _bounded_tasks(schema: dict[str, Any], max_tasks: int) -> None:
     task = schema["$defs"]["PlannedTask"]["properties"]
     task["name"]["maxLength"] = NAME_CHARS
-    task["prompt"]["maxLength"] = PROMPT_CHARS
     for option in task["depends_on"].get("anyOf", [task["depends_on"]]):
         if option.get("type") == "array":
             option["maxItems"] = max_tasks
 
 
 def plan_schema(max_tasks: int) -> dict[str, Any]:
-    """The planner's schema with bounds: at most `max_tasks` tasks, short names, prompts of
-    bounded length. Servers that constrain decoding by the schema (llama.cpp, vLLM) then stop a
-    small model that would otherwise repeat itself until the token limit."""
+    """The planner's schema with bounds: at most `max_tasks` tasks, short names. Servers that
+    constrain decoding by the schema (llama.cpp, vLLM) then stop a small model that would
+    otherwise list tasks until the token limit; the bounds stay small enough for every
+    server's grammar compiler (see `NAME_CHARS`)."""
     schema = Plan.model_json_schema()
     schema["properties"]["tasks"]["maxItems"] = max_tasks
     _bounded_tasks(schema, max_tasks)
+    task = schema["$defs"]["PlannedTask"]
+    # Every task says what it waits for ([] for nothing), so a streamed task can start as
+    # soon as it is written; a small model left the choice omits it, and its tasks then wait
+    # for the whole plan's dependency inference.
+    task["properties"]["depends_on"] = {
+        "type": "array", "items": {"type": "string"}, "maxItems": max_tasks,
+        "description": "Names of tasks listed before this one whose results it needs; [] for "
+        "none.",
+    }
+    task["required"] = ["name", "prompt", "depends_on"]
     return schema
 
 
@@ -254,7 +358,6 @@ def reflection_schema(max_tasks: int) -> dict[str, Any]:
     """The reflector's schema, bounded like the planner's (see `plan_schema`)."""
     schema = Reflection.model_json_schema()
     schema["properties"]["follow_up_tasks"]["maxItems"] = max_tasks
-    schema["properties"]["critique"]["maxLength"] = CRITIQUE_CHARS
     _bounded_tasks(schema, max_tasks)
     return schema
 

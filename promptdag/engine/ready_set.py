@@ -13,6 +13,11 @@ asks it what to do next, so every rule here is tested without Prefect (tests/uni
 - A failure: `skip_dependents` skips everything downstream; `continue` hands dependents the
   failure text as that dependency's result; `fail_fast` stops starting tasks (what has not
   started is cancelled when the loop ends).
+- Dynamic tasks: `add` puts a task into the running workflow, with dependencies on tasks
+  declared or added before it (settled or not) and optionally as a new dependency of tasks that
+  have not started (`before`). The same rules then apply to it: it is ready when its
+  dependencies have settled, skipped by its `when:` or by skipped or failed dependencies, and
+  counted in the results. Fan-out instances and streamed plans both arrive this way.
 """
 
 from __future__ import annotations
@@ -49,15 +54,29 @@ class ReadySet:
         self.on_record = on_record
         self.results: dict[str, TaskResult] = {}
         self.stopping = False  # fail_fast hit a failure: start nothing more
-        self._index = graph.index
+        # The graph grows while the workflow runs (`add`): mutable copies of its parts.
+        self.order: list[str] = list(graph.names)  # declaration order, added tasks inserted
+        self.depends_on: dict[str, tuple[str, ...]] = dict(graph.depends_on)
+        self.dependents: dict[str, list[str]] = {n: list(graph.dependents[n]) for n in graph.names}
+        self.added: set[str] = set()  # tasks added while running
+        self._priority = dict(graph.priority)
+        self._when = dict(graph.conditions)
+        self.index = graph.index  # tie-break among equal priorities (added: in order of adding)
         self._waiting = {name: len(graph.depends_on[name]) for name in graph.names}
         self._live = dict.fromkeys(graph.names, 0)  # dependencies that delivered an input
         self._ready: list[tuple[int, int, str]] = []
+        self._popped: set[str] = set()  # handed to the scheduler, not settled
         self._text: dict[str, str] = {}  # what dependents receive, by task name
+        self._delivered: dict[str, bool] = {}  # released tasks: did they deliver an input?
         self._outputs: dict[str, Any] = {}  # structured results, for {{ Task.field }}
         self._conditions = {name: parse_condition(when) for name, when in graph.conditions.items()}
         for name in graph.roots():
             self._become_ready(name)
+
+    @property
+    def total(self) -> int:
+        """Tasks in the workflow so far: declared and added."""
+        return len(self.order)
 
     # -- what to start --------------------------------------------------------------------
 
@@ -67,12 +86,14 @@ class ReadySet:
 
     def pop(self) -> str:
         """The next task to start: the ready one of highest priority, then declaration order."""
-        return heapq.heappop(self._ready)[2]
+        name = heapq.heappop(self._ready)[2]
+        self._popped.add(name)
+        return name
 
     def inputs(self, name: str) -> tuple[dict[str, str], dict[str, Any]]:
         """A starting task's inputs: its dependencies' texts (nothing from skipped ones) and
         their structured outputs."""
-        deps = self.graph.depends_on[name]
+        deps = self.depends_on[name]
         upstream = {dep: self._text[dep] for dep in deps}
         outputs = {dep: self._outputs[dep] for dep in deps if dep in self._outputs}
         return upstream, outputs
@@ -83,6 +104,7 @@ class ReadySet:
         """Record a finished task, then apply the failure mode."""
         self.record(result)
         name = result.name
+        self._popped.discard(name)
         if result.status == "completed":
             self._release(name, result.result or "", output=result.output)
         elif self.mode == "continue":
@@ -90,21 +112,105 @@ class ReadySet:
         elif self.mode == "fail_fast":
             self.stopping = True
         else:
-            for child in self.graph.descendants(name):
-                if child not in self.results:
-                    self.record(TaskResult(
-                        name=child, status="skipped", depends_on=list(self.graph.depends_on[child]),
-                        error=f"skipped: upstream task {name!r} failed",
-                        skip_reason="upstream_failed",
-                    ))
+            self._skip_downstream(name, name)
+
+    def skip(self, name: str, why: str) -> None:
+        """Settle a popped task as a branch not taken (e.g. a fan-out over no items): its
+        dependents get nothing from it, as from a task whose `when:` did not hold."""
+        self._popped.discard(name)
+        self.record(TaskResult(name=name, status="skipped", error=f"skipped: {why}",
+                               depends_on=list(self.depends_on[name]), skip_reason="condition"))
+        self._release(name, "", live=False)
+
+    def add(
+        self,
+        name: str,
+        depends_on: tuple[str, ...] | list[str] = (),
+        *,
+        priority: int = 1,
+        when: str | None = None,
+        before: tuple[str, ...] | list[str] = (),
+    ) -> None:
+        """Add a task to the running workflow (see module docstring).
+
+        Args:
+            name: a name not used yet.
+            depends_on: tasks it waits for: declared or added earlier, settled or not.
+            priority: its rank among ready tasks (`Priority.rank`; higher first).
+            when: a condition on upstream results, as in a spec.
+            before: tasks that also wait for this one; none of them may have started (a task
+                the scheduler popped and holds back, like a fan-out task, is allowed).
+        """
+        if name in self._waiting:
+            raise ValueError(f"task {name!r} exists already")
+        unknown = [d for d in (*depends_on, *before) if d not in self._waiting]
+        if unknown:
+            raise ValueError(f"task {name!r}: no task {unknown[0]!r} to depend on")
+        for later in before:
+            if later in self.results or (self._waiting[later] == 0 and later not in self._popped):
+                raise ValueError(f"task {name!r}: {later!r} is already ready or settled")
+        self.depends_on[name] = tuple(dict.fromkeys(depends_on))
+        self.dependents[name] = []
+        self.added.add(name)
+        self._priority[name] = priority
+        if when:
+            self._when[name] = when
+            self._conditions[name] = parse_condition(when)
+        self.index[name] = len(self.index)
+        self._waiting[name] = self._live[name] = 0
+        at = min((self.order.index(t) for t in before), default=len(self.order))
+        self.order.insert(at, name)
+        for later in before:
+            self.depends_on[later] = (*self.depends_on[later], name)
+            self.dependents[name].append(later)
+            self._waiting[later] += 1
+            self._popped.discard(later)  # back to waiting
+        failed = None
+        for dep in self.depends_on[name]:
+            if dep in self._delivered:  # settled and released
+                self._live[name] += self._delivered[dep]
+            elif dep in self.results:  # settled without releasing: a failure stopped it
+                failed = failed or dep
+            else:
+                self._waiting[name] += 1
+                self.dependents[dep].append(name)
+        if failed is not None:
+            self.record(TaskResult(
+                name=name, status="skipped", depends_on=list(self.depends_on[name]),
+                error=f"skipped: upstream task {failed!r} failed", skip_reason="upstream_failed"))
+            self._skip_downstream(name, failed)
+        elif self._waiting[name] == 0 and self._become_ready(name):
+            self._release(name, "", live=False)
 
     def finish(self, reason: str) -> list[TaskResult]:
-        """Every task's result in declaration order; what never ran is cancelled for `reason`."""
-        for name in self.graph.names:
+        """Every task's result in declaration order (added tasks where they were inserted);
+        what never ran is cancelled for `reason`."""
+        for name in self.order:
             if name not in self.results:
                 self.record(TaskResult(name=name, status="cancelled",
-                                       depends_on=list(self.graph.depends_on[name]), error=reason))
-        return [self.results[name] for name in self.graph.names]
+                                       depends_on=list(self.depends_on[name]), error=reason))
+        return [self.results[name] for name in self.order]
+
+    def descendants(self, name: str) -> list[str]:
+        """Every task downstream of `name` (added ones included), in declaration order."""
+        seen: set[str] = set()
+        stack = list(self.dependents[name])
+        while stack:
+            current = stack.pop()
+            if current not in seen:
+                seen.add(current)
+                stack.extend(self.dependents[current])
+        return [n for n in self.order if n in seen]
+
+    def _skip_downstream(self, name: str, failed: str) -> None:
+        for child in self.descendants(name):
+            if child not in self.results:
+                self._popped.discard(child)
+                self.record(TaskResult(
+                    name=child, status="skipped", depends_on=list(self.depends_on[child]),
+                    error=f"skipped: upstream task {failed!r} failed",
+                    skip_reason="upstream_failed",
+                ))
 
     def record(self, result: TaskResult) -> None:
         self.results[result.name] = result
@@ -117,9 +223,10 @@ class ReadySet:
         while pending:
             name, text, live, output = pending.pop()
             self._text[name] = text
+            self._delivered[name] = live
             if output is not None:
                 self._outputs[name] = output
-            for child in self.graph.dependents[name]:
+            for child in self.dependents[name]:
                 self._waiting[child] -= 1
                 self._live[child] += live
                 if self._waiting[child] == 0 and child not in self.results:
@@ -129,20 +236,21 @@ class ReadySet:
     def _become_ready(self, name: str) -> str | None:
         """Queue a task whose inputs are all settled, or skip it; return why it was skipped."""
         why: str | None = None
-        if self.graph.depends_on[name] and self._live[name] == 0:
+        if self.depends_on[name] and self._live[name] == 0:
             why = "every dependency was skipped"
         elif name in self._conditions and not self._holds(name):
-            why = f"condition not met: {self.graph.conditions[name]}"
+            why = f"condition not met: {self._when[name]}"
         if why is None:
-            heapq.heappush(self._ready, self.graph.ready_key(name, self._index))
+            heapq.heappush(self._ready, (-self._priority[name], self.index[name], name))
             return None
+        self._popped.discard(name)
         self.record(TaskResult(name=name, status="skipped", error=f"skipped: {why}",
-                               depends_on=list(self.graph.depends_on[name]),
+                               depends_on=list(self.depends_on[name]),
                                skip_reason="condition"))
         return why
 
     def _holds(self, name: str) -> bool:
-        names = set(self.graph.names)
+        names = set(self.order)
 
         def resolve(text: str) -> Any:
             found = split_reference(text, names)

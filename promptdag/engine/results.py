@@ -58,6 +58,13 @@ class TaskResult(BaseModel):
     workflow: WorkflowResult | None = Field(
         None, description="The sub-workflow's own result, for workflow tasks."
     )
+    fan_out: str | None = Field(
+        None, description="An instance of a fan-out: the `for_each` task it belongs to."
+    )
+    item: Any = Field(None, description="An instance of a fan-out: its item.")
+    index: int | None = Field(
+        None, description="An instance of a fan-out: its item's position (from 0)."
+    )
 
 
 class Summary(BaseModel):
@@ -72,6 +79,9 @@ class Summary(BaseModel):
     truncated_count: int = Field(0, description="Answers cut at the token limit.")
     unsaved_count: int = Field(
         0, description="Completed tasks whose result could not be saved (see their warning)."
+    )
+    fan_out_count: int = Field(
+        0, description="Tasks that were instances of fan-outs (included in total_tasks)."
     )
 
 
@@ -123,6 +133,11 @@ class WorkflowResult(BaseModel):
         None, description="A batch run: the row log, every row's outcome as a JSON line, in "
         "the result storage (what `promptdag result RUN --output FILE` reads)."
     )
+    stop_reason: Literal["budget"] | None = Field(
+        None, description="Why the run stopped before its end: `budget`, a call could have "
+        "passed max_cost_usd or max_total_tokens (of the run or of a row); see `budget`."
+    )
+    budget: str | None = Field(None, description="The budget that stopped a call, in words.")
 
     @model_validator(mode="before")
     @classmethod
@@ -182,6 +197,7 @@ def summarise(tasks: list[TaskResult]) -> Summary:
         retried_count=sum(max(0, t.attempts - 1 - len(t.fallback_errors)) for t in tasks),
         truncated_count=sum(t.truncated for t in tasks),
         unsaved_count=sum(t.warning is not None and t.status == "completed" for t in tasks),
+        fan_out_count=sum(t.fan_out is not None for t in tasks),
     )
 
 

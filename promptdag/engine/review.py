@@ -24,6 +24,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from promptdag.engine.estimate import Estimate
+from promptdag.engine.events import Channel
 from promptdag.engine.objective import PlannedTask
 from promptdag.engine.report import mermaid_markdown
 from promptdag.errors import SpecError
@@ -150,19 +151,14 @@ class ReviewRequest:
 
 
 Reviewer = Callable[[ReviewRequest], None]
-_reviewers: list[Reviewer] = []
+_plans: Channel[ReviewRequest] = Channel()
 
 
 def add_reviewer(reviewer: Reviewer) -> Callable[[], None]:
     """Tell `reviewer` (quick, non-blocking) about each plan waiting in this process; it
     answers through Prefect's API like anyone else. Returns the function that removes it."""
-    _reviewers.append(reviewer)
-    return lambda: _reviewers.remove(reviewer) if reviewer in _reviewers else None
+    return _plans.subscribe(reviewer)
 
 
 def announce(request: ReviewRequest) -> None:
-    for reviewer in list(_reviewers):
-        try:
-            reviewer(request)
-        except Exception:  # a display problem must never break a run
-            pass
+    _plans.emit(request)

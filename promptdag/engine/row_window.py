@@ -10,7 +10,8 @@ it is read.
 
 Rows are started in data order; among the open rows' ready tasks, an earlier row's go first,
 then priority and declaration order within the row. A row that cannot run (a field missing,
-an id seen before) is a failed row with that reason; the others go on.
+an id seen before) is a failed row with that reason; the others go on. Tasks added while a row
+runs (a fan-out's instances, `add`) join that row's ready set and close with it.
 """
 
 from __future__ import annotations
@@ -78,10 +79,28 @@ class Tally:
 
 
 @dataclass
-class _Open:
-    instance: RowInstance
+class Part:
+    """What the scheduler keeps of one workflow instance (a plain run's whole workflow, or one
+    open row): its graph, ready set, task specs and the tasks each prompt names; added tasks
+    go into its ready set, specs and references."""
+
+    graph: WorkflowGraph
     state: ReadySet
     specs: dict[str, TaskSpec]
+    references: dict[str, frozenset[str]]
+
+    def add(self, task: TaskSpec, depends_on: tuple[str, ...], references: frozenset[str],
+            before: tuple[str, ...] = ()) -> None:
+        """Add a task while the workflow runs (`ReadySet.add`)."""
+        self.specs[task.name] = task
+        self.references[task.name] = references
+        self.state.add(task.name, depends_on, priority=task.priority.rank, when=task.when,
+                       before=before)
+
+
+@dataclass
+class _Open(Part):
+    instance: RowInstance  # the row's outcome is its tasks' (row_result)
 
 
 class RowWindow:
@@ -105,10 +124,13 @@ class RowWindow:
         self.window = max(1, window)
         self.on_row = on_row
         self.on_record: Callable[[TaskResult, int], None] = lambda result, count: None
+        self.tag: Callable[[TaskResult], TaskResult] = lambda result: result  # fan-out instances
+        self.on_close: Callable[[str], None] = lambda rid: None  # a row closed: forget it
         self.finished = finished
         self.tally = Tally()
         self.stopping = False
         self.settled = 0
+        self.added = 0  # tasks added to rows while running
         self._rows = enumerate(rows, offset)
         self._exhausted = False
         self._open: dict[str, _Open] = {}  # in data order
@@ -130,24 +152,48 @@ class RowWindow:
                 return row.state.pop()
         raise IndexError("no task is ready")
 
-    def lookup(self, name: str) -> tuple[TaskSpec, WorkflowGraph]:
-        """A task's spec and its row's graph."""
-        row = self._open[self._owner[name]]
-        return row.specs[name], row.instance.graph
+    def part(self, name: str) -> Part:
+        """The open row that holds a task."""
+        return self._open[self._owner[name]]
+
+    def row_of(self, name: str) -> str | None:
+        """The id of the open row that holds a task."""
+        return self._owner.get(name)
 
     def inputs(self, name: str) -> tuple[dict[str, str], dict[str, Any]]:
         return self._open[self._owner[name]].state.inputs(name)
 
     def order(self, name: str) -> tuple[int, int]:
         row = self._open[self._owner[name]]
-        return row.instance.row.index, row.instance.graph.index[name]
+        return row.instance.row.index, row.state.index[name]
+
+    def part_for(self, tasks: tuple[str, ...]) -> Part:
+        """The open row of the first of `tasks` (what an added task waits for)."""
+        rid = next((self._owner[t] for t in tasks if t in self._owner), None)
+        if rid is None:
+            raise ValueError("a task added to a batch must wait for a task of an open row")
+        return self._open[rid]
+
+    def add(self, task: TaskSpec, depends_on: tuple[str, ...], references: frozenset[str],
+            before: tuple[str, ...] = ()) -> None:
+        """Add a task to the row of the tasks it waits for (`Part.add`)."""
+        part = self.part_for((*before, *depends_on))
+        assert isinstance(part, _Open)
+        self._owner[task.name] = part.instance.row.id
+        self.added += 1
+        part.add(task, depends_on, references, before)
+
+    def skip(self, name: str, why: str) -> None:
+        rid = self._owner[name]
+        self._open[rid].state.skip(name, why)
+        self._close_if_done(rid)
 
     @property
     def total(self) -> int:
         """Tasks of the batch for progress: rows expected (or read so far, if more) times the
-        tasks of a row."""
+        tasks of a row, and the tasks added while running (fan-out instances)."""
         rows = max(self.expected_rows, self.tally.rows + len(self._open))
-        return rows * len(self.plan.graph.names)
+        return rows * len(self.plan.graph.names) + self.added
 
     def settle(self, result: TaskResult) -> None:
         rid = self._owner[result.name]
@@ -196,7 +242,8 @@ class RowWindow:
             return
         state = ReadySet(instance.graph, self.plan.spec.config.failure_mode,
                          on_record=self._recorded)
-        self._open[rid] = _Open(instance, state, {t.name: t for t in instance.tasks})
+        self._open[rid] = _Open(instance.graph, state, {t.name: t for t in instance.tasks},
+                                dict(instance.graph.references), instance)
         for name in instance.graph.names:
             self._owner[name] = rid
         self._close_if_done(rid)  # every task skipped by its condition: nothing to run
@@ -207,13 +254,18 @@ class RowWindow:
 
     def _close_if_done(self, rid: str) -> None:
         row = self._open[rid]
-        if len(row.state.results) < len(row.instance.graph.names):
+        if len(row.state.results) < row.state.total:
             return
-        tasks = [row.state.results[name] for name in row.instance.graph.names]
+        tasks = [self.tag(row.state.results[name]) for name in row.state.order]
         del self._open[rid]
-        for name in row.instance.graph.names:
+        for name in row.state.order:
             self._owner.pop(name, None)
-        self._emit(row_result(row.instance.row, row.state.results), tasks)
+        self.on_close(rid)
+        instances: dict[str, list[TaskResult]] = {}
+        for task in tasks:
+            if task.fan_out is not None:
+                instances.setdefault(task.fan_out, []).append(task)
+        self._emit(row_result(row.instance.row, {t.name: t for t in tasks}, instances), tasks)
 
     def _emit(self, result: RowResult, tasks: list[TaskResult], reused: int = 0) -> None:
         self.tally.add(result, tasks, reused)

@@ -12,68 +12,40 @@ Vendor errors become ours here and nowhere else (529 "overloaded" is a 5xx: retr
 from __future__ import annotations
 
 import json
-import re
-from typing import Any
+from types import ModuleType
+from typing import Any, ClassVar
 
 import anthropic
 
-from promptdag.errors import PermanentProviderError, ProviderError
+from promptdag.errors import PermanentProviderError
+from promptdag.llm._vendor import VendorModel, schema_name
+from promptdag.llm.answer_size import bounded_http_client
 from promptdag.llm.base import Completion, CompletionRequest, Usage
-from promptdag.llm.context import ANTHROPIC_WINDOW, is_overflow, overflow_error
-from promptdag.llm.keys import base_url, resolve_key
-from promptdag.llm.negotiation import (
-    ModeRejected,
-    extract_json,
-    negotiate,
-    rejects_mode,
-    with_instructions,
-)
-from promptdag.llm.options import ANTHROPIC_MODES, AnthropicOptions, parse_options
-from promptdag.llm.outage import call_through
+from promptdag.llm.context import ANTHROPIC_WINDOW
+from promptdag.llm.negotiation import ModeRejected, extract_json, with_instructions
+from promptdag.llm.options import ANTHROPIC_MODES, AnthropicOptions
 from promptdag.llm.pricing import cost_usd
-from promptdag.llm.transport import (
-    cached_client,
-    clip,
-    connection_error,
-    endpoint_of,
-    garbled_answer,
-    http_timeout,
-    status_error,
-    timeout_error,
-    who,
-)
+from promptdag.llm.transport import garbled_answer, http_timeout
 
 ANTHROPIC_API = "https://api.anthropic.com"
 _WRAPPED = "value"  # a non-object schema travels as {"value": ...}: tool input must be an object
 _STOP = {"end_turn": "stop", "stop_sequence": "stop", "tool_use": "stop", "max_tokens": "length"}
 
 
-class AnthropicModel:
+class AnthropicModel(VendorModel[AnthropicOptions]):
     """A messages-API model (see module docstring)."""
 
     provider = "anthropic"
+    default_api = ANTHROPIC_API
+    modes = ANTHROPIC_MODES
+    negotiated = ("tool",)
+    sdk: ClassVar[ModuleType] = anthropic
+    sdk_error = anthropic.AnthropicError
 
-    def __init__(self, name: str, options: dict[str, Any] | None = None) -> None:
-        self.name = f"anthropic:{name}"
-        self.model_id = name
-        self.options: AnthropicOptions = parse_options("anthropic", options or {})  # type: ignore[assignment]
-        self.base_url = base_url("anthropic", self.options)
-        self.endpoint = endpoint_of(self.base_url)
-        self.label = who(self.name, self.endpoint)
-
-    async def complete(self, request: CompletionRequest) -> Completion:
-        key = await resolve_key(self.name, "anthropic", self.options)
-        client = cached_client(
-            ("anthropic", self.base_url, key),
-            lambda: anthropic.AsyncAnthropic(api_key=key, base_url=self.base_url, max_retries=0),
-        )
-        if request.response_schema is None:
-            return await self._send(client, request, None, last=True)
-        return await negotiate(
-            ("anthropic", self.endpoint or ANTHROPIC_API, self.model_id),
-            self.options.structured_output,
-            ANTHROPIC_MODES,
-            lambda mode, last: self._send(client, request, mode, last),
+    def _client(self, key: str) -> anthropic.AsyncAnthropic:
+        return anthropic.AsyncAnthropic(
+            api_key=key, base_url=self.base_url, max_retries=0,
+            http_client=bounded_http_client(anthropic.DefaultAsyncHttpxClient),  # answer_size.py
         )
 
     async def context_window(self) -> int | None:
@@ -96,22 +68,9 @@ class AnthropicModel:
         if schema is not None and mode == "tool":
             tool, wrapped = answer_tool(schema)
         body = self._body(request, tool, prompt_schema=schema if mode == "prompt" else None)
-        try:
-            message = await call_through(
-                self.endpoint or ANTHROPIC_API,
-                self.options.outage_budget(),
-                lambda: client.messages.create(**body, timeout=timeout),
-                _cannot_connect,
-            )
-        except anthropic.APIError as exc:
-            error = _translate(self.label, exc, timeout)
-            if mode == "tool" and _rejects(exc):
-                raise ModeRejected(error) from None
-            raise error from None
-        except ValueError as exc:  # a 200 whose body is not JSON (JSONDecodeError)
-            raise garbled_answer(self.label, exc) from None
-        except anthropic.AnthropicError as exc:  # configuration problems found before sending
-            raise PermanentProviderError(clip(f"{self.label}: {exc}")) from None
+        message = await self._call(
+            lambda: client.messages.create(**body, timeout=timeout), timeout, mode
+        )
         if not isinstance(getattr(message, "content", None), list) or message.usage is None:
             raise garbled_answer(self.label, ValueError("the answer has no content list"))
         text = _tool_answer(message, tool["name"], wrapped) if tool else self._text(message)
@@ -161,6 +120,11 @@ class AnthropicModel:
             body["extra_body"] = {**sampling, **opts.extra_body}
         return body
 
+    def _error_detail(self, exc: Any, body: dict[str, Any]) -> tuple[str, str]:
+        error: dict[str, Any] = body["error"] if isinstance(body.get("error"), dict) else {}
+        message = str(error.get("message") or exc.message)
+        return message, (f"{message} [{error['type']}]" if error.get("type") else message)
+
     @staticmethod
     def _text(message: Any) -> str:
         return "".join(
@@ -191,23 +155,10 @@ class AnthropicModel:
         )
 
 
-def _cannot_connect(exc: BaseException) -> bool:
-    """The request got no answer at all (refused, reset, no such host): the endpoint is down."""
-    return isinstance(exc, anthropic.APIConnectionError) and not isinstance(
-        exc, anthropic.APITimeoutError
-    )
-
-
-def _rejects(exc: anthropic.APIError) -> bool:
-    if not isinstance(exc, anthropic.APIStatusError):
-        return False
-    return rejects_mode(exc.status_code, f"{exc.message} {json.dumps(exc.body, default=str)}")
-
-
 def answer_tool(schema: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     """The forced tool whose input is the structured answer, and whether the schema had to be
     wrapped in an object."""
-    name = re.sub(r"[^a-zA-Z0-9_-]", "_", str(schema.get("title") or "answer"))[:64]
+    name = schema_name(schema)
     wrapped = schema.get("type") != "object"
     if wrapped:
         defs = {k: v for k, v in schema.items() if k == "$defs"}
@@ -234,21 +185,3 @@ def _tool_answer(message: Any, name: str, wrapped: bool) -> str | None:
                 value = value.get(_WRAPPED)
             return json.dumps(value)
     return None
-
-
-def _translate(model: str, exc: anthropic.APIError, timeout: float) -> ProviderError:
-    if isinstance(exc, anthropic.APITimeoutError):
-        return timeout_error(model, timeout)
-    if isinstance(exc, anthropic.APIConnectionError):
-        return connection_error(model, exc)
-    if isinstance(exc, anthropic.APIResponseValidationError):
-        return garbled_answer(model, exc)
-    if isinstance(exc, anthropic.APIStatusError):
-        body = exc.body if isinstance(exc.body, dict) else {}
-        error: dict[str, Any] = body["error"] if isinstance(body.get("error"), dict) else {}
-        message = str(error.get("message") or exc.message)
-        detail = f"{message} [{error['type']}]" if error.get("type") else message
-        if is_overflow(exc.status_code, message, body):
-            return overflow_error(model, exc.status_code, message, body)
-        return status_error(model, exc.status_code, detail, exc.response.headers)
-    return PermanentProviderError(clip(f"{model}: {type(exc).__name__}: {exc.message}"))

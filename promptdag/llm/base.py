@@ -6,6 +6,7 @@ cache keys and read well in the Prefect UI. The registry turns a string into a `
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field, computed_field
@@ -89,6 +90,29 @@ class Model(Protocol):
     name: str
 
     async def complete(self, request: CompletionRequest) -> Completion: ...
+
+
+TextSink = Callable[[str], None]
+"""Receives each piece of a streamed answer as it arrives."""
+
+
+@runtime_checkable
+class WithStreaming(Protocol):
+    """A model that can stream its answer: `on_text` hears each piece as it is generated, and
+    the whole completion (usage, finish reason) is returned at the end, as `complete` returns
+    it. A request it cannot stream (a server that will not stream a constrained answer) raises
+    `StreamUnsupported` before any text: the caller then asks with `complete`."""
+
+    async def stream(self, request: CompletionRequest, on_text: TextSink) -> Completion: ...
+
+
+class StreamUnsupported(Exception):
+    """This model or server does not stream this request; ask with `complete` instead.
+    `first` is True the first time this process learns it (say it once in the log)."""
+
+    def __init__(self, message: str, first: bool = True) -> None:
+        super().__init__(message)
+        self.first = first
 
 
 @runtime_checkable

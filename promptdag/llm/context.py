@@ -32,7 +32,7 @@ KNOWN_OPENAI: dict[str, int] = {
 ANTHROPIC_WINDOW = 200_000
 PROPS_TIMEOUT_SECONDS = 2.0
 
-_props_cache: dict[str, int | None] = {}
+_props_cache: dict[str, dict[str, Any]] = {}
 _OVERFLOW_MARKERS = (
     "exceed_context_size_error",
     "context_length_exceeded",
@@ -52,9 +52,31 @@ def known_window(model_id: str) -> int | None:
 
 
 async def props_window(base_url: str) -> int | None:
-    """llama.cpp's per-slot context (`GET {server root}/props`), cached per server once it
-    answers; None when the server is not llama.cpp, is down, or is slow (a short timeout: this
-    is advice, not a call the task depends on)."""
+    """llama.cpp's per-slot context (`n_ctx` of `GET {server root}/props`); None when the
+    server is not llama.cpp, is down, or is slow."""
+    props = await server_props(base_url)
+    try:
+        settings = props.get("default_generation_settings") or {}
+        value = settings.get("n_ctx") or props.get("n_ctx")
+        return int(value) if value else None
+    except (ValueError, TypeError, AttributeError):
+        return None
+
+
+async def props_slots(base_url: str) -> int | None:
+    """llama.cpp's parallel slots (`total_slots` of `GET {server root}/props`): how many
+    requests it serves at once; None when the server does not say."""
+    try:
+        value = (await server_props(base_url)).get("total_slots")
+        return int(value) if value else None
+    except (ValueError, TypeError, AttributeError):
+        return None
+
+
+async def server_props(base_url: str) -> dict[str, Any]:
+    """llama.cpp's `GET {server root}/props`, cached per server once it answers; empty when
+    the server is not llama.cpp, is down, or is slow (a short timeout: this is advice, not a
+    call the task depends on)."""
     root = re.sub(r"/v1/?$", "", base_url.rstrip("/"))
     if root in _props_cache:
         return _props_cache[root]
@@ -64,18 +86,15 @@ async def props_window(base_url: str) -> int | None:
         async with httpx.AsyncClient(timeout=PROPS_TIMEOUT_SECONDS) as client:
             response = await client.get(f"{root}/props")
     except httpx.HTTPError:
-        return None  # down or slow: ask again next time
-    window: int | None = None
+        return {}  # down or slow: ask again next time
+    props: dict[str, Any] = {}
     try:
-        if response.status_code == 200:
-            props = response.json()
-            settings = props.get("default_generation_settings") or {}
-            value = settings.get("n_ctx") or props.get("n_ctx")
-            window = int(value) if value else None
-    except (ValueError, TypeError, AttributeError):
-        window = None
-    _props_cache[root] = window  # it answered: llama.cpp or not, that will not change
-    return window
+        if response.status_code == 200 and isinstance(found := response.json(), dict):
+            props = found
+    except ValueError:
+        props = {}
+    _props_cache[root] = props  # it answered: llama.cpp or not, that will not change
+    return props
 
 
 def is_overflow(status: int, message: str, body: dict[str, Any]) -> bool:

@@ -5,7 +5,9 @@ A key comes from, in order: the model's `api_key_secret` option (a Prefect Secre
 setting, then the SDK's own variable (`OPENAI_API_KEY`, `ANTHROPIC_API_KEY`). A model with its
 own base URL (an OpenAI-compatible server such as Ollama or vLLM) may have no key: it gets a
 placeholder. Keys live in memory only; every message built from a provider's answer goes
-through `scrub`, so a key never reaches a log, a result or an error.
+through `scrub`, so a key never reaches a log, a result or an error. An answer itself goes
+through `mask_keys` (the one model-call path wraps every model in `KeyMasking`): a model or
+server that echoes a key back has it replaced before the answer is stored, printed or published.
 """
 
 from __future__ import annotations
@@ -16,12 +18,27 @@ from dataclasses import dataclass
 from typing import Any
 
 from promptdag.errors import ConfigError, PermanentProviderError
+from promptdag.llm.base import (
+    Completion,
+    CompletionRequest,
+    Model,
+    StreamUnsupported,
+    TextSink,
+    WithStreaming,
+    context_window_of,
+)
 from promptdag.llm.options import ProviderOptions
 from promptdag.settings import get_settings
 
 SDK_KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
 SDK_BASE_URL_ENV = {"openai": "OPENAI_BASE_URL", "anthropic": "ANTHROPIC_BASE_URL"}
 NO_KEY = "no-key-needed"  # what a keyless OpenAI-compatible server receives
+# Names of the vendors' own models; any other name is a model of a server of the user's own
+VENDOR_MODEL_PREFIXES = {
+    "openai": ("gpt-", "o1", "o3", "o4", "chatgpt-", "codex-", "computer-use-", "davinci-",
+               "babbage-"),
+    "anthropic": ("claude-",),
+}
 
 _KEY_PATTERN = re.compile(r"\b(sk-(?:ant-|proj-)?)[A-Za-z0-9_\-]{6,}")
 _seen: set[str] = set()
@@ -59,8 +76,9 @@ def key_source(provider: str, options: ProviderOptions) -> KeySource:
 
 
 def check_key(model: str, provider: str, options: ProviderOptions) -> None:
-    """ConfigError, one line, when the model's key is certainly missing (no network, no Prefect:
-    a Secret block is looked up at the first call)."""
+    """ConfigError, one line naming what is missing, when the model certainly cannot be called
+    (no network, no Prefect: a Secret block is looked up at the first call). A model that is
+    not the vendor's own (`openai:llama3.1`) is missing its server's base URL, not a key."""
     source = key_source(provider, options)
     if source.secret or source.optional or os.environ.get(source.env or ""):
         return
@@ -69,6 +87,12 @@ def check_key(model: str, provider: str, options: ProviderOptions) -> None:
         how = f"set {source.env}, or name a Prefect Secret block in {setting}"
     else:
         how = f"set {source.env} (named by the model's 'api_key_env' option)"
+    name = model.split(":", 1)[-1]
+    if not name.lower().startswith(VENDOR_MODEL_PREFIXES[provider]):  # a server of your own
+        raise ConfigError(
+            f"model {model!r} has no base URL: set {SDK_BASE_URL_ENV[provider]} (or the "
+            f"model's 'base_url' option) to its server, e.g. http://127.0.0.1:8080/v1; for "
+            f"{provider}'s own API instead, {how}")
     raise ConfigError(f"model {model!r} needs an API key: {how}")
 
 
@@ -105,7 +129,49 @@ async def _load_secret(model: str, name: str) -> str:
 
 def scrub(text: str) -> str:
     """Remove every key this process knows, and anything shaped like a vendor key."""
-    known = _seen | {os.environ.get(var, "") for var in SDK_KEY_ENV.values()}
-    for key in sorted((k for k in known if len(k) >= 6), key=len, reverse=True):
+    return _KEY_PATTERN.sub(r"\1***", mask_keys(text))
+
+
+def mask_keys(text: str) -> str:
+    """Replace the value of every configured key with `***`: the keys this process resolved
+    (from environment variables and Prefect Secret blocks) and the SDKs' own variables. Unlike
+    `scrub`, text merely shaped like a key stays: an answer may rightly show an example."""
+    known = _seen | set(_secret_values.values())
+    known |= {os.environ.get(var, "") for var in SDK_KEY_ENV.values()}
+    for key in sorted((k for k in known if len(k) >= 6 and k != NO_KEY), key=len, reverse=True):
         text = text.replace(key, "***")
-    return _KEY_PATTERN.sub(r"\1***", text)
+    return text
+
+
+class KeyMasking:
+    """A model whose answers have every configured key masked (`mask_keys`); everything else
+    is the wrapped model's."""
+
+    def __init__(self, model: Model) -> None:
+        self.model = model
+        self.name = model.name
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        completion = await self.model.complete(request)
+        masked = mask_keys(completion.text)
+        if masked == completion.text:
+            return completion
+        return completion.model_copy(update={"text": masked})
+
+    async def stream(self, request: CompletionRequest, on_text: TextSink) -> Completion:
+        """Streamed with each piece and the whole answer masked; `StreamUnsupported` when the
+        wrapped model cannot stream."""
+        model = self.model
+        if not isinstance(model, WithStreaming):
+            raise StreamUnsupported(f"{self.name} does not stream", first=False)
+        completion = await model.stream(request, lambda piece: on_text(mask_keys(piece)))
+        masked = mask_keys(completion.text)
+        if masked == completion.text:
+            return completion
+        return completion.model_copy(update={"text": masked})
+
+    async def context_window(self) -> int | None:
+        return await context_window_of(self.model)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.model, name)

@@ -12,6 +12,12 @@ forced tool, or the prompt.
 the forced tool) moves the call down to the next mode at once: no error is raised and no retry
 is spent. What works is remembered per (provider, endpoint, model) for the rest of the process,
 so the next call goes straight to it. A model option pins one mode (`structured_output`).
+
+A connection the server drops right after a constrained request (llama-cpp-python's process dies
+when its grammar compiler gives up on a schema) also moves the call down a mode: it says the
+server cannot take that mode, not that the server is down (a refused connection is an outage,
+see `outage`). A server that will not stream a constrained answer (an error answer naming
+`stream`) is remembered too: streamed requests to it are asked whole (`refuse_stream`).
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from promptdag.llm.base import Completion, Usage
 _REJECTION_WORDS = ("response_format", "json_schema", "json schema", "json_object", "tool")
 _lock = threading.Lock()
 _working: dict[tuple[str, str, str], str] = {}
+_no_stream: set[tuple[str, str, str]] = set()
 
 
 class ModeRejected(Exception):
@@ -56,10 +63,28 @@ def known_mode(provider: str, endpoint: str, model: str) -> str | None:
         return _working.get((provider, endpoint, model))
 
 
-def forget_modes() -> None:
-    """Forget what every server accepts (tests; a server that was upgraded)."""
+def rejects_stream(status: int, text: str) -> bool:
+    """True when an error answer says the server does not stream this request: it names
+    `stream` (outside file paths: servers put tracebacks in their answers)."""
+    if status < 400 or status in (401, 403, 408, 409, 429):
+        return False
+    words = " ".join(w for w in text.lower().split() if "/" not in w)
+    return re.search(r"\bstream(ing)?\b", words) is not None
+
+
+def streams(key: tuple[str, str, str]) -> bool:
+    """False once this endpoint and model refused to stream a constrained answer."""
     with _lock:
-        _working.clear()
+        return key not in _no_stream
+
+
+def refuse_stream(key: tuple[str, str, str]) -> bool:
+    """Remember that this endpoint and model do not stream constrained answers; True the first
+    time (the caller says so once in the log)."""
+    with _lock:
+        first = key not in _no_stream
+        _no_stream.add(key)
+        return first
 
 
 async def negotiate(

@@ -5,74 +5,60 @@ budget is the only one, so 3 retries mean at most 4 HTTP calls. Structured outpu
 mode the server takes (`negotiation`): the JSON-schema response format (strict only when the
 schema already satisfies strict mode's rules, so a pydantic default never becomes a 400), JSON
 mode with the schema, or the schema in the prompt. Calls to an unreachable server wait for it
-within the outage budget (`outage`). Vendor errors become ours here and nowhere else, naming the
+within the outage budget (`outage`); a connection dropped right after a constrained request
+moves down a mode instead. `stream` sends the same request with `stream: true` and hands each
+piece of text on as it arrives. Vendor errors become ours here and nowhere else, naming the
 server when it is not OpenAI's own (`openai:smollm2 at http://127.0.0.1:8011/v1: ...`).
 """
 
 from __future__ import annotations
 
-import json
-import re
-from typing import Any
+from types import ModuleType
+from typing import Any, ClassVar
 
 import openai
 
 from promptdag.errors import PermanentProviderError, ProviderError
-from promptdag.llm.base import Completion, CompletionRequest, Usage
-from promptdag.llm.context import is_overflow, known_window, overflow_error, props_window
-from promptdag.llm.keys import base_url, resolve_key
+from promptdag.llm._vendor import VendorModel, is_a, schema_name
+from promptdag.llm.answer_size import bounded_http_client
+from promptdag.llm.base import (
+    Completion,
+    CompletionRequest,
+    StreamUnsupported,
+    TextSink,
+    Usage,
+    estimate_tokens,
+)
+from promptdag.llm.context import known_window, props_window
 from promptdag.llm.negotiation import (
     ModeRejected,
     extract_json,
     inline_refs,
     negotiate,
-    rejects_mode,
+    streams,
     with_instructions,
 )
-from promptdag.llm.options import OPENAI_MODES, OpenAIOptions, parse_options
-from promptdag.llm.outage import call_through
+from promptdag.llm.options import OPENAI_MODES, OpenAIOptions
 from promptdag.llm.pricing import cost_usd
-from promptdag.llm.transport import (
-    cached_client,
-    clip,
-    connection_error,
-    endpoint_of,
-    garbled_answer,
-    http_timeout,
-    status_error,
-    timeout_error,
-    who,
-)
+from promptdag.llm.transport import clip, connection_error, garbled_answer, http_timeout
 
 OPENAI_API = "https://api.openai.com/v1"
 
 
-class OpenAIModel:
+class OpenAIModel(VendorModel[OpenAIOptions]):
     """A chat-completions model (see module docstring)."""
 
     provider = "openai"
+    default_api = OPENAI_API
+    modes = OPENAI_MODES
+    negotiated = ("json_schema", "json_object")
+    sdk: ClassVar[ModuleType] = openai
+    sdk_error = openai.OpenAIError
 
-    def __init__(self, name: str, options: dict[str, Any] | None = None) -> None:
-        self.name = f"openai:{name}"
-        self.model_id = name
-        self.options: OpenAIOptions = parse_options("openai", options or {})  # type: ignore[assignment]
-        self.base_url = base_url("openai", self.options)
-        self.endpoint = endpoint_of(self.base_url)
-        self.label = who(self.name, self.endpoint)  # how errors name this model and server
-
-    async def complete(self, request: CompletionRequest) -> Completion:
-        key = await resolve_key(self.name, "openai", self.options)
-        client = cached_client(
-            ("openai", self.base_url, key),
-            lambda: openai.AsyncOpenAI(api_key=key, base_url=self.base_url, max_retries=0),
-        )
-        if request.response_schema is None:
-            return await self._send(client, request, None)
-        return await negotiate(
-            ("openai", self.endpoint or OPENAI_API, self.model_id),
-            self.options.structured_output,
-            OPENAI_MODES,
-            lambda mode, _last: self._send(client, request, mode),
+    def _client(self, key: str) -> openai.AsyncOpenAI:
+        return openai.AsyncOpenAI(
+            api_key=key, base_url=self.base_url, max_retries=0,
+            http_client=bounded_http_client(openai.DefaultAsyncHttpxClient),  # answer_size.py
         )
 
     async def context_window(self) -> int | None:
@@ -86,33 +72,89 @@ class OpenAIModel:
             return await props_window(self.base_url)
         return None
 
+    async def stream(self, request: CompletionRequest, on_text: TextSink) -> Completion:
+        """The answer `complete` gives, each piece handed to `on_text` as it arrives."""
+        client = await self._cached_client()
+        if request.response_schema is None:
+            return await self._send(client, request, None, True, on_text)
+        if not streams(self.mode_key):
+            raise StreamUnsupported(f"{self.label} does not stream structured answers", False)
+        return await negotiate(
+            self.mode_key,
+            self.options.structured_output,
+            self.modes,
+            lambda mode, last: self._send(client, request, mode, last, on_text),
+        )
+
     async def _send(
-        self, client: openai.AsyncOpenAI, request: CompletionRequest, mode: str | None
+        self,
+        client: openai.AsyncOpenAI,
+        request: CompletionRequest,
+        mode: str | None,
+        last: bool,
+        on_text: TextSink | None = None,
     ) -> Completion:
+        """One request in one mode; streamed when `on_text` is given."""
         timeout = http_timeout(request)
         body = self._body(request, mode)
-        try:
-            response = await call_through(
-                self.endpoint or OPENAI_API,
-                self.options.outage_budget(),
-                lambda: client.chat.completions.create(**body, timeout=timeout),
-                _cannot_connect,
-            )
-        except openai.APIError as exc:
-            error = _translate(self.label, exc, timeout)
-            if mode in ("json_schema", "json_object") and _rejects(exc):
-                raise ModeRejected(error) from None
-            raise error from None
-        except ValueError as exc:  # a 200 whose body is not JSON (JSONDecodeError)
-            raise garbled_answer(self.label, exc) from None
-        except openai.OpenAIError as exc:  # configuration problems the SDK finds before sending
-            raise PermanentProviderError(clip(f"{self.label}: {exc}")) from None
-        completion = self._completion(response)
+        if on_text is not None:
+            body["stream"] = True  # usage comes in a last chunk only when asked (llama.cpp too)
+            body["stream_options"] = {"include_usage": True}
+        response = await self._call(
+            lambda: client.chat.completions.create(**body, timeout=timeout), timeout, mode,
+            streaming=on_text is not None,
+        )
+        if on_text is not None:
+            try:
+                completion = await self._collect(response, request, on_text,
+                                                 mode in self.negotiated)
+            except openai.APIError as exc:  # an error event in the stream
+                raise self._translate(exc, timeout) from None
+        else:
+            completion = self._completion(response)
         if mode in ("prompt", "json_object"):
             found = extract_json(completion.text)
             if found is not None:
                 completion = completion.model_copy(update={"text": found})
         return completion
+
+    async def _collect(
+        self, response: Any, request: CompletionRequest, on_text: TextSink, constrained: bool
+    ) -> Completion:
+        """A streamed answer's pieces to `on_text`, then the whole as one completion. Usage
+        comes in the last chunk; a server that sends none (llama-cpp-python) gets it
+        estimated: the prompt's length, and one token a piece."""
+        pieces: list[str] = []
+        usage: Any = None
+        finish: Any = None
+        try:
+            async for chunk in response:
+                usage = getattr(chunk, "usage", None) or usage
+                for choice in chunk.choices or []:
+                    text = choice.delta.content if choice.delta else None
+                    if text:
+                        pieces.append(text)
+                        on_text(text)
+                    finish = choice.finish_reason or finish
+        except Exception as exc:  # the stream broke off (the SDK's transport error)
+            if not is_a(exc, "TransportError"):
+                raise
+            error = connection_error(self.label, _Cause(exc))
+            if constrained and not pieces:  # dropped before any text: the mode, not the server
+                raise ModeRejected(error) from None
+            raise error from None
+        if usage is not None:
+            input_tokens, output_tokens = usage.prompt_tokens or 0, usage.completion_tokens or 0
+        else:
+            input_tokens = estimate_tokens((request.system or "") + request.prompt)
+            output_tokens = len(pieces)
+        return Completion(
+            text="".join(pieces),
+            model=self.name,
+            finish_reason=_finish_reason(finish),
+            usage=Usage(input_tokens=input_tokens, output_tokens=output_tokens,
+                        cost_usd=cost_usd(self.name, input_tokens, output_tokens)),
+        )
 
     def _body(self, request: CompletionRequest, mode: str | None = None) -> dict[str, Any]:
         opts = self.options
@@ -170,6 +212,26 @@ class OpenAIModel:
             ),
         )
 
+    def _error_detail(self, exc: Any, body: dict[str, Any]) -> tuple[str, str]:
+        message = str(body.get("message") or exc.message)
+        kinds = [str(k) for k in (body.get("type"), body.get("code")) if k]
+        return message, (f"{message} [{', '.join(kinds)}]" if kinds else message)
+
+    def _status_quirk(self, body: dict[str, Any], detail: str) -> ProviderError | None:
+        if body.get("code") == "insufficient_quota":  # a 429 no wait will fix
+            return PermanentProviderError(
+                clip(f"{self.label}: quota exhausted (HTTP 429): {detail}")
+            )
+        return None
+
+
+class _Cause(Exception):
+    """Carries a transport error as the cause `connection_error` names."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__("stream broken off")
+        self.__cause__ = cause
+
 
 def _finish_reason(value: Any) -> str | None:
     if value in ("tool_calls", "function_call"):
@@ -177,46 +239,12 @@ def _finish_reason(value: Any) -> str | None:
     return str(value) if value else None
 
 
-def _cannot_connect(exc: BaseException) -> bool:
-    """The request got no answer at all (refused, reset, no such host): the endpoint is down."""
-    return isinstance(exc, openai.APIConnectionError) and not isinstance(
-        exc, openai.APITimeoutError
-    )
-
-
-def _rejects(exc: openai.APIError) -> bool:
-    if not isinstance(exc, openai.APIStatusError):
-        return False
-    return rejects_mode(exc.status_code, f"{exc.message} {json.dumps(exc.body, default=str)}")
-
-
-def _translate(model: str, exc: openai.APIError, timeout: float) -> ProviderError:
-    if isinstance(exc, openai.APITimeoutError):
-        return timeout_error(model, timeout)
-    if isinstance(exc, openai.APIConnectionError):
-        return connection_error(model, exc)
-    if isinstance(exc, openai.APIResponseValidationError):
-        return garbled_answer(model, exc)
-    if isinstance(exc, openai.APIStatusError):
-        body = exc.body if isinstance(exc.body, dict) else {}
-        message = str(body.get("message") or exc.message)
-        kinds = [str(k) for k in (body.get("type"), body.get("code")) if k]
-        detail = f"{message} [{', '.join(kinds)}]" if kinds else message
-        if is_overflow(exc.status_code, message, body):
-            return overflow_error(model, exc.status_code, message, body)
-        if body.get("code") == "insufficient_quota":  # a 429 no wait will fix
-            return PermanentProviderError(clip(f"{model}: quota exhausted (HTTP 429): {detail}"))
-        return status_error(model, exc.status_code, detail, exc.response.headers)
-    return PermanentProviderError(clip(f"{model}: {type(exc).__name__}: {exc.message}"))
-
-
 def response_format(schema: dict[str, Any], strict: bool = True) -> dict[str, Any]:
     """The JSON-schema response format for a schema (strict when it qualifies)."""
-    name = re.sub(r"[^a-zA-Z0-9_-]", "_", str(schema.get("title") or "answer"))[:64]
     return {
         "type": "json_schema",
         "json_schema": {
-            "name": name,
+            "name": schema_name(schema),
             "schema": schema,
             "strict": strict and strict_compatible(schema),
         },

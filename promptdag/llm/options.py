@@ -14,12 +14,11 @@ error. Options may also be scoped to one model of a chain by keying them with th
 from __future__ import annotations
 
 import difflib
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from promptdag.errors import SpecError
-from promptdag.llm.simulated import SimulatedOptions
 from promptdag.settings import get_settings
 
 StructuredMode = Literal["auto", "json_schema", "json_object", "tool", "prompt"]
@@ -100,6 +99,24 @@ class AnthropicOptions(ProviderOptions):
         return value
 
 
+class SimulatedOptions(BaseModel):
+    """The options `simulated` understands; others (temperature...) are accepted and ignored so
+    a spec can switch between a real model and `simulated` by changing one string."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    latency_s: float = Field(0.0, ge=0, le=86_400)
+    failure_rate: float = Field(0.0, ge=0, le=1)
+    fail_first: int = Field(0, ge=0)
+    seed: int = 0
+    extra_rounds: int = Field(0, ge=0)
+    invalid_plans: int = Field(0, ge=0)
+    fail_roles: list[str] = Field(default_factory=list)
+    outputs: dict[str, Any] = Field(default_factory=dict)
+    max_tokens: int | None = Field(None, ge=1)
+    context_window: int | None = Field(None, ge=1)
+
+
 OPTION_MODELS: dict[str, type[ProviderOptions]] = {
     "openai": OpenAIOptions,
     "anthropic": AnthropicOptions,
@@ -107,6 +124,7 @@ OPTION_MODELS: dict[str, type[ProviderOptions]] = {
 KNOWN = set(SimulatedOptions.model_fields).union(
     *(set(cls.model_fields) for cls in OPTION_MODELS.values())
 )
+M = TypeVar("M", bound=BaseModel)
 
 
 def is_model_key(key: str) -> bool:
@@ -148,7 +166,11 @@ def check_options(model: str, options: dict[str, Any]) -> dict[str, Any]:
 
 
 def parse_options(prefix: str, options: dict[str, Any]) -> ProviderOptions:
-    cls = OPTION_MODELS[prefix]
+    return validate_options(prefix, OPTION_MODELS[prefix], options)
+
+
+def validate_options(prefix: str, cls: type[M], options: dict[str, Any]) -> M:
+    """`options` as `cls`; SpecError naming the first bad field ("openai model option ...")."""
     try:
         return cls.model_validate(options)
     except ValidationError as exc:

@@ -9,7 +9,8 @@ that extends or overrides it, keyed by model string:
 
 A dated or `-latest` variant is priced as its base model ("claude-sonnet-4-5-20250929" as
 "claude-sonnet-4-5"). An unknown model costs 0: not an error, since local servers are free.
-Cached-input tokens are counted as input tokens at the input price.
+Cached-input tokens are counted as input tokens at the input price. Calls answered through a
+provider's batch API (OpenAI Batch, Anthropic Message Batches) cost `BATCH_DISCOUNT` of that.
 """
 
 from __future__ import annotations
@@ -65,6 +66,8 @@ DEFAULT_PRICES: dict[str, Price] = {
     "anthropic:claude-3-opus": _p(15.0, 75.0),
     "anthropic:claude-3-haiku": _p(0.25, 1.25),
 }
+
+BATCH_DISCOUNT = 0.5  # both vendors' batch APIs charge half the list price
 
 # One trailing date part, version or "latest", stripped one at a time ("-20250929", "-0").
 _VARIANT = re.compile(r"-(\d+|latest)$")
@@ -125,3 +128,8 @@ def cost_usd(model: str, input_tokens: int, output_tokens: int) -> float:
     """What a call cost; 0 for a model without a price."""
     price = price_of(model)
     return price.cost(input_tokens, output_tokens) if price else 0.0
+
+
+def batch_cost_usd(model: str, input_tokens: int, output_tokens: int) -> float:
+    """What a call answered through a provider's batch API cost (the discounted price)."""
+    return round(cost_usd(model, input_tokens, output_tokens) * BATCH_DISCOUNT, 10)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import difflib
 import importlib
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from promptdag.errors import SpecError
@@ -63,3 +64,24 @@ def get_model(model: str, options: dict[str, Any] | None = None) -> Model:
         factory = getattr(importlib.import_module(module), attr)
         _factories[prefix] = factory
     return factory(name, options_for(model, options or {}))
+
+
+def preload(models: Iterable[str]) -> None:
+    """Import the adapters (and so the vendor SDKs) these model strings need, now.
+
+    An SDK takes 0.5-2 s to import; imported lazily, the first task pays it on the event loop
+    while every other task waits. Flows call this in a worker thread before their first task
+    (`asyncio.to_thread`), and the CLI starts it in the background as soon as it has read the
+    spec, so the import overlaps Prefect's start. Unknown prefixes are left to validation."""
+    for prefix in {split_model(m)[0] for m in models}:
+        if prefix in _BUILTIN and prefix not in _factories:
+            module, _, attr = _BUILTIN[prefix].partition(":")
+            _factories.setdefault(prefix, getattr(importlib.import_module(module), attr))
+
+
+def preload_in_background(models: Iterable[str]) -> threading.Thread:
+    """`preload` on a daemon thread (returns it; joining is optional)."""
+    thread = threading.Thread(target=preload, args=(list(models),), daemon=True,
+                              name="promptdag-preload")
+    thread.start()
+    return thread

@@ -13,8 +13,12 @@ failure profile for tests and benchmarks:
   "length"`, as a real model stopped by its token limit does;
 - `context_window`: what `context_window()` reports (default: None, unknown).
 
+It streams too (`stream`): the same answer in pieces of `STREAM_PIECE_CHARS` characters, the
+call's `latency_s` spread evenly over them, so a streamed answer's first piece arrives long
+before its last, deterministically.
+
 Structured requests (planning, reflection, dependency analysis) are answered by
-`simulated_roles`, which documents its own options.
+`_simulated_roles`, which documents its own options.
 """
 
 from __future__ import annotations
@@ -23,34 +27,12 @@ import asyncio
 import hashlib
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from promptdag.errors import PermanentProviderError, RetryableProviderError
+from promptdag.llm._simulated_roles import structured_answer, task_output
+from promptdag.llm.base import Completion, CompletionRequest, TextSink, Usage, estimate_tokens
+from promptdag.llm.options import SimulatedOptions, validate_options
 
-from promptdag.errors import PermanentProviderError, RetryableProviderError, SpecError
-from promptdag.llm.base import Completion, CompletionRequest, Usage
-from promptdag.llm.simulated_roles import structured_answer, task_output
-
-
-class SimulatedOptions(BaseModel):
-    """The options `simulated` understands; others (temperature...) are accepted and ignored so
-    a spec can switch between a real model and `simulated` by changing one string."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    latency_s: float = Field(0.0, ge=0, le=86_400)
-    failure_rate: float = Field(0.0, ge=0, le=1)
-    fail_first: int = Field(0, ge=0)
-    seed: int = 0
-    extra_rounds: int = Field(0, ge=0)
-    invalid_plans: int = Field(0, ge=0)
-    fail_roles: list[str] = Field(default_factory=list)
-    outputs: dict[str, Any] = Field(default_factory=dict)
-    max_tokens: int | None = Field(None, ge=1)
-    context_window: int | None = Field(None, ge=1)
-
-
-def estimate_tokens(text: str) -> int:
-    """About four characters a token, as the vendors' rule of thumb says."""
-    return max(1, (len(text) + 3) // 4)
+STREAM_PIECE_CHARS = 24
 
 
 def _draw(*parts: object) -> float:
@@ -66,9 +48,23 @@ class SimulatedModel:
         self.options = parse_options(options or {})
 
     async def complete(self, request: CompletionRequest) -> Completion:
+        if self.options.latency_s:
+            await asyncio.sleep(self.options.latency_s)
+        return self._answer(request)
+
+    async def stream(self, request: CompletionRequest, on_text: TextSink) -> Completion:
+        """The answer `complete` gives, in pieces: failures come before any text."""
+        completion = self._answer(request)
+        text = completion.text
+        pieces = [text[i:i + STREAM_PIECE_CHARS] for i in range(0, len(text), STREAM_PIECE_CHARS)]
+        for piece in pieces:
+            if self.options.latency_s:
+                await asyncio.sleep(self.options.latency_s / len(pieces))
+            on_text(piece)
+        return completion
+
+    def _answer(self, request: CompletionRequest) -> Completion:
         opts = self.options
-        if opts.latency_s:
-            await asyncio.sleep(opts.latency_s)
         if request.attempt <= opts.fail_first:
             raise RetryableProviderError(
                 f"simulated transient failure (attempt {request.attempt} of the first "
@@ -98,7 +94,7 @@ class SimulatedModel:
         finish_reason = "stop"
         limit = request.max_tokens or opts.max_tokens
         if limit is not None and estimate_tokens(text) > limit:
-            text, finish_reason = text[: limit * 4], "length"
+            text, finish_reason = text[: 3 * limit - 1], "length"  # estimates to `limit`
         return Completion(
             text=text,
             model=self.name,
@@ -115,12 +111,7 @@ class SimulatedModel:
 
 
 def parse_options(options: dict[str, Any]) -> SimulatedOptions:
-    try:
-        return SimulatedOptions.model_validate(options)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(map(str, first["loc"]))
-        raise SpecError(f"simulated model option {field!r}: {first['msg']}") from None
+    return validate_options("simulated", SimulatedOptions, options)
 
 
 def answer(prompt: str) -> str:

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from promptdag.errors import PermanentProviderError, SpecError
+from promptdag.errors import PermanentProviderError, ProviderError, SpecError
 from promptdag.llm.base import Completion, CompletionRequest, Model, Usage
 from promptdag.llm.negotiation import extract_json
 from promptdag.settings import get_settings
@@ -109,40 +109,44 @@ async def complete_with_schema(
         usage = usage + completion.usage
         return completion
 
-    completion = await call(ask)
     try:
-        return accept(completion.text), usage
-    except (ValidationError, ValueError, SpecError) as error:
-        first_error: Exception = error
-    if completion.truncated:
-        limit = _limit_of(completion, ask, model)
-        ask = ask.model_copy(update={"max_tokens": min(2 * limit, MAX_STRUCTURED_TOKENS)})
         completion = await call(ask)
         try:
             return accept(completion.text), usage
         except (ValidationError, ValueError, SpecError) as error:
-            if completion.truncated:
-                raise _truncated(model, title, completion, ask) from None
-            first_error = error
-    repair = ask.model_copy(
-        update={
-            "prompt": (
-                f"{request.prompt}\n\nYour previous answer was not valid:\n"
-                f"{completion.text[:2000]}\n\nValidation error: {_short(first_error)}\n"
-                f"Answer again with JSON matching this schema only:\n{json.dumps(schema)}"
-            ),
-            "metadata": {**request.metadata, "repair": True, "error": _short(first_error)},
-        }
-    )
-    completion = await call(repair)
-    try:
-        return accept(completion.text), usage
-    except (ValidationError, ValueError, SpecError) as exc:
+            first_error: Exception = error
         if completion.truncated:
-            raise _truncated(model, title, completion, repair) from None
-        raise PermanentProviderError(
-            f"{model.name} returned an invalid {title} twice: {_short(exc)}"
-        ) from None
+            limit = _limit_of(completion, ask, model)
+            ask = ask.model_copy(update={"max_tokens": min(2 * limit, MAX_STRUCTURED_TOKENS)})
+            completion = await call(ask)
+            try:
+                return accept(completion.text), usage
+            except (ValidationError, ValueError, SpecError) as error:
+                if completion.truncated:
+                    raise _truncated(model, title, completion, ask) from None
+                first_error = error
+        repair = ask.model_copy(
+            update={
+                "prompt": (
+                    f"{request.prompt}\n\nYour previous answer was not valid:\n"
+                    f"{completion.text[:2000]}\n\nValidation error: {_short(first_error)}\n"
+                    f"Answer again with JSON matching this schema only:\n{json.dumps(schema)}"
+                ),
+                "metadata": {**request.metadata, "repair": True, "error": _short(first_error)},
+            }
+        )
+        completion = await call(repair)
+        try:
+            return accept(completion.text), usage
+        except (ValidationError, ValueError, SpecError) as exc:
+            if completion.truncated:
+                raise _truncated(model, title, completion, repair) from None
+            raise PermanentProviderError(
+                f"{model.name} returned an invalid {title} twice: {_short(exc)}"
+            ) from None
+    except ProviderError as exc:  # what the failed calls cost still counts in usage totals
+        exc.usage = usage
+        raise
 
 
 def _limit_of(completion: Completion, request: CompletionRequest, model: Model) -> int:

@@ -13,9 +13,13 @@ Rules:
   working directory (`.env`, `prefect.toml`, `pyproject.toml`'s `[tool.prefect]`);
 - `PROMPTDAG_AUTO_SERVER=false` turns the start off (a server already running is still used,
   as before); the test suite sets it for the whole session;
-- the server gets port 4200 when it is free, else any free port; two CLIs starting at once
-  agree through a lock file, so one server is started;
+- the server gets port 4200 (`PROMPTDAG_SERVER_PORT`) when it is free, else any free port;
+  two processes starting at once agree through a lock file, so one server is started;
 - a server that cannot be started is one line, and the run goes on on the temporary API.
+
+Every entry point reaches Prefect through `connect` (the CLI, before Prefect is imported) or
+`reach_prefect` (the Python API and the client, which may run after Prefect was imported), so
+two processes never open one SQLite database as two servers.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -36,20 +41,22 @@ from promptdag.remote.local_server import (
     _port_free,
     free_port,
     healthy,
-    process_alive,
-    read_state,
     start_server,
+    verified_state,
 )
 from promptdag.settings import get_settings
 
 LOCK_FILE = "promptdag-server.lock"
 STARTING_WAIT_S = 60.0  # another CLI is starting the server: wait this long for it
+_could_not_start: set[Path] = set()  # homes where a start failed: said once, not tried again
 
 
 def running_server(home: Path) -> ServerInfo | None:
-    """The server recorded in `home` if it is alive and answers."""
-    info = read_state(home)
-    if info is None or not process_alive(info.pid) or not healthy(info.api_url, 0.5):
+    """The server recorded in `home` if it is alive and answers. Its process is known to be
+    that server, so a slow answer is a busy server: it gets the API's patience, not a
+    fraction of a second (a refused connection still fails at once)."""
+    info = verified_state(home)
+    if info is None or not healthy(info.api_url, get_settings().api_patience_seconds):
         return None
     return info
 
@@ -63,7 +70,7 @@ def local_server(home: Path, start: bool, say: Callable[[str], None]) -> ServerI
         return None
     if (info := running_server(home)) is not None:
         return info
-    if not start or not get_settings().auto_server:
+    if not start or not get_settings().auto_server or home in _could_not_start:
         return None
     try:
         with _locked(home):
@@ -71,6 +78,7 @@ def local_server(home: Path, start: bool, say: Callable[[str], None]) -> ServerI
                 return info
             info = start_server(DEFAULT_HOST, _port(), home=home, timeout=STARTING_WAIT_S)
     except ConfigError as exc:
+        _could_not_start.add(home)
         say(f"promptdag: could not start a local Prefect server ({exc}); this run uses "
             "Prefect's temporary API (set PROMPTDAG_AUTO_SERVER=false to stop trying)")
         return None
@@ -134,7 +142,8 @@ def announcement(info: ServerInfo) -> str:
 
 
 def _port() -> int:
-    return DEFAULT_PORT if _port_free(DEFAULT_HOST, DEFAULT_PORT) else free_port(DEFAULT_HOST)
+    port = get_settings().server_port
+    return port if _port_free(DEFAULT_HOST, port) else free_port(DEFAULT_HOST)
 
 
 @contextlib.contextmanager
@@ -161,3 +170,39 @@ def _locked(home: Path) -> Iterator[None]:
 def use(info: ServerInfo) -> None:
     """Point this process (before Prefect is imported) and its children at `info`."""
     os.environ["PREFECT_API_URL"] = info.api_url
+
+
+def connect(start: bool, say: Callable[[str], None]) -> str | None:
+    """The API URL this process should use, by the rules above: PREFECT_API_URL when set, else
+    the local server's (started now if `start`; `say` announces it), which this process and
+    its children are then pointed at; None for Prefect's temporary API."""
+    if url := os.environ.get("PREFECT_API_URL"):  # the user's server always wins
+        return url
+    from promptdag.remote.environment import prefect_home
+
+    # Prefect may not be imported yet (its settings are fixed at import): PREFECT_HOME as set,
+    # or Prefect's default home.
+    info = local_server(prefect_home(), start, say)
+    if info is None:
+        return None
+    use(info)
+    return info.api_url
+
+
+def reach_prefect(start: bool, say: Callable[[str], None]) -> contextlib.AbstractContextManager[
+        object]:
+    """`connect` for code that may run after Prefect was imported (the Python API, the client):
+    a context in which Prefect's settings point at the server found. Nothing changes inside a
+    flow run, or when Prefect's settings already name an API (a test harness, a profile)."""
+    if "prefect.context" in sys.modules:
+        from prefect.context import FlowRunContext
+        from prefect.settings import get_current_settings
+
+        if FlowRunContext.get() is not None or get_current_settings().api.url:
+            return contextlib.nullcontext()
+    url = connect(start, say)
+    if url is None or "prefect.context" not in sys.modules:
+        return contextlib.nullcontext()  # Prefect, imported later, reads the environment
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    return temporary_settings(updates={PREFECT_API_URL: url})

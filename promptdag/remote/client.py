@@ -37,7 +37,7 @@ from pydantic import BaseModel, Field
 
 from promptdag.engine.objective import ObjectiveRequest, ObjectiveResult
 from promptdag.engine.results import RowResult, WorkflowResult
-from promptdag.errors import ConfigError, PromptDagError, SpecError
+from promptdag.errors import ConfigError, PromptDagError, RunFailedError, SpecError
 from promptdag.spec.models import WorkflowSpec
 
 if TYPE_CHECKING:
@@ -98,7 +98,7 @@ async def asubmit_workflow(
     from promptdag.spec.validation import validate_spec
 
     workflow = as_spec(spec)
-    validate_spec(workflow)
+    validate_spec(workflow, check_keys=False)  # provider settings: the worker's (it checks)
     # A spec over Prefect's parameter limit travels as the path of a stored copy (the worker
     # of a process pool shares this machine's PREFECT_HOME).
     stored = as_parameter(workflow)
@@ -118,7 +118,7 @@ async def asubmit_objective(
     """Create a plan-execute-reflect run of `deployment`; returns the run id at once."""
     from promptdag.api import as_objective_request
 
-    request = as_objective_request(objective, context, config)
+    request = as_objective_request(objective, context, config, check_keys=False)
     # Every parameter is sent, so none falls back to the deployment's example defaults.
     parameters = {
         "objective": request.objective,
@@ -192,7 +192,7 @@ async def asubmit_batch(
     parts = split_rows(rows, shards)
     # every row's instance of the workflow (row fields fill its placeholders), ids unique
     # over the whole batch, not only within a shard
-    validate_spec(expand(workflow, rows).spec)
+    validate_spec(expand(workflow, rows).spec, check_keys=False)  # the worker checks keys
     stored = as_parameter(workflow)
     spec_parameter = (stored if isinstance(stored, str)
                       else workflow.model_dump(mode="json", exclude_unset=True))
@@ -229,11 +229,15 @@ def _batch_failure(message: str, submitted: list[UUID]) -> str:
 
 async def aget_status(run_id: str | UUID) -> RunStatus:
     """The run's state and progress (from its progress artifact, or its result when done)."""
+    from promptdag.flows.orphans import crash_orphans
+
     async with _connect() as client:
         flow_run = await _read_run(client, run_id)
+        flow_run = (await crash_orphans(client, [flow_run]))[0]  # its process died: Crashed
         status = flow_run.state_type.value.lower() if flow_run.state_type else "scheduled"
         progress = await _read_progress(client, flow_run.id)
         result = await _read_result(flow_run) if status in FINAL else None
+        url = ui_url(flow_run.id)  # while connected: the server found is the one to link
     done, failed, total, depth, max_depth = _counts(flow_run, progress, result)
     return RunStatus(
         run_id=str(flow_run.id),
@@ -248,7 +252,7 @@ async def aget_status(run_id: str | UUID) -> RunStatus:
         max_depth=max_depth,
         elapsed_seconds=_elapsed(flow_run),
         message=flow_run.state.message if flow_run.state else None,
-        url=ui_url(flow_run.id),
+        url=url,
     )
 
 
@@ -256,8 +260,8 @@ async def aget_result(run_id: str | UUID) -> WorkflowResult | ObjectiveResult:
     """The finished run's result, read from Prefect's result storage.
 
     Raises:
-        ConfigError: the run has not finished, or it ended without a result (crashed,
-            cancelled, or its result was not persisted).
+        ConfigError: the run has not finished, or completed without a persisted result.
+        RunFailedError: it ended failed, crashed or cancelled without a result.
     """
     async with _connect() as client:
         flow_run = await _read_run(client, run_id)
@@ -269,9 +273,25 @@ async def aget_result(run_id: str | UUID) -> WorkflowResult | ObjectiveResult:
     result = await _read_result(flow_run)
     if result is None:
         why = flow_run.state.message if flow_run.state and flow_run.state.message else status
-        raise ConfigError(f"run {flow_run.id} ended {flow_run.state_name} without a result: "
-                          f"{why}")
+        error = RunFailedError if status != "completed" else ConfigError  # failed: exit 1
+        raise error(f"run {flow_run.id} ended {flow_run.state_name} without a result: {why}")
     return result
+
+
+async def aget_spec(run_id: str | UUID) -> WorkflowSpec | None:
+    """The workflow spec a run was started with, as its `spec` parameter holds it (fields as
+    the user wrote them); None for an objective or a spec that can no longer be read."""
+    from promptdag.spec.models import load_spec, parse_spec
+
+    async with _connect() as client:
+        flow_run = await _read_run(client, run_id)
+    spec = (flow_run.parameters or {}).get("spec")
+    try:
+        if isinstance(spec, dict):
+            return parse_spec(spec)
+        return load_spec(spec) if isinstance(spec, str) and Path(spec).is_file() else None
+    except PromptDagError:
+        return None
 
 
 async def await_result(
@@ -416,6 +436,11 @@ def get_result(run_id: str | UUID) -> WorkflowResult | ObjectiveResult:
     return asyncio.run(aget_result(run_id))
 
 
+def get_spec(run_id: str | UUID) -> WorkflowSpec | None:
+    """Synchronous `aget_spec`."""
+    return asyncio.run(aget_spec(run_id))
+
+
 def wait_for_result(
     run_id: str | UUID, timeout: float | None = None, poll_seconds: float = 1.0
 ) -> WorkflowResult | ObjectiveResult:
@@ -446,15 +471,20 @@ def ui_url(run_id: UUID) -> str | None:
 
 @asynccontextmanager
 async def _connect() -> AsyncIterator[PrefectClient]:
-    """A Prefect client for a configured, reachable server (never an ephemeral one)."""
-    from prefect.client.orchestration import get_client
+    """A Prefect client for a configured, reachable server (never an ephemeral one): with no
+    PREFECT_API_URL, the local server running in PREFECT_HOME, as the CLI finds it."""
+    from promptdag.remote.autoserver import reach_prefect
 
-    url = _api_url()
-    async with get_client() as client:
-        if (problem := await client.api_healthcheck()) is not None:
-            raise ConfigError(f"cannot reach the Prefect API at {url} ({type(problem).__name__})"
-                              f": is the server running? {START_SERVER}")
-        yield client
+    with reach_prefect(start=False, say=lambda line: None):  # before Prefect is imported
+        from prefect.client.orchestration import get_client
+
+        url = _api_url()
+        async with get_client() as client:
+            if (problem := await client.api_healthcheck()) is not None:
+                raise ConfigError(f"cannot reach the Prefect API at {url} "
+                                  f"({type(problem).__name__}): is the server running? "
+                                  f"{START_SERVER}")
+            yield client
 
 
 async def _read_run(client: PrefectClient, run_id: str | UUID) -> FlowRun:

@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import errno
 import os
+import sys
+import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
 from promptdag.errors import ConfigError
 
-API_CHECK_TIMEOUT_S = 5.0
+API_CHECK_TIMEOUT_S = 5.0  # then a busy server gets up to `api_patience_seconds` in all
+_HEALTH_BYTES = 4096  # Prefect answers `true`; another server's page is not read whole
 _WRITE_ERRNOS = {
     errno.EROFS: "read-only file system",
     errno.ENOSPC: "no space left on the device",
@@ -48,22 +52,82 @@ def check_environment() -> None:
 
 
 def check_api_url(url: str, timeout: float = API_CHECK_TIMEOUT_S) -> None:
-    """A quick `GET {url}/health`: any HTTP answer will do (a 401 from a server that wants a
-    key is still a server); no answer at all is a ConfigError naming the URL."""
-    try:
-        with urllib.request.urlopen(f"{url.rstrip('/')}/health", timeout=timeout):
+    """`GET {url}/health`, told apart three ways, before Prefect starts.
+
+    - No server there (connection refused, no such host): a ConfigError at once.
+    - A server that answers, but not as Prefect's API does (`true` with a 200; a 401 or 403
+      from one that wants a key is taken as Prefect's, which reports the key itself): a
+      ConfigError naming the URL and what it answered.
+    - A slow answer: a busy server, not a dead one. After `timeout` seconds the wait is said
+      on stderr, and the check waits up to the `api_patience_seconds` setting in all before
+      it gives up (a refused connection meanwhile still ends it at once).
+    """
+    from promptdag.settings import get_settings
+
+    patience = max(get_settings().api_patience_seconds, timeout)
+    started = time.monotonic()
+    attempt_timeout = timeout
+    while True:
+        outcome = _ask_health(url, attempt_timeout)
+        if outcome is None:
             return
-    except urllib.error.HTTPError:
-        return  # it answered
+        waited = time.monotonic() - started
+        if outcome != _SLOW or waited >= patience - 0.5:
+            if outcome == _SLOW:
+                outcome = f"no answer within {waited:.0f} s"
+            raise ConfigError(outcome)
+        if attempt_timeout == timeout:
+            print(f"promptdag: the Prefect API at PREFECT_API_URL={url} has not answered its "
+                  f"health check in {waited:.0f} s; a busy server answers late: waiting up to "
+                  f"{patience:g} s in all (setting PROMPTDAG_API_PATIENCE_SECONDS)",
+                  file=sys.stderr, flush=True)
+        attempt_timeout = max(1.0, patience - waited)
+
+
+_SLOW = "slow"
+
+
+def _ask_health(url: str, timeout: float) -> str | None:
+    """None when `url` is a Prefect API that answered; `_SLOW` when the answer did not come
+    within `timeout`; else the one line that says what is wrong and what to do."""
+    health = f"{url.rstrip('/')}/health"
+    try:
+        with urllib.request.urlopen(health, timeout=timeout) as answer:
+            body = answer.read(_HEALTH_BYTES)
+    except urllib.error.HTTPError as exc:
+        if exc.code in (401, 403):
+            return None  # a server that wants a key: Prefect says which, with its own client
+        if exc.code >= 500 or exc.code == 429:
+            return (f"the Prefect API at PREFECT_API_URL={url} answers its health check with "
+                    f"HTTP {exc.code}: see the server's log, or restart it")
+        return _not_prefect(url, f"GET {health} gave HTTP {exc.code}")
     except ValueError:
-        raise ConfigError(f"PREFECT_API_URL={url} is not a URL: give one like "
-                          "http://127.0.0.1:4200/api, or unset it") from None
+        return (f"PREFECT_API_URL={url} is not a URL: give one like "
+                "http://127.0.0.1:4200/api, or unset it")
     except (OSError, urllib.error.URLError) as exc:
         reason = getattr(exc, "reason", exc)
-        if isinstance(reason, TimeoutError) or "timed out" in str(reason):
-            reason = f"no answer within {timeout:g} s"
-        raise ConfigError(f"the Prefect API at PREFECT_API_URL={url} is not answering "
-                          f"({_reason(reason)}): {_START_A_SERVER}") from None
+        if isinstance(reason, TimeoutError) or isinstance(exc, TimeoutError) or (
+            "timed out" in str(reason)
+        ):
+            return _SLOW
+        return (f"the Prefect API at PREFECT_API_URL={url} is not answering "
+                f"({_reason(reason)}): {_START_A_SERVER}")
+    if body.strip() != b"true" and not _is_prefect_cloud(url):
+        shown = " ".join(body[:60].decode(errors="replace").split()) or "an empty body"
+        return _not_prefect(url, f"GET {health} answered {shown!r}, not Prefect's `true`")
+    return None
+
+
+def _is_prefect_cloud(url: str) -> bool:
+    """Prefect Cloud's workspace URLs: its health answer is its own affair."""
+    host = urllib.parse.urlsplit(url).hostname or ""
+    return host == "prefect.cloud" or host.endswith(".prefect.cloud")
+
+
+def _not_prefect(url: str, what: str) -> str:
+    return (f"PREFECT_API_URL={url} is not a Prefect API ({what}): point it at a Prefect "
+            "server's API, which ends in /api (e.g. http://127.0.0.1:4200/api), or unset it "
+            "to run on a local one")
 
 
 def check_writable(directory: Path, name: str) -> None:

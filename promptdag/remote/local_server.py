@@ -5,6 +5,11 @@ Wraps Prefect's own `prefect server start` (foreground mode, in a new session) i
 to start (Prefect pipes it to nobody), and it stops by process group, so uvicorn and the
 server's services go with it. The state file in PREFECT_HOME lets `stop` and `status` find it
 from any shell. `PREFECT_UI_API_URL` is set so the UI calls this server's API on any port.
+
+The state file records what identifies the server, not just its pid (which the system reuses
+once the server is gone): the process's start time and command line, its port and its health
+answer. `stop` signals a process only when all of these still match; a file that names another
+process (or none) is stale, and is removed with one line, never acted on.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from promptdag.engine.process_identity import ProcessIdentity, identity
 from promptdag.errors import ConfigError
 
 STATE_FILE = "promptdag-server.json"
@@ -38,6 +44,8 @@ class ServerInfo(BaseModel):
     port: int
     home: str
     log: str
+    process: ProcessIdentity | None = None  # None in files of older versions: never signalled
+    health: str | None = None  # what GET /api/health answered when it started
 
     @property
     def url(self) -> str:
@@ -76,11 +84,19 @@ def server_env(host: str, port: int, home: Path | None = None) -> dict[str, str]
 
 
 def healthy(api_url: str, timeout: float = 2.0) -> bool:
+    return health_answer(api_url, timeout) is not None
+
+
+def health_answer(api_url: str, timeout: float = 2.0) -> str | None:
+    """The body of a 200 to `GET {api_url}/health` (a Prefect server says `true`); None when
+    there is no such answer."""
     try:
         with urllib.request.urlopen(f"{api_url}/health", timeout=timeout) as answer:
-            return bool(answer.status == 200)
+            if answer.status != 200:
+                return None
+            return answer.read(200).decode(errors="replace").strip()
     except (OSError, urllib.error.URLError):
-        return False
+        return None
 
 
 def start_server(
@@ -101,8 +117,8 @@ def start_server(
     """
     home = (home or prefect_home()).resolve()
     home.mkdir(parents=True, exist_ok=True)
-    running = read_state(home)
-    if running is not None and process_alive(running.pid):
+    running = verified_state(home)
+    if running is not None:
         raise ConfigError(
             f"a promptdag server is already running at {running.url} (pid {running.pid}); "
             "stop it with `promptdag server stop`"
@@ -121,29 +137,82 @@ def start_server(
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # its own process group: stop kills uvicorn too
         )
-    info = ServerInfo(pid=process.pid, host=host, port=port, home=str(home), log=str(log))
-    (home / STATE_FILE).write_text(info.model_dump_json())
+    info = ServerInfo(pid=process.pid, host=host, port=port, home=str(home), log=str(log),
+                      process=identity(process.pid))
+    _write_state(home, info)
     deadline = time.monotonic() + timeout
-    while not healthy(info.api_url, timeout=1.0):
+    while (answer := health_answer(info.api_url, timeout=1.0)) is None:
         if process.poll() is not None or time.monotonic() > deadline:
             stop_server(info)
             why = "exited" if process.returncode is not None else f"did not answer in {timeout:g} s"
             raise ConfigError(f"the Prefect server {why}: {_last_line(log)} (log: {log})")
         time.sleep(0.25)
+    info = info.model_copy(update={"health": answer})
+    _write_state(home, info)
     return info
 
 
-def stop_server(info: ServerInfo | None = None, grace: float = 10.0) -> bool:
-    """Stop a server by process group: SIGTERM, then SIGKILL after `grace` seconds.
+def _write_state(home: Path, info: ServerInfo) -> None:
+    """Replace the state file in one step (a reader never sees half of it)."""
+    part = home / f"{STATE_FILE}.{os.getpid()}.part"
+    part.write_text(info.model_dump_json())
+    part.replace(home / STATE_FILE)
 
-    Returns whether a running server was found.
+
+def is_that_server(info: ServerInfo) -> bool:
+    """Whether the process `info.pid` is the server `info` recorded: the same start time and
+    command line (a reused pid has neither). A record without them (an older version's) is
+    never taken for its server."""
+    if info.process is None:
+        return False
+    now = identity(info.pid)
+    return now is not None and now == info.process
+
+
+def verified_state(home: Path | None = None) -> ServerInfo | None:
+    """The server recorded in `home` when its process is still that server; a record that
+    is not (the server was killed, its pid maybe reused since) is removed, and None."""
+    home = home or prefect_home()
+    info = read_state(home)
+    if info is None:
+        return None
+    if is_that_server(info):
+        return info
+    remove_stale(home, info)
+    return None
+
+
+def remove_stale(home: Path, info: ServerInfo) -> None:
+    """Delete a state file that names no running server (only if it still names `info`)."""
+    recorded = read_state(home)
+    if recorded is not None and (recorded.pid, recorded.port, recorded.process) == (
+        info.pid, info.port, info.process
+    ):
+        (home / STATE_FILE).unlink(missing_ok=True)
+
+
+def stale_line(home: Path, info: ServerInfo) -> str:
+    """The one line that says a stale record was removed and nothing was signalled."""
+    if info.process is None:
+        return (f"removed a server record that does not say which process it is "
+                f"({home / STATE_FILE}, written by an older promptdag; nothing was signalled): "
+                f"if a server still answers at {info.url}, stop it yourself (pid {info.pid})")
+    return (f"removed a stale server record ({home / STATE_FILE}: pid {info.pid} is no longer "
+            f"the server started on port {info.port}; nothing was signalled)")
+
+
+def stop_server(info: ServerInfo | None = None, grace: float = 10.0) -> bool:
+    """Stop a server by process group: SIGTERM, then SIGKILL after `grace` seconds, only when
+    its process is still that server (`is_that_server`); its state file goes either way.
+
+    Returns whether a running server was found and stopped.
     """
     home = Path(info.home) if info else prefect_home()
     info = info or read_state(home)
     if info is None:
         return False
-    found = kill_process_group(info.pid, grace)
-    (home / STATE_FILE).unlink(missing_ok=True)
+    found = is_that_server(info) and kill_process_group(info.pid, grace)
+    remove_stale(home, info)
     return found
 
 
@@ -154,12 +223,12 @@ def kill_process_group(pid: int, grace: float = 10.0) -> bool:
     except ProcessLookupError:
         return False
     deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        if not _group_alive(pid):
+    while _group_alive(pid):
+        if time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
             break
         time.sleep(0.1)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)
     with contextlib.suppress(ChildProcessError, OSError):
         os.waitpid(pid, os.WNOHANG)  # reap it when it is our child
     return True

@@ -54,6 +54,7 @@ class RunSummary(BaseModel):
     tasks_done: int
     tasks_total: int
     started_at: datetime | None
+    scheduled_for: datetime | None = Field(None, description="When a scheduled run is due.")
     duration_seconds: float | None
     input_tokens: int | None = Field(None, description="Known once the run has finished.")
     output_tokens: int | None = None
@@ -65,54 +66,89 @@ class RunSummary(BaseModel):
 # -- list ----------------------------------------------------------------------------------
 
 
-async def alist_runs(limit: int = 20, name: str | None = None) -> list[RunSummary]:
-    """The latest top-level runs of promptdag's flows, newest first (subflows left out)."""
-    from prefect.client.schemas.filters import (
-        FlowFilter,
-        FlowFilterName,
-        FlowRunFilter,
-        FlowRunFilterName,
-        FlowRunFilterParentTaskRunId,
-    )
+STARTED = ["RUNNING", "PENDING", "PAUSED", "CANCELLING"]
+FINISHED = ["COMPLETED", "FAILED", "CRASHED", "CANCELLED"]
+
+
+async def alist_runs(limit: int = 20, name: str | None = None,
+                     scheduled: bool = False) -> list[RunSummary]:
+    """Top-level runs of promptdag's flows (subflows left out): the started ones, those still
+    going first, then the finished, newest first; with `scheduled`, the runs not started yet
+    (an interval schedule makes many), next due first."""
     from prefect.client.schemas.sorting import FlowRunSort
 
-    from promptdag.remote.client import ui_url
+    from promptdag.flows.orphans import crash_orphans
 
     async with _connect() as client:
         flows = {f.id: f.name for f in await client.read_flows(
-            flow_filter=FlowFilter(name=FlowFilterName(any_=FLOWS)))}
+            flow_filter=_flows_filter())}
         if not flows:
             return []
-        runs = await client.read_flow_runs(
-            flow_filter=FlowFilter(name=FlowFilterName(any_=FLOWS)),
-            flow_run_filter=FlowRunFilter(
-                parent_task_run_id=FlowRunFilterParentTaskRunId(is_null_=True),
-                name=FlowRunFilterName(like_=name) if name else None,
-            ),
-            sort=FlowRunSort.EXPECTED_START_TIME_DESC,
-            limit=limit,
-        )
+        if scheduled:
+            runs = await _read_runs(client, ["SCHEDULED"], name, limit,
+                                    FlowRunSort.EXPECTED_START_TIME_ASC)
+        else:
+            runs = await _read_runs(client, STARTED, name, limit, FlowRunSort.START_TIME_DESC)
+            runs = await crash_orphans(client, runs)  # a run whose process died: Crashed
+            runs += await _read_runs(client, FINISHED, name, limit - len(runs),
+                                     FlowRunSort.START_TIME_DESC) if len(runs) < limit else []
         details = await asyncio.gather(*(_details(client, run) for run in runs))
-    summaries = []
-    for run, (progress, result) in zip(runs, details, strict=True):
-        done, _, total, _, _ = _counts(run, progress, result)
-        usage = result.usage if result is not None else None
-        summaries.append(RunSummary(
-            run_id=str(run.id),
-            workflow=run.name,
-            kind="objective" if flows.get(run.flow_id) == "plan-execute-reflect" else "workflow",
-            state=run.state_name or "Scheduled",
-            tasks_done=done,
-            tasks_total=total,
-            started_at=run.start_time,
-            duration_seconds=_duration(run),
-            input_tokens=usage.input_tokens if usage else None,
-            output_tokens=usage.output_tokens if usage else None,
-            cost_usd=usage.cost_usd if usage else None,
-            deployment=run.deployment_id is not None,
-            url=ui_url(run.id),
-        ))
-    return summaries
+        return [_summary(run, flows, progress, result)
+                for run, (progress, result) in zip(runs, details, strict=True)]
+
+
+def _flows_filter() -> Any:
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+
+    return FlowFilter(name=FlowFilterName(any_=FLOWS))
+
+
+async def _read_runs(client: PrefectClient, states: list[str], name: str | None, limit: int,
+                     sort: Any) -> list[FlowRun]:
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterName,
+        FlowRunFilterParentTaskRunId,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    return await client.read_flow_runs(
+        flow_filter=_flows_filter(),
+        flow_run_filter=FlowRunFilter(
+            parent_task_run_id=FlowRunFilterParentTaskRunId(is_null_=True),
+            name=FlowRunFilterName(like_=name) if name else None,
+            state=FlowRunFilterState(type=FlowRunFilterStateType(
+                any_=[StateType[state] for state in states])),
+        ),
+        sort=sort,
+        limit=limit,
+    )
+
+
+def _summary(run: FlowRun, flows: dict[UUID, str], progress: dict[str, str],
+             result: WorkflowResult | ObjectiveResult | None) -> RunSummary:
+    from promptdag.remote.client import ui_url
+
+    done, _, total, _, _ = _counts(run, progress, result)
+    usage = result.usage if result is not None else None
+    return RunSummary(
+        run_id=str(run.id),
+        workflow=run.name,
+        kind="objective" if flows.get(run.flow_id) == "plan-execute-reflect" else "workflow",
+        state=run.state_name or "Scheduled",
+        tasks_done=done,
+        tasks_total=total,
+        started_at=run.start_time,
+        scheduled_for=run.expected_start_time,
+        duration_seconds=_duration(run),
+        input_tokens=usage.input_tokens if usage else None,
+        output_tokens=usage.output_tokens if usage else None,
+        cost_usd=usage.cost_usd if usage else None,
+        deployment=run.deployment_id is not None,
+        url=ui_url(run.id),
+    )
 
 
 async def _details(client: PrefectClient, run: FlowRun
@@ -134,10 +170,15 @@ def _duration(run: FlowRun) -> float | None:
 
 
 class LogLine(BaseModel):
+    """One log line of a run: from one of its tasks (`task` names it), else from the run
+    itself or one of its subflows (`run` names that)."""
+
     timestamp: datetime
     level: str
     message: str
     task_run_id: str | None = None
+    task: str | None = Field(None, description="The task run's name: the workflow's task.")
+    run: str | None = Field(None, description="The flow run the line belongs to.")
 
 
 async def aread_logs(run_id: str | UUID, limit: int | None = None) -> list[LogLine]:
@@ -149,7 +190,8 @@ async def aread_logs(run_id: str | UUID, limit: int | None = None) -> list[LogLi
 
     async with _connect() as client:
         run = await _read_run(client, run_id)
-        ids = [run.id, *[r.id for r in await _subflows(client, run.id)]]
+        runs = {run.id: run.name, **{r.id: r.name for r in await _subflows(client, run.id)}}
+        ids = list(runs)
         logs: list[Any] = []
         offset = 0
         while True:  # the server pages its answers (200 a page)
@@ -161,12 +203,28 @@ async def aread_logs(run_id: str | UUID, limit: int | None = None) -> list[LogLi
             offset += len(page)
             if len(page) < 200 or (limit and len(logs) >= limit):
                 break
+        tasks = await _task_names(client, {log.task_run_id for log in logs if log.task_run_id})
     if limit:
         logs.reverse()
     return [LogLine(timestamp=log.timestamp, level=logging.getLevelName(log.level),
                     message=log.message,
-                    task_run_id=str(log.task_run_id) if log.task_run_id else None)
+                    task_run_id=str(log.task_run_id) if log.task_run_id else None,
+                    task=tasks.get(log.task_run_id) if log.task_run_id else None,
+                    run=runs.get(log.flow_run_id))
             for log in logs]
+
+
+async def _task_names(client: PrefectClient, ids: set[UUID]) -> dict[UUID, str]:
+    """Task run id -> its name (promptdag names each task run after its workflow task)."""
+    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterId
+
+    names: dict[UUID, str] = {}
+    wanted = list(ids)
+    for start in range(0, len(wanted), 200):  # the server pages its answers (200 a page)
+        found = await client.read_task_runs(task_run_filter=TaskRunFilter(
+            id=TaskRunFilterId(any_=wanted[start:start + 200])), limit=200)
+        names.update({t.id: t.name for t in found})
+    return names
 
 
 async def _subflows(client: PrefectClient, run_id: UUID) -> list[FlowRun]:
@@ -269,10 +327,10 @@ def honour_cancellation(poll_seconds: float = 1.0) -> Iterator[None]:
                 except Exception:  # the API's problems are the run's to report, not ours
                     continue
                 if state == StateType.CANCELLING:
-                    from prefect._internal import control_listener
+                    from promptdag._prefect_compat import intend_cancel
 
                     # what a worker's runner does: say "cancel", then SIGTERM
-                    control_listener._set_intent("cancel")
+                    intend_cancel()
                     signal.raise_signal(signal.SIGTERM)
                     return
 
@@ -425,9 +483,10 @@ def result_of(run: FlowRun) -> WorkflowResult | ObjectiveResult | None:
     return asyncio.run(_read_result(run))
 
 
-def list_runs(limit: int = 20, name: str | None = None) -> list[RunSummary]:
+def list_runs(limit: int = 20, name: str | None = None,
+              scheduled: bool = False) -> list[RunSummary]:
     """Synchronous `alist_runs`."""
-    return asyncio.run(alist_runs(limit, name))
+    return asyncio.run(alist_runs(limit, name, scheduled))
 
 
 def read_logs(run_id: str | UUID, limit: int | None = None) -> list[LogLine]:

@@ -15,6 +15,7 @@ from typing import Any
 from promptdag.errors import SpecError
 from promptdag.spec.conditions import parse_condition, split_reference
 from promptdag.spec.conditions import references as condition_references
+from promptdag.spec.fan_out import OUTPUTS, check_for_each, is_item_reference, source_text
 from promptdag.spec.models import TaskSpec, TaskType, WorkflowSpec
 from promptdag.spec.schemas import has_field, resolve_schema
 from promptdag.spec.template import PLACEHOLDER, placeholders
@@ -31,6 +32,7 @@ class WorkflowGraph:
     dependents: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     conditions: Mapping[str, str] = field(default_factory=dict)
     subworkflows: frozenset[str] = frozenset()
+    fan_outs: Mapping[str, str] = field(default_factory=dict)  # task -> `Outline.sections`
 
     @property
     def index(self) -> dict[str, int]:
@@ -105,12 +107,22 @@ class WorkflowGraph:
         lines = ["graph TD"]
         for name in self.names:
             label = _mermaid_label(name)
-            shape = f'[["{label}"]]' if name in self.subworkflows else f'["{label}"]'
+            if name in self.subworkflows:
+                shape = f'[["{label}"]]'
+            elif name in self.fan_outs:  # one node per item at run time
+                each = _mermaid_label(_short(self.fan_outs[name]))
+                shape = f'[/"{label} (for each {each})"/]'
+            else:
+                shape = f'["{label}"]'
             lines.append(f"    {ids[name]}{shape}")
         for name in self.names:
             when = self.conditions.get(name)
+            source = self.fan_outs.get(name, "")
             for dep in self.depends_on[name]:
-                if when:  # a branch: dashed, labelled with its condition
+                if source and split_reference(source, {dep}) is not None:
+                    field_name = _mermaid_label(source[len(dep) + 1:])
+                    lines.append(f'    {ids[dep]} == "each {field_name}" ==> {ids[name]}')
+                elif when:  # a branch: dashed, labelled with its condition
                     label = _mermaid_label(_short(PLACEHOLDER.sub(r"\1", when)))
                     lines.append(f'    {ids[dep]} -. "{label}" .-> {ids[name]}')
                 else:
@@ -183,8 +195,9 @@ def build_graph(spec: WorkflowSpec) -> WorkflowGraph:
             raise SpecError(f"task {t.name!r}: field 'output_schema': {exc}") from None
     depends_on: dict[str, tuple[str, ...]] = {}
     references: dict[str, frozenset[str]] = {}
+    fan_outs = {t.name: source_text(t.for_each) for t in tasks if t.for_each}
     for task in tasks:
-        refs = _references(task, known, schemas)
+        refs = _references(task, known, schemas, fan_outs)
         references[task.name] = frozenset(refs)
         if task.depends_on is None:
             declared = implied[task.name]
@@ -214,6 +227,7 @@ def build_graph(spec: WorkflowSpec) -> WorkflowGraph:
         dependents={k: tuple(v) for k, v in dependents.items()},
         conditions={t.name: t.when for t in tasks if t.when},
         subworkflows=frozenset(t.name for t in tasks if t.workflow is not None),
+        fan_outs=fan_outs,
     )
     cycle = find_cycle(graph)
     if cycle:
@@ -225,11 +239,17 @@ def build_graph(spec: WorkflowSpec) -> WorkflowGraph:
 
 
 def _references(
-    task: TaskSpec, known: set[str], schemas: Mapping[str, dict[str, Any] | None]
+    task: TaskSpec, known: set[str], schemas: Mapping[str, dict[str, Any] | None],
+    fan_outs: Mapping[str, str],
 ) -> list[str]:
-    """Task names a prompt or condition references; context keys are inputs, not dependencies."""
+    """Task names a prompt, condition or `for_each` references; context keys are inputs, not
+    dependencies (nor are a fan-out's `{{ item }}` and `{{ index }}`)."""
     refs: list[str] = []
+    if task.for_each is not None:
+        refs.append(check_for_each(task, known, schemas, fan_outs))
     for text in placeholders(task.prompt):
+        if task.for_each is not None and is_item_reference(text):
+            continue
         in_context = text in task.context
         if text in known and in_context:
             raise SpecError(
@@ -238,20 +258,20 @@ def _references(
             )
         if in_context:
             continue
-        refs.append(_resolve(task, text, "prompt", known, schemas))
+        refs.append(_resolve(task, text, "prompt", known, schemas, fan_outs))
     if task.when is not None:
         try:
             tree = parse_condition(task.when)
         except SpecError as exc:
             raise SpecError(f"task {task.name!r}: field 'when': {exc}") from None
-        refs.extend(_resolve(task, ref.text, "condition", known, schemas)
+        refs.extend(_resolve(task, ref.text, "condition", known, schemas, fan_outs)
                     for ref in condition_references(tree))
     return list(dict.fromkeys(refs))
 
 
 def _resolve(
     task: TaskSpec, text: str, where: str, known: set[str],
-    schemas: Mapping[str, dict[str, Any] | None],
+    schemas: Mapping[str, dict[str, Any] | None], fan_outs: Mapping[str, str],
 ) -> str:
     """The task a `{{ Task }}` or `{{ Task.field }}` reference names, checked."""
     found = split_reference(text, known)
@@ -265,7 +285,14 @@ def _resolve(
     name, path = found
     if name == task.name:
         raise SpecError(f"task {task.name!r} references its own result {{{{ {text} }}}}")
-    if path:
+    if path and name in fan_outs:
+        if path[0] != OUTPUTS:
+            raise SpecError(
+                f"task {task.name!r}: {where} uses {{{{ {text} }}}}, but {name!r} fans out: "
+                f"read its results as {{{{ {name} }}}} (numbered text) or {{{{ {name}.{OUTPUTS} "
+                "}}}} (a list)"
+            )
+    elif path:
         schema = schemas.get(name)
         if schema is None:
             raise SpecError(

@@ -23,7 +23,7 @@ from pydantic import BaseModel
 
 from promptdag.errors import SpecError
 
-# libyaml when present: 4-5x faster and half the memory of the pure-Python parser.
+# libyaml when present: faster and lighter than the pure-Python parser.
 YamlLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 

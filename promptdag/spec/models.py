@@ -6,6 +6,7 @@ Field names follow the seed API (`POST /api/v1/workflows/`) so its request bodie
 from __future__ import annotations
 
 import json
+import re
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -26,6 +27,8 @@ from promptdag.spec.input_limits import load_yaml, measure, read_text
 from promptdag.spec.presets import Preset, apply_preset
 
 FailureMode = Literal["fail_fast", "skip_dependents", "continue"]
+# `for_each`: exactly one `{{ Task.field }}` reference (the field path after the first dot)
+FOR_EACH = re.compile(r"\s*\{\{\s*([^{}]*?\.[^{}]*?)\s*\}\}\s*")
 
 
 class TaskType(str, Enum):
@@ -122,6 +125,16 @@ class WorkflowConfig(_Strict):
         description="An answer cut at the token limit (finish_reason: length) fails its task "
         "instead of completing marked `truncated`.",
     )
+    max_cost_usd: float | None = Field(
+        None, ge=0, description="Budget of the run in USD: a call that could pass it does not "
+        "start, and the run ends with stop_reason budget (docs/capacity.md).")
+    max_total_tokens: int | None = Field(
+        None, ge=1, description="Budget of the run in tokens (prompt + answer, each call counted "
+        "at its prompt estimate plus max_tokens until its usage is known).")
+    row_max_cost_usd: float | None = Field(
+        None, ge=0, description="A batch run (--data): the budget of each row in USD.")
+    row_max_total_tokens: int | None = Field(
+        None, ge=1, description="A batch run (--data): the budget of each row in tokens.")
     reuse_results: bool = Field(
         True,
         description="Resume: a run of this spec, when the latest run of it did not complete, "
@@ -155,7 +168,14 @@ class WorkflowConfig(_Strict):
     preset: Preset | None = Field(
         None,
         description="speed | balanced | reliability | cost: sets breadth, retries, timeouts and "
-        "failure mode (and for cost, caching) as in the README's table; a field set here wins.",
+        "failure mode (and for cost, caching) as in the presets table of docs/guide.md; a "
+        "field set here wins.",
+    )
+    batch_api: bool = Field(
+        False,
+        description="With --data: send the rows' model calls through the provider's batch API "
+        "(OpenAI Batch, Anthropic Message Batches) at its discount, one batch per DAG level; "
+        "answers may take up to 24 h (docs/batch-api.md).",
     )
     latency_hint_s: float | None = Field(
         None, ge=0, le=86_400,
@@ -221,6 +241,20 @@ class TaskSpec(_Strict):
         description="Run a whole workflow (inline, or a spec file path) as this task, as a "
         "Prefect subflow with its own breadth.",
     )
+    for_each: str | None = Field(
+        None,
+        description="Fan out: run this task once per item of a list an upstream task returns, "
+        "\"{{ Outline.sections }}\" (a list field of its output_schema) or \"{{ Outline.lines "
+        "}}\" (the non-empty lines of a text answer); the prompt reads {{ item }}, "
+        "{{ item.field }} and {{ index }} (from 0). Dependents get every instance's result in "
+        "item order: {{ Task }} as numbered text, {{ Task.outputs }} as a list. No items: the "
+        "task is skipped as a branch not taken.",
+    )
+    max_items: int = Field(
+        100, ge=1, le=10_000,
+        description="A fan-out over more items than this fails the task (the list is never "
+        "cut silently).",
+    )
 
     @model_validator(mode="after")
     def _prompt_or_workflow(self) -> TaskSpec:
@@ -228,6 +262,15 @@ class TaskSpec(_Strict):
             raise ValueError("field 'prompt' is required and must not be empty")
         if self.workflow is not None and self.output_schema is not None:
             raise ValueError("a workflow task cannot have an output_schema")
+        if self.for_each is not None:
+            if self.workflow is not None:
+                raise ValueError("field 'for_each': a workflow task cannot fan out; fan out a "
+                                 "prompt task inside the sub-workflow instead")
+            if FOR_EACH.fullmatch(self.for_each) is None:
+                raise ValueError(
+                    "field 'for_each': give one reference to a list, like "
+                    "\"{{ Outline.sections }}\" or \"{{ Outline.lines }}\""
+                )
         return self
 
     @field_validator("name")

@@ -1,7 +1,7 @@
 """Presets: `preset: speed | balanced | reliability | cost` in a workflow's or an objective's
 config sets several fields at once (seed 002, E.7); a field set explicitly always wins.
 
-The table is `PRESETS` below (`presets_table()` prints it as Markdown, as in the README):
+The table is `PRESETS` below (`presets_table()` prints it as Markdown, as in docs/guide.md):
 speed runs wide with few retries and short timeouts and keeps going past failures; balanced
 is the middle; reliability runs narrow with many retries and long timeouts; cost stops at the
 first failure, caches workflow answers and plans an objective with the provider's small model.
@@ -71,7 +71,7 @@ def apply_preset(config: Any, workflow: bool = False) -> None:
 
 
 def presets_table() -> str:
-    """The presets as a Markdown table (the README's, and `promptdag schema --reference`)."""
+    """The presets as a Markdown table (docs/guide.md's, and `promptdag schema --reference`)."""
     columns = ["breadth", "max_retries", "retry_backoff_seconds", "timeout_seconds",
                "failure_mode"]
     lines = ["| preset | " + " | ".join(columns) + " | also |",

@@ -2,8 +2,8 @@
 (`promptdag.spec.models`), so editors, docs and validation never disagree.
 
 `promptdag schema` prints the JSON Schema (for YAML editors: `# yaml-language-server:
-$schema=...`); `promptdag schema --reference` prints the Markdown reference that the README's
-"Spec reference" section holds (a test keeps the two the same).
+$schema=...`); `promptdag schema --reference` prints the Markdown reference that
+docs/spec-reference.md holds (a test keeps the two the same).
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """Output schemas for structured task results: a JSON schema in the spec, or a named model.
 
-Named models are registered in Python (`register_output_model`), never imported from a path
-written in a spec: a spec cannot make promptdag import code.
+The named models are the ones defined here; a spec never names a Python path, so it cannot
+make promptdag import code. (A name registered at run time would exist only in the registering
+process, not in the worker that runs a deployment's run: a spec needing another shape writes its
+JSON schema.)
 """
 
 from __future__ import annotations
@@ -28,11 +30,6 @@ class Score(BaseModel):
 
 
 _MODELS: dict[str, type[BaseModel]] = {"classification": Classification, "score": Score}
-
-
-def register_output_model(name: str, model: type[BaseModel]) -> None:
-    """Let specs write `output_schema: <name>` for this pydantic model."""
-    _MODELS[name.lower()] = model
 
 
 def resolve_schema(schema: str | dict[str, Any]) -> dict[str, Any]:

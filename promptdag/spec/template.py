@@ -79,6 +79,9 @@ def render_task_prompt(
         def lookup(name: str) -> str:
             if name in context:
                 return as_text(context[name])
+            head, _, rest = name.partition(".")
+            if rest and name not in texts and isinstance(context.get(head), (dict, list)):
+                return as_text(field_value(context[head], rest.split(".")))  # {{ item.field }}
             if name in texts:
                 return texts[name]
             found = split_reference(name, set(outputs or {}))

@@ -78,3 +78,14 @@ def check_model_ready(model: str, options: dict[str, Any], *, check_keys: bool =
     if check_keys:
         check_key(model, prefix, parse_options(prefix, resolved))
     return True
+
+
+def spec_models(spec: WorkflowSpec) -> set[str]:
+    """Every model string a spec may call (its default and each task's own or chain)."""
+    models: set[str] = set()
+    for ref in [spec.config.model, *(t.model for t in spec.tasks)]:
+        if isinstance(ref, str):
+            models.add(ref)
+        elif isinstance(ref, list):
+            models.update(m for m in ref if isinstance(m, str))
+    return models

@@ -1,5 +1,5 @@
 """The benchmark command runs end to end and produces its tables (structure only, never timings:
-CI machines are noisy, the figures that matter are in the README's full run)."""
+CI machines are noisy, the figures that matter are in docs/benchmarks.md's full run)."""
 
 from __future__ import annotations
 
@@ -60,3 +60,17 @@ def test_smoke_benchmark_prints_every_table(tmp_path: Path):
     assert [row["tasks"] for row in data["overhead"]] == [20]
     assert data["startup"]["local server running"]["first_task"] is not None
     assert len(data["targets"]) == 4
+
+
+def test_a_full_run_replaces_its_tables_in_the_docs_page(tmp_path: Path):
+    from benchmarks.publish import DOC, publish
+
+    page = tmp_path / "benchmarks.md"
+    page.write_text("intro\n<!-- benchmarks:full:start -->\nold\n"
+                    "<!-- benchmarks:full:end -->\nend\n")
+    assert publish("full", "| new | table |", page)
+    assert page.read_text() == ("intro\n<!-- benchmarks:full:start -->\n| new | table |\n"
+                                "<!-- benchmarks:full:end -->\nend\n")
+    assert not publish("batch", "x", page)  # no such section: nothing written
+    for section in ("full", "batch"):  # the real page has both sections
+        assert f"<!-- benchmarks:{section}:start -->" in DOC.read_text()

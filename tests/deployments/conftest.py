@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -111,9 +112,9 @@ def drain_prefect_workers() -> None:
                 await pending
         except RuntimeError:  # never started
             pass
-        pending = EventsWorker.drain_all()
-        if inspect.isawaitable(pending):
-            await pending
+        drained: Any = EventsWorker.drain_all()
+        if inspect.isawaitable(drained):
+            await drained
 
     run_coro_as_sync(drain())
 

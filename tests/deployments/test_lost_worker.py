@@ -62,8 +62,8 @@ async def test_a_killed_workers_run_is_crashed_then_retried_reusing_its_tasks(
 
     waited = time.monotonic()  # a crashed run is final: result does not wait for it
     result = deployed.promptdag("result", str(run_id), "--timeout", "60")
-    assert result.returncode == 2 and "Crashed without a result" in result.stderr
-    assert time.monotonic() - waited < 20
+    assert result.returncode == 1 and "Crashed without a result" in result.stderr  # a failed run
+    assert time.monotonic() - waited < 45  # not the 60 s it was allowed to wait
 
     worker = deployed.start(*PREFECT, "worker", "start", "--pool", POOL,
                             log=tmp_path / "worker2.log")

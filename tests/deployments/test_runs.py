@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from uuid import UUID
 
 import pytest
 from prefect.client.orchestration import get_client
@@ -57,15 +58,41 @@ def test_runs_lists_recent_runs_with_tasks_tokens_and_cost(deployed: Server):
     table = deployed.promptdag("runs", "--name", "AI Healthcare")
     assert table.returncode == 0, table.stderr
     header, *rows = table.stdout.splitlines()
-    assert header.split() == ["started", "workflow", "state", "tasks", "time", "tokens",
+    assert header.split() == ["workflow", "state", "tasks", "started", "time", "tokens",
                               "cost", "id"]
     row = next(line for line in rows if run_id in line)
-    assert "AI Healthcare Research" in row and "Completed" in row and " 4/4 " in row
+    assert row.startswith("AI Healthcare Research") and "Completed" in row and " 4/4 " in row
 
     logs = deployed.promptdag("logs", run_id)
     assert logs.returncode == 0, logs.stderr
     assert "Finished in state Completed" in logs.stdout
+    for task in ("Initial Research", "Synthesize"):  # each task run's lines say whose they are
+        assert f"[{task}] Finished in state Completed" in logs.stdout, logs.stdout
+    assert "[AI Healthcare Research] " in logs.stdout  # the run's own lines
     assert len(deployed.promptdag("logs", run_id, "--tail", "2").stdout.splitlines()) == 2
+
+
+def test_runs_leaves_scheduled_runs_out_unless_asked(deployed: Server):
+    later = deployed.run(sys.executable, "-m", "prefect", "deployment", "run",
+                         "run-workflow/workflow", "--start-in", "2 hours")
+    assert later.returncode == 0, later.stdout + later.stderr
+    scheduled = listed(deployed, "--scheduled", "--limit", "100")
+    ids = {str(r["run_id"]) for r in scheduled}
+    try:
+        assert scheduled and {r["state"] for r in scheduled} <= {"Scheduled", "Late"}
+        started = listed(deployed, "--limit", "100")
+        assert not ids & {r["run_id"] for r in started}
+        assert all(r["started_at"] for r in started)
+        states = [r["state"] for r in started]  # still going first, then finished
+        going = [s not in ("Completed", "Failed", "Crashed", "Cancelled") for s in states]
+        assert going == sorted(going, reverse=True)
+    finally:
+        async def delete() -> None:
+            async with get_client() as client:
+                for run in ids:
+                    await client.delete_flow_run(UUID(run))
+
+        asyncio.run(delete())
 
 
 def pool_ready(name: str) -> bool:

@@ -77,3 +77,20 @@ def test_retries_show_as_they_happen_and_are_counted(prefect_api: str, tmp_path:
     assert done.returncode == 0, done.stderr
     assert "retry Wobbly (attempt 2): simulated transient failure" in done.stderr
     assert "retries: 1;" in done.stdout
+
+
+def test_the_summary_names_the_model_and_prints_the_final_answer_in_full(prefect_api: str,
+                                                                          tmp_path: Path):
+    spec = tmp_path / "essay.yaml"  # no model anywhere: the simulated default answers
+    spec.write_text("name: essay\ntasks:\n  - {name: Outline, prompt: Outline an essay}\n"
+                    "  - {name: Essay, prompt: 'Write the essay from {{ Outline }}'}\n")
+    done = promptdag(prefect_api, tmp_path, "run", str(spec), "--json")
+    answers = {t["name"]: t["result"] for t in json.loads(done.stdout)["tasks"]}
+    summary = promptdag(prefect_api, tmp_path, "run", str(spec), "--fresh").stdout
+    assert "model: simulated" in summary
+    assert "note: no model was set, so the offline simulated model answered" in summary
+    assert answers["Essay"] in summary  # the final task's answer, whole
+    assert answers["Outline"] not in summary or len(answers["Outline"]) <= 90  # others cut
+
+    chosen = promptdag(prefect_api, tmp_path, "run", str(spec), "--model", "simulated").stdout
+    assert "model: simulated" in chosen and "no model was set" not in chosen

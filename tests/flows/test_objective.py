@@ -47,8 +47,8 @@ async def test_an_invalid_plan_is_sent_back_once_and_repaired():
 
 
 async def test_a_plan_invalid_twice_fails_the_round_with_a_clear_message():
-    result = await arun_objective("Plan a trip", config={**FAST, "model_options":
-                                                         {"invalid_plans": 2}})
+    result = await arun_objective("Plan a trip", config={**FAST, "stream_plan": False,
+                                                         "model_options": {"invalid_plans": 2}})
     assert (result.status, result.stop_reason, result.rounds) == ("failed", "failed", [])
     assert result.error and result.error.startswith("planning failed: ")
     assert "invalid Plan twice" in result.error and "'prompt'" in result.error

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,11 @@ async def test_a_rerun_after_a_failure_resumes_it_and_runs_only_the_missing_work
     second = await arun(fixed, on_notice=notices.append)
     assert [c.task for c in probe.calls] == ["C"]
     assert second.status == "completed"
-    assert notices == [f"resuming run {first.flow_run_id} (failed): 3/4 tasks already done"]
+    assert notices == [
+        f"resuming run {first.flow_run_id} (failed): the tasks it finished are reused, not asked "
+        "again",
+        f"resumed run {first.flow_run_id}: 3/4 tasks reused",  # what was, counted after the run
+    ]
     assert {t.name: (t.reused, t.attempts) for t in second.tasks} == {
         "A": (True, 0), "B": (True, 0), "C": (False, 1), "Side": (True, 0)}
     assert second.summary.reused_count == 3
@@ -147,8 +152,20 @@ def test_a_killed_cli_run_is_resumed_by_a_plain_rerun(prefect_api: str, tmp_path
     done = subprocess.run([*cli, "--json"], capture_output=True, text=True, env=env,
                           timeout=180)
     assert done.returncode == 0, done.stderr
-    # the count is the server's: the killed CLI's last state report may not have reached it
-    assert re.search(r"resuming run \S+ \(\w+\): [12]/4 tasks already done", done.stderr)
+    # the count is what was reused (the killed CLI's last state report may never have reached
+    # the server: a count of the server's finished tasks could say 1 here)
+    # The killed run was left Running; the rerun saw its process gone and marked it Crashed
+    # (flows/orphans.py) before resuming it, without a `promptdag retry`.
+    seen = re.search(r"resuming run (\S+) \(crashed\): the tasks it finished are reused",
+                     done.stderr)
+    assert seen, done.stderr
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        killed = client.read_flow_run(uuid.UUID(seen.group(1)))
+    assert killed.state_type is not None and killed.state_type.value == "CRASHED"
+    assert "is gone: marked Crashed by promptdag" in (killed.state.message or "")
+    assert re.search(r"resumed run \S+: 2/4 tasks reused", done.stderr)
     tasks = {t["name"]: t for t in json.loads(done.stdout)["tasks"]}
     assert [tasks[f"step {i}"]["reused"] for i in range(1, 5)] == [True, True, False, False]
     assert [tasks[f"step {i}"]["attempts"] for i in range(1, 5)] == [0, 0, 1, 1]
@@ -315,7 +332,8 @@ async def test_a_rerun_of_an_objective_that_failed_resumes_it_without_planning_a
     assert first.stop_reason == "failed"  # every task of round 1 failed
     notices: list[str] = []
     second = await arun_objective("Assess tidal power", config=config, on_notice=notices.append)
-    assert notices == [f"resuming run {first.flow_run_id} (failed)"]
+    assert notices == [f"resuming run {first.flow_run_id} (failed): the tasks it finished are "
+                       "reused, not asked again"]
     assert second.rounds[0].plan == first.rounds[0].plan
     async with get_client() as client:
         runs = await client.read_task_runs(flow_run_filter=FlowRunFilter(

@@ -40,6 +40,7 @@ class Reply:
     usage: tuple[int, int] | None = None
     finish_reason: str | None = None  # OpenAI's word ("length"...); Anthropic's stop_reason
     raw: bytes | None = None  # sent as it is, with status 200: a garbled answer
+    drop: bool = False  # close the connection without an answer (a server process dying)
 
 
 @dataclass
@@ -97,6 +98,7 @@ class WireServer:
     """Common part: a threaded loopback server with a script and a request log."""
 
     path = "/"
+    streams = False  # answers `"stream": true` with server-sent events (`stream`)
 
     def __init__(
         self, key: str | None, usage: tuple[int, int] = (1200, 300), port: int = 0
@@ -141,12 +143,17 @@ class WireServer:
     def success(self, seen: Seen, reply: Reply) -> dict[str, Any]:
         raise NotImplementedError
 
+    def stream(self, seen: Seen, answer: dict[str, Any]) -> bytes:
+        raise NotImplementedError
+
     def _respond(self, seen: Seen) -> tuple[int, dict[str, str], bytes]:
         failure = self.check(seen)
         with self._lock:
             reply = failure or (self.replies.popleft() if self.replies else Reply())
         if reply.delay:
             time.sleep(reply.delay)
+        if reply.drop:
+            return -1, {}, b""
         if reply.raw is not None:
             return reply.status, reply.headers, reply.raw
         body = reply.body if reply.body is not None else None
@@ -180,8 +187,14 @@ class WireServer:
                 try:
                     status, headers, data = server._respond(seen)
                     seen.status = status
+                    if status == -1:  # dropped: no status line, no body
+                        self.close_connection = True
+                        return
+                    kind = "application/json"
+                    if status == 200 and body.get("stream") and server.streams:
+                        data, kind = server.stream(seen, json.loads(data)), "text/event-stream"
                     self.send_response(status)
-                    self.send_header("content-type", "application/json")
+                    self.send_header("content-type", kind)
                     self.send_header("content-length", str(len(data)))
                     for name, value in headers.items():
                         self.send_header(name, value)
@@ -219,6 +232,8 @@ class OpenAIServer(WireServer):
     llama-cpp-python's 500 for `json_schema`)."""
 
     path = "/v1/chat/completions"
+    streams = True
+    piece_chars = 16  # a streamed answer's content comes in pieces of this many characters
 
     def __init__(
         self,
@@ -288,6 +303,24 @@ class OpenAIServer(WireServer):
         }
 
 
+    def stream(self, seen: Seen, answer: dict[str, Any]) -> bytes:
+        """A whole answer as OpenAI streams it: content in pieces, the finish reason in the
+        last content chunk, usage in one more chunk when `stream_options.include_usage`."""
+        choice = answer["choices"][0]
+        text = choice["message"]["content"]
+        base = {k: answer[k] for k in ("id", "created", "model")}
+        base["object"] = "chat.completion.chunk"
+        pieces = [text[i:i + self.piece_chars] for i in range(0, len(text), self.piece_chars)]
+        chunks = [{**base, "choices": [{"index": 0, "delta": {"content": piece},
+                                        "finish_reason": None}]} for piece in pieces]
+        chunks.append({**base, "choices": [{"index": 0, "delta": {},
+                                            "finish_reason": choice["finish_reason"]}]})
+        if (seen.body.get("stream_options") or {}).get("include_usage"):
+            chunks.append({**base, "choices": [], "usage": answer["usage"]})
+        events = [f"data: {json.dumps(chunk)}\n\n" for chunk in chunks] + ["data: [DONE]\n\n"]
+        return "".join(events).encode()
+
+
 class AnthropicServer(WireServer):
     """Messages: `POST /v1/messages`, `x-api-key` (or a bearer token), `anthropic-version`.
     `honours_tools=False` answers in text even when a tool is forced (as llama.cpp does)."""
@@ -347,3 +380,93 @@ class AnthropicServer(WireServer):
 def default_answer(seen: Seen) -> str:
     first = seen.prompt().strip().splitlines()[0] if seen.prompt().strip() else ""
     return f"{seen.body['model']} answers: {first[:80]}"
+
+
+class RateLimitedOpenAIServer(OpenAIServer):
+    """Chat completions under a tokens-per-minute limit enforced as OpenAI does: a request
+    takes its prompt's tokens (about four characters a token) plus its `max_tokens` from a
+    bucket of `limit` tokens refilled over `window` seconds (a minute at OpenAI, shorter here so
+    tests stay short); one that does not fit gets OpenAI's 429 (`rate_limit_exceeded`, with
+    `retry-after-ms`). The answer uses its whole `max_tokens` (so the bucket's count is what was
+    used). With `headers`, every answer carries OpenAI's `x-ratelimit-*-tokens` headers.
+
+    The server's own accounting measures throughput: `admitted` holds (time, tokens) of every
+    request let through, `refused` counts the 429s."""
+
+    def __init__(self, key: str | None, limit: int, window: float, headers: bool = True) -> None:
+        self.limit, self.window, self.send_headers = limit, window, headers
+        self.level, self.updated = float(limit), time.monotonic()
+        self.admitted: list[tuple[float, int]] = []
+        self.refused = 0
+        self._bucket = threading.Lock()
+        super().__init__(key)
+
+    @property
+    def per_second(self) -> float:
+        return self.limit / self.window
+
+    def _refill(self, now: float) -> None:
+        self.level = min(float(self.limit), self.level + (now - self.updated) * self.per_second)
+        self.updated = now
+
+    @staticmethod
+    def charge(body: dict[str, Any]) -> int:
+        text = "".join(str(m.get("content", "")) for m in body.get("messages", []))
+        return len(text) // 4 + int(body.get("max_tokens") or 0)
+
+    def check(self, seen: Seen) -> Reply | None:
+        failure = super().check(seen)
+        if failure is not None:
+            return failure
+        need = self.charge(seen.body)
+        with self._bucket:
+            now = time.monotonic()
+            self._refill(now)
+            if self.level >= need:
+                self.level -= need
+                self.admitted.append((now, need))
+                return None
+            self.refused += 1
+            wait_ms = int((need - self.level) / self.per_second * 1000) + 1
+            used = int(self.limit - self.level)
+        reply = openai_error(
+            429,
+            f"Rate limit reached for {seen.body.get('model')} in organization org-test on tokens "
+            f"per min (TPM): Limit {self.limit}, Used {used}, Requested {need}. Please try again "
+            f"in {wait_ms}ms.",
+            "tokens",
+            "rate_limit_exceeded",
+        )
+        reply.headers = {"retry-after-ms": str(wait_ms), **self.limit_headers()}
+        return reply
+
+    def success(self, seen: Seen, reply: Reply) -> dict[str, Any]:
+        text = "".join(str(m.get("content", "")) for m in seen.body.get("messages", []))
+        reply.usage = (len(text) // 4, int(seen.body.get("max_tokens") or 1))
+        return super().success(seen, reply)
+
+    def limit_headers(self) -> dict[str, str]:
+        if not self.send_headers:
+            return {}
+        with self._bucket:
+            self._refill(time.monotonic())
+            remaining = max(0, int(self.level))
+        full_in = (self.limit - remaining) / self.per_second
+        return {
+            "x-ratelimit-limit-tokens": str(self.limit),
+            "x-ratelimit-remaining-tokens": str(remaining),
+            "x-ratelimit-reset-tokens": f"{int(full_in * 1000)}ms",
+        }
+
+    def _respond(self, seen: Seen) -> tuple[int, dict[str, str], bytes]:
+        status, headers, data = super()._respond(seen)
+        if status == 200:
+            headers = {**headers, **self.limit_headers()}
+        return status, headers, data
+
+    def throughput_share(self) -> float:
+        """Tokens admitted after the first full bucket, per second between the first and last
+        admission, as a share of the limit's rate (1.0: exactly at the limit)."""
+        first, last = self.admitted[0][0], self.admitted[-1][0]
+        beyond_burst = sum(tokens for _, tokens in self.admitted) - self.limit
+        return beyond_burst / max(last - first, 1e-9) / self.per_second

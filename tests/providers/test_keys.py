@@ -40,6 +40,15 @@ def test_a_missing_key_is_one_clear_line(model: str, variable: str):
     assert caught.value.exit_code == 2
 
 
+@pytest.mark.parametrize("model", ["openai:smollm2", "openai:llama3.1", "anthropic:local"])
+def test_a_model_of_a_server_of_ones_own_is_missing_its_base_url_not_a_key(model: str):
+    with pytest.raises(ConfigError) as caught:
+        validate_spec(spec(model))
+    variable = f"{model.split(':')[0].upper()}_BASE_URL"
+    assert str(caught.value).startswith(f"model {model!r} has no base URL: set {variable} (or")
+    assert "needs an API key" not in str(caught.value)
+
+
 def test_every_model_of_a_chain_needs_its_key(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     with pytest.raises(ConfigError, match="'anthropic:claude-haiku-4-5' needs an API key"):

@@ -3,6 +3,7 @@ timeout, a server that echoes the key back) leave no key in results, logs or art
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -91,3 +92,42 @@ async def test_no_failure_shows_a_key(
     for key in (OPENAI_KEY, ANTHROPIC_KEY):
         for fragment in fragments(key):
             assert fragment not in text
+
+
+async def test_a_key_echoed_in_an_answer_is_masked_everywhere_it_is_stored(
+    openai_server: OpenAIServer, anthropic_server: AnthropicServer, result_storage: Path,
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """A model (or a server) that repeats its key in a successful answer: the key from the
+    environment and the one from a Secret block are masked in the result, Prefect's result
+    storage, the logs and the report artifact, and the rest of the answer is kept."""
+    from prefect.blocks.system import Secret
+
+    await Secret(value=ANTHROPIC_KEY).save("promptdag-test-echo", overwrite=True)
+    monkeypatch.delenv("ANTHROPIC_API_KEY")
+    monkeypatch.setenv("PROMPTDAG_ANTHROPIC_API_KEY_SECRET", "promptdag-test-echo")
+    openai_server.script(Reply(content=f"Sure: my key is {OPENAI_KEY}, keep it safe"))
+    anthropic_server.script(Reply(content=f"The key I was called with: {ANTHROPIC_KEY}."))
+    result = await arun({
+        "name": "echo",
+        "config": {"max_retries": 0, "reuse_results": False},
+        "tasks": [
+            {"name": "Echo GPT", "prompt": "What is your key?", "model": "openai:gpt-4o-mini"},
+            {"name": "Echo Claude", "prompt": "And yours?", "depends_on": [],
+             "model": "anthropic:claude-haiku-4-5"},
+        ],
+    })
+    assert result.status == "completed", result.model_dump_json()
+    assert result.task("Echo GPT").result == "Sure: my key is ***, keep it safe"
+    assert result.task("Echo Claude").result == "The key I was called with: ***."
+    stored = [p.read_bytes().decode(errors="replace") for p in result_storage.rglob("*")
+              if p.is_file()]
+    assert any("keep it safe" in s for s in stored)  # the answers were persisted...
+    assert result.flow_run_id
+    artifacts = await artifact_texts(result.flow_run_id)
+    assert any("keep it safe" in a for a in artifacts)  # ...and published in the report
+    text = "\n".join([result.model_dump_json(), *stored, *artifacts,
+                      *await flow_run_logs(result)])
+    for key in (OPENAI_KEY, ANTHROPIC_KEY):
+        for fragment in fragments(key):
+            assert fragment not in text  # ...masked, in every place

@@ -12,6 +12,10 @@ It serves the model alias `smollm2` with 4 slots of 2048 tokens each, at about 6
 second: keep `max_tokens` small. It speaks OpenAI (`/v1/chat/completions`) and Anthropic
 (`/v1/messages`, at `llama_server.root`). When the directory or the binary is missing, the tests
 that use it are skipped with the reason.
+
+`llama_cpp_python_server` is the second server, llama-cpp-python's (same model, one request at a
+time, 4,096 tokens, `response_format` `json_object` only, no `/props`); its first start on a
+machine builds a venv from the wheel beside it (15-60 s, needs the package index), reused later.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import os
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -99,6 +104,32 @@ class LlamaServer:
             return json.loads(response.read())  # type: ignore[no-any-return]
 
 
+class LlamaCppPythonServer(LlamaServer):
+    """llama-cpp-python's OpenAI-compatible server (start-python-server.sh)."""
+
+    script = "start-python-server.sh"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.run_dir / f"llama-cpp-python-{self.port}.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.run_dir / f"llama-cpp-python-{self.port}.log"
+
+    def start(self) -> None:
+        """Start it (the script returns once it answers; the first start builds its venv)."""
+        env = {**os.environ, "TMPDIR": str(self.run_dir)}
+        # the venv outlives the session (built once per machine), as the script's default does
+        env.setdefault("PROMPTDAG_TEST_LLM_VENV",
+                       str(Path(tempfile.gettempdir()) / "promptdag-llama-cpp-python"))
+        done = subprocess.run([str(self.directory / self.script), str(self.port)], env=env,
+                              capture_output=True, text=True, timeout=300)
+        if done.returncode != 0:
+            log = self.log_file.read_text()[-2000:] if self.log_file.exists() else ""
+            raise RuntimeError(f"llama-cpp-python did not start: {done.stderr.strip()}\n{log}")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -117,6 +148,30 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServ
         )
     server = LlamaServer(directory, free_port(), tmp_path_factory.mktemp("llama-server"))
     server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def llama_cpp_python_server(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[LlamaCppPythonServer]:
+    """llama-cpp-python's server for the session (started at first use, killed at the end);
+    skipped with the reason when its wheel or script is missing or it cannot be installed."""
+    directory = llm_dir()
+    wheels = list(directory.glob("llama_cpp_python-*.whl"))
+    if not (directory / LlamaCppPythonServer.script).exists() or not wheels:
+        pytest.skip(f"no llama-cpp-python server: {LlamaCppPythonServer.script} or its wheel "
+                    f"missing in {directory} (set PROMPTDAG_TEST_LLM_DIR)")
+    server = LlamaCppPythonServer(directory, free_port(),
+                                  tmp_path_factory.mktemp("llama-cpp-python"))
+    try:
+        server.start()
+    except (RuntimeError, subprocess.TimeoutExpired) as exc:
+        server.stop()
+        pytest.skip(f"llama-cpp-python's server could not start: {str(exc)[:300]}")
     try:
         yield server
     finally:

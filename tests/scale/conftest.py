@@ -1,4 +1,4 @@
-"""The README's "At scale" recipe, for real: a PostgreSQL server, a Prefect server on it,
+"""The "At scale" recipe of docs/scaling.md, for real: a PostgreSQL server, a Prefect server on it,
 prefect.yaml deployed, and two process workers on the `promptdag-process` pool.
 
 PostgreSQL comes from Debian's `postgresql` package (`.ci/run` installs it): the tests run a

@@ -1,5 +1,5 @@
-"""A sharded batch on the README's "At scale" set-up: a Prefect server on PostgreSQL, prefect.yaml
-deployed, two process workers on one pool.
+"""A sharded batch on the "At scale" set-up of docs/scaling.md: a Prefect server on PostgreSQL,
+prefect.yaml deployed, two process workers on one pool.
 
 `promptdag submit SPEC --data rows.jsonl --shards 2` makes two runs of `run-workflow/workflow`;
 each worker takes one (they run one flow run at a time), both run at once, and
@@ -140,7 +140,8 @@ def test_sharded_batch_runs_on_both_workers_and_gathers_every_row(
 
 
 def test_the_readme_recipe_as_written(cluster: Cluster, tmp_path: Path) -> None:
-    """README "At scale", step 4, with its example files: every ticket gets a reply line."""
+    """docs/scaling.md's "At scale", step 4, with its example files: every ticket gets a reply
+    line."""
     server = cluster.server
     submitted = server.promptdag("submit", "examples/support_triage.yaml", "--data",
                                  "examples/data/tickets.jsonl", "--shards", "2")

@@ -47,8 +47,8 @@ def test_gathered_rows_are_in_row_order_and_overlaps_are_refused() -> None:
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["submit", "examples/seed_api_request.json", "--shards", "2"], "--shards and --limit go "
-     "with --data"),
+    (["submit", "examples/seed_api_request.json", "--shards", "2"],
+     "--shards, --limit and --batch-api go with --data"),
     (["submit", "--objective", "x", "--data", "rows.jsonl"], "--data goes with a spec file"),
 ])
 def test_submit_misuse_is_one_line_and_exit_2(args: list[str], message: str) -> None:

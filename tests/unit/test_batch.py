@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from promptdag.engine.batch import expand, read_rows, row_result
+from promptdag.engine.batch import expand, id_notice, read_rows, row_id, row_result
 from promptdag.engine.results import TaskResult
 from promptdag.errors import SpecError
 from promptdag.spec.graph import build_graph
@@ -88,6 +88,22 @@ def test_rows_are_read_from_jsonl_and_csv(tmp_path: Path):
     bad.write_text('{"text": "a"}\n[1, 2]\n')
     with pytest.raises(SpecError, match="line 2: a row must be a JSON object"):
         read_rows(bad)
+
+
+def test_a_csv_with_a_byte_order_mark_keeps_its_ids_and_a_missing_id_column_is_said(
+        tmp_path: Path):
+    table = tmp_path / "excel.csv"
+    table.write_bytes("id,text\r\nT-1,hello\r\nT-2,world\r\n".encode("utf-8-sig"))
+    rows = read_rows(table)
+    assert rows == [{"id": "T-1", "text": "hello"}, {"id": "T-2", "text": "world"}]
+    assert [row_id(row, i) for i, row in enumerate(rows)] == ["T-1", "T-2"]
+    assert id_notice(table) is None
+    unnamed = tmp_path / "unnamed.csv"
+    unnamed.write_bytes("ID,text\nT-1,hello\n".encode("utf-8-sig"))
+    notice = id_notice(unnamed)
+    assert notice is not None and "\n" not in notice
+    assert "no 'id' column (columns: 'ID', 'text')" in notice and "rename 'ID'" in notice
+    assert id_notice(tmp_path / "rows.jsonl") is None  # JSON rows name their own fields
 
 
 def test_a_workflow_result_derives_its_status_summary_and_usage_from_its_tasks():

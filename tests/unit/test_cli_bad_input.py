@@ -85,3 +85,12 @@ def test_validate_prints_stages_and_graph_prints_mermaid(tmp_path: Path):
     done = promptdag("graph", str(path))
     assert done.returncode == 0 and done.stdout.startswith("graph TD")
     assert "t0 --> t1" in done.stdout
+
+
+@pytest.mark.parametrize(("flag", "value", "field"), [("--max-tokens", "0", "max_tokens"),
+                                                      ("--temperature", "3", "temperature")])
+def test_objective_limits_out_of_range_exit_2_naming_the_field(flag: str, value: str, field: str):
+    done = promptdag("objective", "Plan a trip", flag, value)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and field in lines[0] and "Traceback" not in done.stderr

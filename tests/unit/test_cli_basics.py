@@ -36,13 +36,13 @@ def test_every_example_spec_validates_against_the_printed_schema():
     assert schema == json.loads(json.dumps(spec_schema()))
 
 
-def test_the_readme_holds_the_current_spec_reference():
-    readme = (ROOT / "README.md").read_text()
+def test_the_docs_hold_the_current_spec_reference():
+    readme = (ROOT / "docs" / "spec-reference.md").read_text()
     start, end = "<!-- spec-reference:start -->\n", "<!-- spec-reference:end -->"
     assert start in readme and end in readme
     held = readme.split(start, 1)[1].split(end, 1)[0]
     assert held.strip() == spec_reference().strip(), (
-        "README's spec reference is stale: paste `promptdag schema --reference` between the "
+        "docs/spec-reference.md is stale: paste `promptdag schema --reference` between the "
         "spec-reference markers"
     )
 

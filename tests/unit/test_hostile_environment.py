@@ -15,8 +15,10 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -24,7 +26,8 @@ import pytest
 from promptdag.remote.environment import environment_problem
 
 RSS_LIMIT_MB = 100  # the CLI's own start-up is ~40 MB; a bomb once grew to 14.8 GB
-TIME_LIMIT_S = 20  # generous for a loaded CI machine; each of these takes well under 1 s
+# No wall-clock bound (a busy machine breaks one): a hang is caught by the child's timeout
+# (`promptdag(timeout=...)`), memory by its own peak RSS.
 
 
 @dataclass
@@ -57,7 +60,7 @@ runpy.run_module('promptdag.cli', run_name='__main__', alter_sys=True)
 
 
 def promptdag(*args: str, env: dict[str, str | None] | None = None,
-              timeout: float = 60) -> Outcome:
+              timeout: float = 180) -> Outcome:
     """The CLI in a child process; its exit code, output, wall time and peak RSS. `env`
     overrides the environment (None removes a variable)."""
     child_env = {**os.environ}
@@ -97,7 +100,6 @@ def assert_bounded_exit_2(outcome: Outcome, *expected: str) -> str:
     line = outcome.one_line()
     assert outcome.code == 2, outcome.stderr
     assert outcome.stdout == ""
-    assert outcome.seconds < TIME_LIMIT_S
     assert outcome.peak_rss_mb < RSS_LIMIT_MB, f"peak RSS {outcome.peak_rss_mb:.0f} MB"
     for text in expected:
         assert text in line, line
@@ -325,7 +327,7 @@ def test_a_server_that_will_not_start_is_exit_2_with_what_to_do(tmp_path: Path):
     last = done.stderr.strip().splitlines()[-1]  # after the "Running ..." banner
     assert "temporary local API server did not start" in last
     assert "PREFECT_API_DATABASE_CONNECTION_URL" in last and "promptdag server start" in last
-    assert done.seconds < 60 and done.peak_rss_mb < 400  # Prefect itself is loaded here
+    assert done.peak_rss_mb < 400  # Prefect itself is loaded here
     print(f"\n{done.seconds:.1f} s, peak RSS {done.peak_rss_mb:.0f} MB: {last}")
 
 
@@ -338,7 +340,7 @@ def test_the_largest_yaml_the_limits_accept_is_read_in_bounded_memory(tmp_path: 
                     + "1," * values + "1]}}]\n")
     done = promptdag("validate", str(spec))
     assert done.code == 0, done.stderr
-    assert done.seconds < TIME_LIMIT_S and done.peak_rss_mb < 400, done
+    assert done.peak_rss_mb < 400, done
     print(f"\naccepted: {done.seconds:.2f} s, peak RSS {done.peak_rss_mb:.0f} MB")
     spec.write_text(spec.read_text().replace("[1,", "[" + "1," * 200, 1))
     assert_bounded_exit_2(promptdag("validate", str(spec)), "PROMPTDAG_MAX_SPEC_VALUES")
@@ -366,3 +368,35 @@ def test_a_prefect_home_without_permission_is_exit_2_with_what_to_do(tmp_path: P
             f"PREFECT_HOME {home} cannot be written", reason, "export PREFECT_HOME=")
     finally:
         subprocess.run(undo, capture_output=True)
+
+
+class _NotPrefect(BaseHTTPRequestHandler):
+    """Any other web server: a page at / and 404 for the rest."""
+
+    def do_GET(self) -> None:
+        body = b"<html><body>hello</body></html>"
+        self.send_response(200 if self.path in ("/", "/health") else 404)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_a_prefect_api_url_that_is_another_web_server_is_exit_2_naming_it(tmp_path: Path):
+    spec = tmp_path / "ok.json"
+    spec.write_text(json.dumps({"name": "w", "tasks": [{"name": "t", "prompt": "p"}]}))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _NotPrefect)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        for url, answered in ((f"{base}/api", "HTTP 404"), (base, "<html><body>hello")):
+            line = assert_bounded_exit_2(promptdag("run", str(spec), env={"PREFECT_API_URL": url}),
+                                         f"PREFECT_API_URL={url} is not a Prefect API", answered,
+                                         "unset it")
+            assert "internal error" not in line
+    finally:
+        server.shutdown()
+        server.server_close()

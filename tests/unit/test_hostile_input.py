@@ -206,7 +206,7 @@ def test_yaml_aliases_expand_within_the_bound_or_are_refused_at_once(
             assert expanded < 20_000
         except SpecError as exc:
             assert expanded > 19_900 and "PROMPTDAG_MAX_SPEC_VALUES" in str(exc), str(exc)
-    assert time.monotonic() - started < 5  # never the expansion's time (8^12 values)
+    assert time.monotonic() - started < 30  # never the expansion's time (8^12 values)
 
 
 def special_files(tmp_path: Path) -> dict[str, Path]:

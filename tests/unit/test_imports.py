@@ -1,7 +1,8 @@
 """Imports point one way, by folder: core (spec/, engine/, llm/) <- tasks <- flows <- remote/ (and
 the Python API) <- entry points (cli/, deployments/), with no cycle anywhere (lazy
 imports inside functions included), and nothing imports the top-level `flows`, `tasks` or
-`deployments` names that an installed promptdag does not have (see test_packaging)."""
+`deployments` names that an installed promptdag does not have (see test_packaging). Prefect's
+private modules are imported in promptdag/_prefect_compat.py and nowhere else."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import os
 from collections import defaultdict
 from pathlib import Path
 
-PACKAGE = Path(__file__).parents[2] / "promptdag"
+ROOT = Path(__file__).parents[2]
+PACKAGE = ROOT / "promptdag"
+COMPAT = PACKAGE / "_prefect_compat.py"
 # The rule by folder, lowest first: a module may import its own layer and the layers below it.
 LAYERS = {"core": 0, "tasks": 1, "flows": 2, "remote": 3, "entry point": 4}
 CORE = ("promptdag.spec", "promptdag.engine", "promptdag.llm", "promptdag.errors",
@@ -97,3 +100,33 @@ def test_there_is_no_import_cycle():
         if module not in state:
             visit(module)
     assert cycles == []
+
+
+def private_prefect_imports(tree: ast.AST) -> list[str]:
+    """The Prefect modules or names a parsed file imports that are private: a dotted part, or an
+    imported name, that starts with `_` (`prefect._internal`, `prefect.cli.deploy._models`)."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        else:
+            continue
+        found += [n for n in names if n.split(".")[0] == "prefect"
+                  and any(part.startswith("_") and not part.endswith("__")  # not __version__
+                          for part in n.split(".")[1:])]
+    return found
+
+
+def test_private_prefect_modules_are_imported_in_one_place():
+    files = [path for folder in ("promptdag", "flows", "tasks", "deployments", "benchmarks",
+                                 "tests")
+             for path in (ROOT / folder).rglob("*.py")]  # rglob does not follow the symlinks
+    found = {str(path.relative_to(ROOT)): private
+             for path in files if path != COMPAT
+             if (private := private_prefect_imports(ast.parse(path.read_text())))}
+    assert found == {}
+    # the rule's own check finds what the compatibility module imports
+    assert "prefect._internal.control_listener" in private_prefect_imports(
+        ast.parse(COMPAT.read_text()))

@@ -111,3 +111,77 @@ def test_every_recorded_result_is_heard_with_how_many_have_settled():
     state.pop()
     state.settle(done("Assess", output={"label": "simple", "reason": "r"}))
     assert heard[0] == ("Assess", 1) and ("Complex", 2) in heard
+
+
+# -- tasks added while the workflow runs --------------------------------------------------
+
+
+def test_an_added_task_waits_for_its_dependencies_and_holds_back_a_later_one():
+    state = ready_set(DIAMOND)
+    assert drain(state) == ["A", "E"]
+    state.add("A2", ["A"], priority=3, before=["D"])  # D now waits for A2 too
+    assert state.total == 6 and state.order.index("A2") == state.order.index("D") - 1
+    state.settle(done("A", "from a"))
+    assert drain(state) == ["A2", "C", "B"]  # critical priority first
+    state.settle(done("B"))
+    state.settle(done("C"))
+    assert drain(state) == []  # D still waits for A2
+    state.settle(done("A2", "more"))
+    assert drain(state) == ["D"]
+    assert state.inputs("D")[0] == {"B": "ok", "C": "ok", "A2": "more"}
+    assert state.inputs("A2")[0] == {"A": "from a"}
+
+
+def test_an_added_task_whose_inputs_are_settled_is_ready_at_once_and_counted():
+    state = ready_set(DIAMOND)
+    drain(state)
+    state.settle(done("A"))
+    state.add("late", ["A"])
+    assert "late" in drain(state)
+    state.settle(done("late"))
+    assert state.results["late"].status == "completed" and "late" in state.added
+    assert [r.name for r in state.finish("x")][-1] == "late"
+
+
+def test_a_popped_task_can_be_held_back_for_added_tasks_then_runs_after_them():
+    state = ready_set(DIAMOND)
+    assert drain(state) == ["A", "E"]
+    state.settle(done("A"))
+    assert drain(state) == ["C", "B"]
+    state.add("C[0]", ["A"], before=["C"])  # the scheduler held C back (a fan-out)
+    state.add("C[1]", ["A"], before=["C"])
+    assert drain(state) == ["C[0]", "C[1]"]
+    state.settle(done("C[0]"))
+    state.settle(done("C[1]"))
+    assert drain(state) == ["C"]
+    assert state.order[:4] == ["A", "B", "C[0]", "C[1]"]
+
+
+def test_an_added_task_obeys_when_and_failures_upstream():
+    state = ready_set(BRANCHES)
+    drain(state)
+    state.settle(done("Assess", output={"label": "simple", "reason": "r"}))
+    state.add("Deep", ["Assess"], when="{{ Assess.label }} == 'complex'")
+    assert state.results["Deep"].skip_reason == "condition"
+    failing = ready_set(DIAMOND)
+    drain(failing)
+    failing.settle(failed("A"))
+    failing.add("After A", ["A"])
+    assert failing.results["After A"].skip_reason == "upstream_failed"
+    try:
+        failing.add("After A", [])
+    except ValueError as exc:
+        assert "exists already" in str(exc)
+    else:
+        raise AssertionError("a second task of one name was accepted")
+
+
+def test_skip_settles_a_popped_task_as_a_branch_not_taken_and_cascades():
+    state = ready_set(DIAMOND)
+    drain(state)
+    state.settle(done("A"))
+    assert drain(state) == ["C", "B"]
+    state.skip("C", "for_each gave no items")
+    state.skip("B", "for_each gave no items")
+    assert state.results["D"].error == "skipped: every dependency was skipped"
+    assert state.results["C"].skip_reason == "condition"

@@ -108,7 +108,8 @@ def example_for_schema(
     schema: dict[str, Any], seed: str, root: dict[str, Any] | None = None
 ) -> Any:
     """A deterministic value satisfying a JSON schema (the common subset): enums pick a member
-    from a hash of the prompt, strings echo it, numbers lie in their bounds."""
+    from a hash of the prompt, strings echo it, numbers lie in their bounds, arrays hold
+    `minItems` items (at least one)."""
     root = root or schema
     if "$ref" in schema:
         name = str(schema["$ref"]).rsplit("/", 1)[-1]
@@ -126,8 +127,11 @@ def example_for_schema(
     if kind == "object":
         props = schema.get("properties", {})
         return {key: example_for_schema(sub, f"{seed}/{key}", root) for key, sub in props.items()}
-    if kind == "array":
-        return [example_for_schema(schema.get("items", {}), f"{seed}/0", root)]
+    if kind == "array":  # `minItems` items (at least one), so a fan-out has a list to run
+        count = max(1, int(schema.get("minItems", 1)))
+        count = min(count, int(schema.get("maxItems", count)))
+        return [example_for_schema(schema.get("items", {}), f"{seed}/{i}", root)
+                for i in range(count)]
     if kind in ("number", "integer"):
         low = float(schema.get("minimum", 0))
         high = float(schema.get("maximum", low + 1))

@@ -1,6 +1,6 @@
-"""Measure what cross-run provider limits cost (figures for the README).
+"""Measure what cross-run provider limits cost (figures for docs/benchmarks.md).
 
-    .venv/bin/python -m tests.providers.measure_provider_limits
+    .venv/bin/python -m benchmarks.provider_limits
 
 Starts a temporary Prefect server and a loopback OpenAI-compatible server whose every answer
 takes `--latency` seconds, then times: the scheduler's own breadth limit against the same limit
@@ -25,7 +25,7 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 from prefect.testing.utilities import prefect_test_harness
 
 from promptdag.api import arun
-from tests.providers.servers import OpenAIServer, Reply
+from tests.providers.servers import OpenAIServer, Reply, WireServer
 
 
 def spec(name: str, tasks: int, breadth: int, base_url: str) -> dict[str, Any]:
@@ -44,7 +44,7 @@ def spec(name: str, tasks: int, breadth: int, base_url: str) -> dict[str, Any]:
     }
 
 
-async def timed(server: OpenAIServer, *specs: dict[str, Any], latency: float) -> dict[str, Any]:
+async def timed(server: WireServer, *specs: dict[str, Any], latency: float) -> dict[str, Any]:
     server.requests.clear()
     server.max_in_flight = 0
     count = sum(len(s["tasks"]) for s in specs)

@@ -1,6 +1,6 @@
 """What artifacts cost a run: a 1,000-task zero-latency workflow with and without them.
 
-    python -m tests.deployments.measure_artifact_overhead [N] [REPEATS]
+    python -m benchmarks.artifact_overhead [N] [REPEATS]
 
 Starts its own Prefect server (temporary PREFECT_HOME), warms up, then alternates runs with
 PROMPTDAG_ARTIFACTS on and off so drift hits both sides alike, and prints per-task costs and
