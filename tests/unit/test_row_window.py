@@ -99,3 +99,31 @@ def test_a_csv_with_a_byte_order_mark_keeps_its_id_column(tmp_path: Path):
     plain.write_text("Id,doc\n1,x\n")
     notice = id_notice(plain)
     assert notice is not None and "has no 'id' column" in notice and "rename 'Id'" in notice
+
+
+def test_a_task_added_to_a_row_joins_it_and_the_row_closes_with_it():
+    """What a fan-out does: tasks added while a row runs go into that row's ready set, hold
+    the row open until they settle, and are the row's tasks when it closes."""
+    rows = [{"id": f"r{i}", "doc": f"d{i}"} for i in range(2)]
+    done: list[tuple[RowResult, list[TaskResult]]] = []
+    closed: list[str] = []
+    window = RowWindow(RowPlan(SPEC), iter(rows), window=2,
+                       on_row=lambda row, tasks: done.append((row, tasks)))
+    window.on_close = closed.append
+    first = window.pop()
+    assert first == "[r0] Read"
+    extra = SPEC.tasks[0].model_copy(update={"name": "[r0] Extra", "prompt": "more"})
+    window.add(extra, depends_on=(first,), references=frozenset(), before=("[r0] Title",))
+    assert window.part("[r0] Extra").specs["[r0] Extra"] is extra
+    assert window.row_of("[r0] Extra") == "r0" and window.total == 5
+    window.settle(TaskResult(name=first, status="completed", result="read"))
+    order = []
+    while window.has_ready():
+        name = window.pop()
+        order.append(name)
+        window.settle(TaskResult(name=name, status="completed", result=f"done {name}"))
+    assert order.index("[r0] Extra") < order.index("[r0] Title")  # Title waited for it
+    assert closed == ["r0", "r1"] and not window._owner
+    row, tasks = done[0]
+    assert row.id == "r0" and [t.name for t in tasks] == ["[r0] Read", "[r0] Extra",
+                                                          "[r0] Title"]
