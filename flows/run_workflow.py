@@ -85,7 +85,8 @@ async def run_workflow(
             default this flow run's own (so a retry of it resumes it and a new run starts
             afresh); a resume passes the scope of the run it resumes, a parent flow its own.
         data: a batch: rows (mappings of field -> value), or the path of a .jsonl/.csv file;
-            the workflow runs once per row, all rows in one DAG (see promptdag/engine/batch.py).
+            the workflow runs once per row, all rows in one run, streamed through a window of
+            open rows (promptdag/engine/row_window.py).
         row_offset: the index of the first row (a shard of a larger batch).
         row_limit: a data file's first rows only (`--limit`).
         add_from: the key of a feed (tasks/feeds.py) of `AddedTask`s that join the workflow
@@ -111,8 +112,8 @@ async def run_workflow(
     if data is not None:
         rows = iter_rows(data, row_limit) if isinstance(data, str) else iter(data)
         expected = count_rows(data, row_limit) if isinstance(data, str) else len(data)
-        return await _run_batch(spec, rows, expected, row_offset, resume_scope, started,
-                                clock, extra_usage)
+        return await _run_batch(spec, graph, rows, expected, row_offset, resume_scope,
+                                started, clock, extra_usage)
     view = RunView("workflow", spec.name, total=len(spec.tasks), tags=[workflow_tag(spec.name)])
     async with view:  # tags, live progress (see flows/artifacts.py)
         async with task_placement(spec.config) as invoke:
@@ -144,13 +145,14 @@ async def run_workflow(
 
 
 async def _run_batch(
-    spec: WorkflowSpec, rows: Iterator[dict[str, Any]], expected: int | None, row_offset: int,
-    resume_scope: str | None, started: datetime, clock: float, extra_usage: Usage,
+    spec: WorkflowSpec, graph: WorkflowGraph, rows: Iterator[dict[str, Any]],
+    expected: int | None, row_offset: int, resume_scope: str | None, started: datetime,
+    clock: float, extra_usage: Usage,
 ) -> State[WorkflowResult]:
     """A batch, streamed: rows read as the window has room (promptdag/engine/row_window.py),
-    each row's outcome logged (flows/row_log.py) and announced as it ends."""
+    each row's outcome logged (flows/row_log.py) and announced as it ends. `graph`: the
+    workflow's own (`RowPlan.template`, validated)."""
     plan = RowPlan(spec)
-    graph = validate_spec(plan.template, bounded=False)  # each row is bounded as it is read
     log = RowLog(log_path(resume_scope or str(flow_run.id)))
     inline: list[tuple[RowResult, list[TaskResult]]] = []  # a small batch's, in its result
     count = 0

@@ -99,13 +99,14 @@ class ReadySetScheduler:
 
     def _part(self, name: str) -> Part:
         """The workflow instance that holds a task: the whole workflow, or the task's row."""
-        if self._whole is not None:
-            return self._whole
-        assert self.rows is not None
-        return self.rows.part(name)
+        return self._part_of((name,))
 
-    def _ready_set(self, name: str) -> ReadySet:
-        return self._part(name).state
+    def _part_of(self, tasks: tuple[str, ...]) -> Part:
+        """The whole workflow, or the open batch row of the first of `tasks`."""
+        if self.rows is not None:
+            return self.rows.part_for(tasks)
+        assert self._whole is not None
+        return self._whole
 
     def _closed(self, rid: str) -> None:
         """A batch row closed: forget its budget and its fan-outs (memory stays bounded)."""
@@ -150,13 +151,12 @@ class ReadySetScheduler:
                 results fill the placeholders, other dependencies' results are appended.
         """
         depends_on, before = tuple(depends_on), tuple(before)
-        # a batch's added task joins the row of the tasks it waits for
-        part = self._whole or self.rows.part_for((*before, *depends_on))  # type: ignore[union-attr]
+        part = self._part_of((*before, *depends_on))  # a batch's: the row of what it waits for
         if references is None:
             names = set(part.state.order)
             found = (split_reference(text, names) for text in placeholders(task.prompt))
             references = {ref[0] for ref in found if ref is not None}
-        (self.rows or part).add(task, depends_on, frozenset(references), before)
+        (self.rows or part).add(task, depends_on, frozenset(references), before)  # rows: owned
         self._wake.set()
 
     def hold(self) -> Callable[[], None]:
@@ -233,7 +233,7 @@ class ReadySetScheduler:
         """Settling order among tasks that ended together: row, then declaration."""
         if self.rows is not None:
             return self.rows.order(name)
-        return 0, self._ready_set(name).index[name]
+        return 0, self._part(name).state.index[name]
 
     def _settles_at_once(self, name: str) -> bool:
         """A popped task that needs no task run of its own: a fan-out task, the first time

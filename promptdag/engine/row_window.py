@@ -152,10 +152,6 @@ class RowWindow:
                 return row.state.pop()
         raise IndexError("no task is ready")
 
-    def part(self, name: str) -> Part:
-        """The open row that holds a task."""
-        return self._open[self._owner[name]]
-
     def row_of(self, name: str) -> str | None:
         """The id of the open row that holds a task."""
         return self._owner.get(name)
@@ -168,7 +164,8 @@ class RowWindow:
         return row.instance.row.index, row.state.index[name]
 
     def part_for(self, tasks: tuple[str, ...]) -> Part:
-        """The open row of the first of `tasks` (what an added task waits for)."""
+        """The open row that holds the first of `tasks` (a task, or what an added task waits
+        for)."""
         rid = next((self._owner[t] for t in tasks if t in self._owner), None)
         if rid is None:
             raise ValueError("a task added to a batch must wait for a task of an open row")

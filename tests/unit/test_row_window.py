@@ -114,7 +114,7 @@ def test_a_task_added_to_a_row_joins_it_and_the_row_closes_with_it():
     assert first == "[r0] Read"
     extra = SPEC.tasks[0].model_copy(update={"name": "[r0] Extra", "prompt": "more"})
     window.add(extra, depends_on=(first,), references=frozenset(), before=("[r0] Title",))
-    assert window.part("[r0] Extra").specs["[r0] Extra"] is extra
+    assert window.part_for(("[r0] Extra",)).specs["[r0] Extra"] is extra
     assert window.row_of("[r0] Extra") == "r0" and window.total == 5
     window.settle(TaskResult(name=first, status="completed", result="read"))
     order = []
