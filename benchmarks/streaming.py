@@ -9,9 +9,10 @@ the CLI to the first line of OUT (a row finished, so its first task started befo
 resident memory (RSS, /proc) of the CLI process, sampled every 0.2 s, with its value as the
 row count passes 500, 1,000, 2,000, ... . After `--run` rows it cancels the run with
 `promptdag cancel` (running 200,000 rows through Prefect takes hours on a 2-core machine; what
-the run holds does not grow with the rows already done, which the checkpoints show) and
-records the cancel's own figures: seconds from the cancel to the CLI's exit, its exit code,
-the rows written. Markdown on stdout; a copy in benchmarks/results/streaming-latest.md.
+the run holds should not grow with the rows already done: the checkpoints show it) and
+records the cancel's own figures: the `cancel` command's exit code, its last line and its
+seconds, the seconds from the cancel to the CLI's exit, the CLI's exit code, the rows
+written. Markdown on stdout; a copy in benchmarks/results/streaming-latest.md.
 """
 
 from __future__ import annotations
@@ -96,8 +97,11 @@ def main(argv: list[str] | None = None) -> int:
         if cli.poll() is None:
             run_id = _run_id(work / "storage")
             cancelled_at = time.monotonic()
-            subprocess.run([sys.executable, "-m", "promptdag.cli", "cancel", run_id], cwd=ROOT,
-                           env=env, capture_output=True, text=True, timeout=300)
+            told = subprocess.run([sys.executable, "-m", "promptdag.cli", "cancel", run_id],
+                                  cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+            figures.update(cancel_exit_code=told.returncode,
+                           cancel_seconds=round(time.monotonic() - cancelled_at, 1),
+                           cancel_said=(told.stdout + told.stderr).strip().splitlines()[-1:])
             while cli.poll() is None and time.monotonic() - cancelled_at < 300:
                 peak = max(peak, rss_mb(cli.pid))
                 time.sleep(0.2)
