@@ -15,15 +15,10 @@ retried as any provider call is: retryable failures only).
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 from prefect import task
-from prefect.cache_policies import CachePolicy
-from prefect.context import TaskRunContext
 from prefect.logging import get_run_logger
 from pydantic import BaseModel, Field
 
@@ -37,7 +32,7 @@ from promptdag.llm.batch_api import (
 from promptdag.llm.batch_vendors import vendor
 from promptdag.llm.registry import get_model, split_model
 from promptdag.settings import get_settings
-from promptdag.tasks.prompt_cache import KEY_VERSION, run_scope
+from promptdag.tasks.prompt_cache import InputsPolicy
 
 
 class BatchJob(BaseModel):
@@ -49,29 +44,7 @@ class BatchJob(BaseModel):
     lines: list[BatchLine]
 
 
-@dataclass(eq=False)
-class BatchPolicy(CachePolicy):
-    """Key: the run's resume scope + the task's name + its inputs (see module docstring)."""
-
-    def compute_key(
-        self,
-        task_ctx: TaskRunContext,
-        inputs: dict[str, Any],
-        flow_parameters: dict[str, Any],
-        **kwargs: Any,
-    ) -> str | None:
-        data = {name: value.model_dump(mode="json") if isinstance(value, BaseModel) else value
-                for name, value in inputs.items()}
-        payload = {"v": KEY_VERSION, "scope": run_scope(task_ctx, flow_parameters),
-                   "task": task_ctx.task.name, "inputs": data}
-        text = json.dumps(payload, sort_keys=True, ensure_ascii=False, default=str)
-        return f"{KEY_VERSION}-batch-{hashlib.sha256(text.encode()).hexdigest()}"
-
-    def __hash__(self) -> int:
-        return hash(type(self))
-
-
-BATCH_CACHE = BatchPolicy()
+BATCH_CACHE = InputsPolicy(kind="batch")  # the batch's record (see module docstring)
 
 
 @task(name="submit_batch", cache_policy=BATCH_CACHE, persist_result=True,

@@ -114,8 +114,11 @@ class PromptPolicy(CachePolicy):
 
 
 @dataclass(eq=False)
-class RolePolicy(CachePolicy):
-    """A role task's key: run scope + task name + its inputs without volatile parts."""
+class InputsPolicy(CachePolicy):
+    """A task's key: run scope + task name + its inputs without volatile parts; `kind` keeps
+    the keys of different kinds of task apart (a role's call, a provider batch)."""
+
+    kind: str = "role"
 
     def compute_key(
         self,
@@ -126,13 +129,13 @@ class RolePolicy(CachePolicy):
     ) -> str | None:
         payload = {"v": KEY_VERSION, "scope": run_scope(task_ctx, flow_parameters),
                    "task": task_ctx.task.name, "inputs": stable(inputs)}
-        return f"{KEY_VERSION}-role-{_digest(payload)}"
+        return f"{KEY_VERSION}-{self.kind}-{_digest(payload)}"
 
     def __hash__(self) -> int:
-        return hash(type(self))
+        return hash((type(self), self.kind))
 
 
 PROMPT_CACHE = PromptPolicy(isolation_level="SERIALIZABLE", lock_manager=LOCKS)
 SHARED_PROMPT_CACHE = PromptPolicy(shared=True, isolation_level="SERIALIZABLE",
                                    lock_manager=LOCKS)
-ROLE_CACHE = RolePolicy(isolation_level="SERIALIZABLE", lock_manager=LOCKS)
+ROLE_CACHE = InputsPolicy(isolation_level="SERIALIZABLE", lock_manager=LOCKS)

@@ -18,7 +18,8 @@ rate-limit headers set up, promptdag/llm/rate_limits.py), the same per-minute li
 Prefect server (`promptdag:<key>:rpm`, `promptdag:<key>:tpm`, `promptdag:<key>:<model>:tpm`) so
 every run shares them, then the endpoint's capacity. The in-process buckets do the fine pacing
 (a reservation queue, handed over at once); the server's limits, decaying at the same rate, are
-then normally free and bind only when other processes use the same account.
+taken a tenth of a window at a time (`_take_shared`), so they are normally free and bind only
+when other processes use the same account.
 """
 
 from __future__ import annotations
@@ -114,6 +115,30 @@ class _Held:
 
 
 BURST_SHARE = 0.9
+SHARED_CHUNK_SHARE = 0.1  # of a shared limit's window: what one request to the server takes
+_credit: dict[str, int] = {}  # units the server granted this process and no call used yet
+_credit_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def _take_shared(name: str, occupy: int, per_window: int) -> None:
+    """Take `occupy` units of the server's limit `name`, from what this process was granted
+    already, else with one request for a tenth of the window (at least `occupy`).
+
+    One request per call would pace badly: Prefect serialises a process's acquisitions of a
+    limit, a refusal makes every later one wait its Retry-After, and the server decays a
+    limit by whole units since its last update, so many small, frequent requests see
+    little decay. Chunks keep the server's share of the pacing coarse; the in-process
+    buckets, which ran first, keep it fine.
+    """
+    locks = _credit_locks.setdefault(asyncio.get_running_loop(), {})
+    async with locks.setdefault(name, asyncio.Lock()):
+        if _credit.get(name, 0) < occupy:
+            chunk = min(per_window, max(occupy, math.ceil(per_window * SHARED_CHUNK_SHARE)))
+            await rate_limit(name, occupy=chunk, strict=True)
+            _credit[name] = _credit.get(name, 0) + chunk
+        _credit[name] -= occupy
 _buckets: dict[tuple[str, str, str, float, float], TokenBucket] = {}
 
 
@@ -179,7 +204,7 @@ async def pace(
     for name, per_window, per_second in shared:
         await _ensure(name, per_window, per_second)
         occupy = held.tokens if name in held.shared_tpm else 1
-        await rate_limit(name, occupy=min(occupy, per_window), strict=True)
+        await _take_shared(name, min(occupy, per_window), per_window)
     capacity = await rate_limits.capacity_of(
         endpoint, next((limit.capacity for _, limit in configs if limit.capacity), None), base_url
     )
@@ -206,9 +231,6 @@ async def settle_usage(held: _Held, usage: Usage | None) -> None:
     for unit, bucket in held.buckets:
         bucket.settle(estimated[unit], used[unit])
     spare = held.tokens - used["tokens"]
-    if held.shared_tpm and spare > 0:
-        try:
-            async with get_client() as client:
-                await client.release_concurrency_slots(held.shared_tpm, spare, 0.0)
-        except Exception:  # a correction is advice: the call itself succeeded
-            pass
+    if spare > 0:  # what the server's limit granted and the call did not use: the next call's
+        for name in held.shared_tpm:
+            _credit[name] = _credit.get(name, 0) + spare

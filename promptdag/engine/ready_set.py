@@ -28,7 +28,7 @@ from typing import Any
 
 from promptdag.engine.results import TaskResult
 from promptdag.spec.conditions import evaluate, parse_condition, split_reference
-from promptdag.spec.graph import WorkflowGraph
+from promptdag.spec.graph import WorkflowGraph, downstream
 from promptdag.spec.models import FailureMode
 from promptdag.spec.template import field_value
 
@@ -193,14 +193,7 @@ class ReadySet:
 
     def descendants(self, name: str) -> list[str]:
         """Every task downstream of `name` (added ones included), in declaration order."""
-        seen: set[str] = set()
-        stack = list(self.dependents[name])
-        while stack:
-            current = stack.pop()
-            if current not in seen:
-                seen.add(current)
-                stack.extend(self.dependents[current])
-        return [n for n in self.order if n in seen]
+        return downstream(name, self.dependents, self.order)
 
     def _skip_downstream(self, name: str, failed: str) -> None:
         for child in self.descendants(name):

@@ -21,6 +21,20 @@ from promptdag.spec.schemas import has_field, resolve_schema
 from promptdag.spec.template import PLACEHOLDER, placeholders
 
 
+def downstream(
+    name: str, dependents: Mapping[str, Iterable[str]], order: Iterable[str]
+) -> list[str]:
+    """Every task downstream of `name` through `dependents`, in `order`."""
+    seen: set[str] = set()
+    stack = list(dependents[name])
+    while stack:
+        current = stack.pop()
+        if current not in seen:
+            seen.add(current)
+            stack.extend(dependents[current])
+    return [n for n in order if n in seen]
+
+
 @dataclass(frozen=True)
 class WorkflowGraph:
     """Resolved dependencies of a workflow, in declaration order."""
@@ -43,14 +57,7 @@ class WorkflowGraph:
 
     def descendants(self, name: str) -> list[str]:
         """Every task downstream of `name`, in declaration order."""
-        seen: set[str] = set()
-        stack = list(self.dependents[name])
-        while stack:
-            current = stack.pop()
-            if current not in seen:
-                seen.add(current)
-                stack.extend(self.dependents[current])
-        return [n for n in self.names if n in seen]
+        return downstream(name, self.dependents, self.names)
 
     def ready_key(self, name: str, index: Mapping[str, int]) -> tuple[int, int, str]:
         """Order among tasks ready at once (a heap key): higher priority, then declaration."""

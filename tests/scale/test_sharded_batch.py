@@ -23,7 +23,7 @@ from promptdag.engine.results import WorkflowResult
 from tests.deployments.conftest import ROOT, Server
 from tests.scale.conftest import SIMULATED_IN_FLIGHT, Cluster
 
-pytestmark = pytest.mark.deployments
+pytestmark = [pytest.mark.deployments, pytest.mark.timeout(600)]  # a cluster, two workers
 
 ROWS = 40
 LATENCY = 0.2
@@ -96,8 +96,8 @@ def test_sharded_batch_runs_on_both_workers_and_gathers_every_row(
     tag = next(word for word in submitted.stderr.split() if word.startswith("batch:"))
 
     output = tmp_path / "rows.jsonl"
-    gathered = server.promptdag("result", *run_ids, "--output", str(output), "--timeout", "90",
-                                timeout=120)
+    gathered = server.promptdag("result", *run_ids, "--output", str(output), "--timeout", "240",
+                                timeout=270)
     assert gathered.returncode == 0, gathered.stdout + gathered.stderr
     assert f"rows: {ROWS} completed, 0 failed of {ROWS}" in gathered.stderr
 
@@ -148,7 +148,7 @@ def test_the_readme_recipe_as_written(cluster: Cluster, tmp_path: Path) -> None:
     assert submitted.returncode == 0, submitted.stdout + submitted.stderr
     output = tmp_path / "replies.jsonl"
     gathered = server.promptdag("result", *submitted.stdout.split(), "--output", str(output),
-                                "--timeout", "90", timeout=120)
+                                "--timeout", "240", timeout=270)
     assert gathered.returncode == 0, gathered.stdout + gathered.stderr
     expected = [json.loads(line)["id"] for line in
                 (ROOT / "examples/data/tickets.jsonl").read_text().splitlines() if line.strip()]
