@@ -14,6 +14,9 @@ retry a given run.
   The flow run is put back to Scheduled; a deployment's worker then runs it again, a local run
   is run again here (`run_flow_async` on the same flow run). Its id, hence its scope, is the
   same, so it reuses its own finished tasks.
+- **Undelivered**: a batch whose `--output` could not be written (a full disk) completed, but
+  its user has no rows; the CLI tags it `promptdag-undelivered`, and the next run of the same
+  work resumes it like an unfinished run, so its rows come back without being paid for again.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ if TYPE_CHECKING:
 
 
 SPEC_TAG = "promptdag-spec:"
+UNDELIVERED_TAG = "promptdag-undelivered"
 START_LOCK_SECONDS = 60  # the lookup and the creation of a flow run take well under a second
 
 
@@ -134,7 +138,8 @@ async def start_run(
         try:
             latest = (await _latest(client, flow.name, tag)) if resume else []
             latest = await crash_orphans(client, latest)  # its process died: Crashed, resumed
-            if latest and latest[0].state_type != StateType.COMPLETED:
+            if latest and (latest[0].state_type != StateType.COMPLETED
+                           or UNDELIVERED_TAG in (latest[0].tags or [])):
                 previous = latest[0]
                 resumed = Resumed(str(previous.id), scope_of(previous),
                                   previous.state_name or "unfinished")
@@ -146,6 +151,24 @@ async def start_run(
             LOCKS.release_lock(key, holder)
         await claim(client, flow_run.id)
     return flow_run, resumed
+
+
+def mark_undelivered(flow_run_id: str) -> None:
+    """Tag a completed run whose results did not reach its user (see module docstring); a
+    server that cannot be told is left as it is (the rows are still in the run)."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+
+    async def mark() -> None:
+        async with get_client() as client:
+            run = await client.read_flow_run(uuid.UUID(flow_run_id))
+            await client.update_flow_run(run.id, tags=[*run.tags, UNDELIVERED_TAG])
+
+    try:
+        asyncio.run(mark())
+    except Exception:  # the API's problems must not hide the line that says what to do
+        pass
 
 
 @dataclass

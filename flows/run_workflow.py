@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -14,21 +14,25 @@ from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State
 from pydantic import BaseModel, Field
 
-from promptdag.engine.batch import Batch, expand, read_rows, row_result
+from promptdag.engine.batch import RowPlan, count_rows, iter_rows
+from promptdag.engine.events import emit_row
 from promptdag.engine.results import (
     RowResult,
     TaskResult,
     WorkflowResult,
 )
+from promptdag.engine.row_window import RowWindow
 from promptdag.flows.artifacts import RunView, workflow_tag
-from promptdag.flows.batch_levels import run_in_batches
+from promptdag.flows.batch_levels import MAX_BATCH_LINES, run_in_batches
 from promptdag.flows.lost_api import remember
 from promptdag.flows.provider_settings import provider_settings_checked
+from promptdag.flows.row_log import INLINE_ROWS, RowLog, log_path
 from promptdag.flows.runners import task_placement
 from promptdag.flows.scheduler import ReadySetScheduler
 from promptdag.llm.base import Usage
 from promptdag.llm.registry import preload
 from promptdag.spec.dependencies import fill_missing
+from promptdag.spec.graph import WorkflowGraph
 from promptdag.spec.models import TaskSpec, WorkflowSpec, load_spec, parse_spec
 from promptdag.spec.validation import spec_models, validate_spec
 from promptdag.tasks.feeds import Feed, find_feed
@@ -65,6 +69,7 @@ async def run_workflow(
     resume_scope: str | None = None,
     data: list[dict[str, Any]] | str | None = None,
     row_offset: int = 0,
+    row_limit: int | None = None,
     add_from: str | None = None,
 ) -> State[WorkflowResult]:
     """Run a workflow spec: every task as soon as its dependencies allow, `breadth` at a time.
@@ -80,37 +85,41 @@ async def run_workflow(
             default this flow run's own (so a retry of it resumes it and a new run starts
             afresh); a resume passes the scope of the run it resumes, a parent flow its own.
         data: a batch: rows (mappings of field -> value), or the path of a .jsonl/.csv file;
-            the workflow runs once per row, all rows in one DAG (see promptdag/engine/batch.py).
+            the workflow runs once per row, all rows in one run, streamed through a window of
+            open rows (promptdag/engine/row_window.py).
         row_offset: the index of the first row (a shard of a larger batch).
+        row_limit: a data file's first rows only (`--limit`).
         add_from: the key of a feed (tasks/feeds.py) of `AddedTask`s that join the workflow
             while it runs, until the feed closes: a plan read as it streams. Only from a
-            parent flow in the same process.
+            parent flow in the same process, and not with `data`.
     """
     if isinstance(spec, str):
         spec = load_spec(spec)
     elif not isinstance(spec, WorkflowSpec):  # a deployment run's parameters are plain JSON
         spec = parse_spec(spec, source="flow parameter 'spec'")
-    batch = None
-    if data is not None:
-        batch = expand(spec, read_rows(data) if isinstance(data, str) else data, row_offset)
-        spec = batch.spec
+    if data is not None and add_from is not None:
+        raise ValueError("run_workflow: add_from does not take a batch's data")
     with provider_settings_checked():  # keys and base URLs, where the run runs
-        graph = validate_spec(spec, bounded=batch is None)  # a batch's parts were bounded
+        graph = validate_spec(spec if data is None else RowPlan(spec).template,
+                              bounded=data is None)  # a batch's rows are bounded as read
     started, clock = datetime.now(timezone.utc), time.perf_counter()
     extra_usage = Usage()
     if spec.config.infer_dependencies and any(t.depends_on is None for t in spec.tasks):
         spec, extra_usage = await _infer_dependencies(spec)
-        graph = validate_spec(spec, bounded=batch is None)
+        graph = validate_spec(spec if data is None else RowPlan(spec).template,
+                              bounded=data is None)
     await asyncio.to_thread(preload, spec_models(spec))  # SDK imports off the event loop
+    if data is not None:
+        rows = iter_rows(data, row_limit) if isinstance(data, str) else iter(data)
+        expected = count_rows(data, row_limit) if isinstance(data, str) else len(data)
+        return await _run_batch(spec, graph, rows, expected, row_offset, resume_scope,
+                                started, clock, extra_usage)
     view = RunView("workflow", spec.name, total=len(spec.tasks), tags=[workflow_tag(spec.name)])
     async with view:  # tags, live progress (see flows/artifacts.py)
         async with task_placement(spec.config) as invoke:
-            scheduler = ReadySetScheduler(spec, graph, invoke, subflow=run_workflow,
-                                          rows=_row_ids(batch) if batch else None)
+            scheduler = ReadySetScheduler(spec, graph, invoke, subflow=run_workflow)
             feed = find_feed(add_from)
-            if batch is not None and spec.config.batch_api:  # flows/batch_levels.py
-                tasks = await run_in_batches(scheduler)
-            elif feed is None:
+            if feed is None:
                 tasks = await scheduler.run()
             else:  # the adder ends with the feed; a workflow that stops early ends it too
                 adder = asyncio.create_task(add_while_running(feed, scheduler, scheduler.hold()))
@@ -129,17 +138,97 @@ async def run_workflow(
         "elapsed_seconds": round(time.perf_counter() - clock, 4),
         "tasks": tasks,
         "overhead_usage": extra_usage,  # dependency inference: a call beyond the tasks
-        "rows": _rows(batch, tasks) if batch else None,
         "stop_reason": "budget" if scheduler.budget_stop else None,
         "budget": scheduler.budget_stop,
     })
+    return await _end(result, view, graph, spec)
+
+
+async def _run_batch(
+    spec: WorkflowSpec, graph: WorkflowGraph, rows: Iterator[dict[str, Any]],
+    expected: int | None, row_offset: int, resume_scope: str | None, started: datetime,
+    clock: float, extra_usage: Usage,
+) -> State[WorkflowResult]:
+    """A batch, streamed: rows read as the window has room (promptdag/engine/row_window.py),
+    each row's outcome logged (flows/row_log.py) and announced as it ends. `graph`: the
+    workflow's own (`RowPlan.template`, validated)."""
+    plan = RowPlan(spec)
+    log = RowLog(log_path(resume_scope or str(flow_run.id)))
+    inline: list[tuple[RowResult, list[TaskResult]]] = []  # a small batch's, in its result
+    count = 0
+
+    def on_row(row: RowResult, tasks: list[TaskResult]) -> None:
+        nonlocal count
+        count += 1
+        log.write(row)
+        if count <= INLINE_ROWS:
+            inline.append((row, tasks))
+        elif inline:
+            inline.clear()
+        emit_row(row)
+
+    window = RowWindow(plan, rows, batch_window(spec), on_row, offset=row_offset,
+                       finished=log.finished, expected_rows=expected)
+    view = RunView("workflow", spec.name, total=window.total, tags=[workflow_tag(spec.name)])
+    try:
+        async with view:
+            async with task_placement(spec.config) as invoke:
+                scheduler = ReadySetScheduler(spec, graph, invoke, subflow=run_workflow,
+                                              rows=window)
+                if spec.config.batch_api:  # flows/batch_levels.py
+                    kept = await run_in_batches(scheduler)
+                else:
+                    kept = await scheduler.run()
+    finally:
+        log.close()
+    tally = window.tally
+    inline.sort(key=lambda done: done[0].index)
+    if inline:
+        kept = [task for _, tasks in inline for task in tasks]
+    if not spec.config.collect_intermediate:
+        finals = set(plan.finals)
+        kept = [_without_intermediate(
+            t, keep=(t.fan_out or t.name).split("] ", 1)[-1] in finals) for t in kept]
+    result = WorkflowResult.model_validate({
+        "name": spec.name,
+        "status": tally.status,
+        "flow_run_id": str(flow_run.id) if flow_run.id else None,
+        "started_at": started,
+        "finished_at": datetime.now(timezone.utc),
+        "elapsed_seconds": round(time.perf_counter() - clock, 4),
+        "tasks": kept,  # a large batch's: its first failed rows' (see RowWindow)
+        "summary": tally.summary,
+        "usage": tally.usage + extra_usage,
+        "saved_usage": tally.saved_usage,
+        "rows": [row for row, _ in inline] if count <= INLINE_ROWS else None,
+        "rows_file": str(log.path),
+        "warning": log.error,
+        "stop_reason": "budget" if scheduler.budget_stop else None,
+        "budget": scheduler.budget_stop,
+    })
+    return await _end(result, view, graph, spec)
+
+
+def batch_window(spec: WorkflowSpec) -> int:
+    """Rows open at once: enough to keep `breadth` slots busy when each row is a chain; with
+    `batch_api`, as many as one provider batch takes, so a level goes out in few batches."""
+    if spec.config.batch_api:
+        return MAX_BATCH_LINES
+    return max(4 * spec.config.breadth, 16)
+
+
+async def _end(
+    result: WorkflowResult, view: RunView, graph: WorkflowGraph, spec: WorkflowSpec
+) -> State[WorkflowResult]:
     remember(flow_run.id, result)  # the caller's copy if the API goes away (flows/lost_api.py)
     await view.publish_workflow(result, graph, spec)
     if result.status == "completed":
-        return Completed(data=result, message=f"{len(tasks)} tasks completed")
+        return Completed(data=result, message=f"{result.summary.total_tasks} tasks completed")
     s = result.summary
+    rows = f" ({sum(r.status != 'completed' for r in result.rows)} rows failed)" if (
+        result.rows) else ""
     message = (f"{s.failed_count} failed, {s.cancelled_count} cancelled, {s.skipped_count} "
-               f"skipped of {s.total_tasks} tasks")
+               f"skipped of {s.total_tasks} tasks{rows}")
     return Failed(data=result, message=message)
 
 
@@ -172,19 +261,6 @@ async def add_while_running(
             scheduler.add_task(added.task, added.depends_on)
     finally:
         release()
-
-
-def _row_ids(batch: Batch) -> dict[str, str]:
-    return {run: row.id for row in batch.rows for run in row.tasks.values()}
-
-
-def _rows(batch: Batch, tasks: list[TaskResult]) -> list[RowResult]:
-    by_name = {t.name: t for t in tasks}
-    instances: dict[str, list[TaskResult]] = {}
-    for task in tasks:
-        if task.fan_out is not None:
-            instances.setdefault(task.fan_out, []).append(task)
-    return [row_result(row, by_name, instances) for row in batch.rows]
 
 
 def _without_intermediate(task: TaskResult, keep: bool) -> TaskResult:

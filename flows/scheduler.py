@@ -12,6 +12,10 @@ Tasks can join a running workflow (`add_task`): from inside the loop (a fan-out'
 flows/fan_out.py) or from a producer running beside it (a plan read as it streams), which keeps
 the loop alive with `hold()` until it is done. Added tasks obey the same breadth, priority,
 failure mode, `when:` and resume rules as declared ones and count in results and progress.
+
+A streamed batch hands the scheduler a `RowWindow` (promptdag/engine/row_window.py) in place of
+the workflow's ready set: rows are read as the window has room, each row has its own ready set
+(a `Part`), and the loop below runs them all as one workflow under one breadth.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from promptdag.engine.fan_out import FanOutError, instance_spec, items_of, joine
 from promptdag.engine.gc_tuning import quiet_collector
 from promptdag.engine.ready_set import ReadySet
 from promptdag.engine.results import TaskResult
+from promptdag.engine.row_window import Part, RowWindow
 from promptdag.errors import attempts_of, describe_failure
 from promptdag.flows._subworkflow import run_subworkflow
 from promptdag.flows.dispatch import Invoke, run_locally, run_with_fallback
@@ -59,33 +64,65 @@ class ReadySetScheduler:
         graph: WorkflowGraph,
         invoke: Invoke = run_locally,
         subflow: Flow[..., Any] | None = None,
-        rows: dict[str, str] | None = None,
+        rows: RowWindow | None = None,
     ) -> None:
         """`subflow`: the flow that runs a `workflow:` task (the `run-workflow` flow itself,
-        passed in by it, so this module never imports it back). `rows`: a batch's task names
-        and their row ids, for the per-row budgets."""
+        passed in by it, so this module never imports it back). `rows`: a streamed batch, whose
+        window of rows is the ready set (promptdag/engine/row_window.py); `spec` and `graph`
+        are then the workflow's own, and each row has its own budget (`row_max_*`)."""
         self.spec = spec
         self.invoke = invoke  # where task runs execute (flows/runners.py)
         self.subflow = subflow
         self.graph = graph
         self.breadth = spec.config.breadth
-        self._specs = {t.name: t for t in spec.tasks}
-        self._references: dict[str, frozenset[str]] = dict(graph.references)
-        self.state = ReadySet(graph, spec.config.failure_mode, on_record=self._recorded)
+        self.rows = rows
+        self.state: ReadySet | RowWindow
+        if rows is None:
+            ready = ReadySet(graph, spec.config.failure_mode, on_record=self._recorded)
+            self._whole: Part | None = Part(graph, ready, {t.name: t for t in spec.tasks},
+                                            dict(graph.references))
+            self.state = ready
+        else:
+            self._whole = None
+            rows.on_record, rows.tag, rows.on_close = self._recorded, self._tagged, self._closed
+            self.state = rows
         config = spec.config
         self.ledger = ledger_for(f"workflow {spec.name!r}", config.max_cost_usd,
                                  config.max_total_tokens)
-        self._rows = rows or {}
         self._row_ledgers: dict[str, Ledger | None] = {}
         self.budget_stop: str | None = None  # why a budget stopped a call, if one did
         self._holds = 0  # producers that may still add tasks (see `hold`)
         self._expanded: dict[str, list[str]] = {}  # fan-out task -> its instances, in order
         self._instances: dict[str, tuple[str, Any, int]] = {}  # -> (fan-out, item, index)
+        self._instance_count = 0  # every instance added so far (closed rows' too)
         self._wake = asyncio.Event()
+
+    def _part(self, name: str) -> Part:
+        """The workflow instance that holds a task: the whole workflow, or the task's row."""
+        return self._part_of((name,))
+
+    def _part_of(self, tasks: tuple[str, ...]) -> Part:
+        """The whole workflow, or the open batch row of the first of `tasks`."""
+        if self.rows is not None:
+            return self.rows.part_for(tasks)
+        assert self._whole is not None
+        return self._whole
+
+    def _closed(self, rid: str) -> None:
+        """A batch row closed: forget its budget and its fan-outs (memory stays bounded)."""
+        self._row_ledgers.pop(rid, None)
+        prefix = f"[{rid}] "
+        for name in [n for n in self._expanded if n.startswith(prefix)]:
+            for instance in self._expanded.pop(name):
+                self._instances.pop(instance, None)
+
+    def _settled(self) -> int:
+        return self.state.settled if isinstance(self.state, RowWindow) else len(
+            self.state.results)
 
     def _ledger_of(self, name: str) -> Ledger | None:
         """The ledger a task's calls count against: its row's (under the run's), or the run's."""
-        row = self._rows.get(name)
+        row = self.rows.row_of(name) if self.rows is not None else None
         config = self.spec.config
         if row is None or (config.row_max_cost_usd is None and config.row_max_total_tokens is None):
             return self.ledger
@@ -113,14 +150,13 @@ class ReadySetScheduler:
             references: the tasks its prompt names (default: read from the prompt); their
                 results fill the placeholders, other dependencies' results are appended.
         """
+        depends_on, before = tuple(depends_on), tuple(before)
+        part = self._part_of((*before, *depends_on))  # a batch's: the row of what it waits for
         if references is None:
-            names = set(self.state.order)
+            names = set(part.state.order)
             found = (split_reference(text, names) for text in placeholders(task.prompt))
             references = {ref[0] for ref in found if ref is not None}
-        self._specs[task.name] = task
-        self._references[task.name] = frozenset(references)
-        self.state.add(task.name, tuple(depends_on), priority=task.priority.rank,
-                       when=task.when, before=tuple(before))
+        (self.rows or part).add(task, depends_on, frozenset(references), before)  # rows: owned
         self._wake.set()
 
     def hold(self) -> Callable[[], None]:
@@ -138,10 +174,6 @@ class ReadySetScheduler:
                 self._wake.set()
 
         return release
-
-    @property
-    def results(self) -> dict[str, TaskResult]:
-        return self.state.results
 
     async def run(self) -> list[TaskResult]:
         """Every task settled (finished, skipped or cancelled), in the collector's quiet mode
@@ -178,7 +210,7 @@ class ReadySetScheduler:
                     waiting, timeout=wait, return_when=asyncio.FIRST_COMPLETED
                 )
                 finished = [f for f in done if f in running]
-                for future in sorted(finished, key=lambda f: state.index[running[f]]):
+                for future in sorted(finished, key=lambda f: self._order(running[f])):
                     state.settle(future.result())
                     running.pop(future)
                 if self.ledger is not None and self.ledger.exhausted and not state.stopping:
@@ -197,20 +229,27 @@ class ReadySetScheduler:
                 await asyncio.gather(*running, return_exceptions=True)
         return [self._tagged(result) for result in state.finish(stop_reason)]
 
+    def _order(self, name: str) -> tuple[int, int]:
+        """Settling order among tasks that ended together: row, then declaration."""
+        if self.rows is not None:
+            return self.rows.order(name)
+        return 0, self._part(name).state.index[name]
+
     def _settles_at_once(self, name: str) -> bool:
         """A popped task that needs no task run of its own: a fan-out task, the first time
         to add its instances (or settle, failed or skipped, if it has none to add), the second
         time (all instances settled) to join their results."""
-        source = self.graph.fan_outs.get(name)
+        part = self._part(name)
+        source = part.graph.fan_outs.get(name)
         if source is None:
             return False
-        state = self.state
-        depends_on = list(state.depends_on[name])
+        state = self.state  # settling goes through it: a batch row closes when it is done
+        depends_on = list(part.state.depends_on[name])
         if name in self._expanded:
-            instances = [state.results[i] for i in self._expanded[name]]
+            instances = [part.state.results[i] for i in self._expanded[name]]
             state.settle(joined(name, depends_on, instances))
             return True
-        task = self._specs[name]
+        task = part.specs[name]
         upstream, outputs = state.inputs(name)
         found = split_reference(source, set(upstream))
         assert found is not None  # validation checked it names a dependency
@@ -228,8 +267,9 @@ class ReadySetScheduler:
         for index, item in enumerate(items):
             instance = instance_spec(task, index, item)
             self._instances[instance.name] = (name, item, index)
+            self._instance_count += 1
             self._expanded[name].append(instance.name)
-            self.add_task(instance, depends_on, before=[name], references=self._references[name])
+            self.add_task(instance, depends_on, before=[name], references=part.references[name])
         return True
 
     def _tagged(self, result: TaskResult) -> TaskResult:
@@ -242,28 +282,22 @@ class ReadySetScheduler:
 
     async def _run_one(self, name: str) -> TaskResult:
         use_ledger(self._ledger_of(name))  # this asyncio task's context: its calls count there
-        task_spec = self._specs[name]
+        part = self._part(name)
+        task_spec = part.specs[name]
+        depends_on = list(part.state.depends_on[name])
         upstream, outputs = self.state.inputs(name)
         if isinstance(task_spec.workflow, WorkflowSpec):
-            emit(
-                TaskEvent(
-                    self.spec.name, name, "started", None, len(self.results), self.state.total
-                )
-            )
+            emit(TaskEvent(self.spec.name, name, "started", None, self._settled(),
+                           self.state.total))
             if self.subflow is None:
                 raise RuntimeError("a workflow task needs the scheduler's subflow")
             return await run_subworkflow(
-                self.subflow, task_spec, task_spec.workflow, upstream,
-                list(self.state.depends_on[name]),
+                self.subflow, task_spec, task_spec.workflow, upstream, depends_on,
             )
-        job = PromptJob.from_spec(self.spec, task_spec, self._references[name])
+        job = PromptJob.from_spec(self.spec, task_spec, part.references[name])
         options = prompt_task_options(self.spec, task_spec)
         started, clock = _now(), time.perf_counter()
-        emit(
-            TaskEvent(
-                self.spec.name, name, "started", None, len(self.results), self.state.total
-            )
-        )
+        emit(TaskEvent(self.spec.name, name, "started", None, self._settled(), self.state.total))
         try:
             output: PromptOutput = await run_with_fallback(
                 job, upstream, options, outputs, self.invoke
@@ -275,7 +309,7 @@ class ReadySetScheduler:
             return TaskResult(
                 name=name,
                 status="cancelled" if budget is not None else "failed",
-                depends_on=list(self.state.depends_on[name]),
+                depends_on=depends_on,
                 attempts=attempts_of(exc, options),
                 started_at=started,
                 finished_at=_now(),
@@ -287,7 +321,7 @@ class ReadySetScheduler:
         return TaskResult(
             name=name,
             status="completed",
-            depends_on=list(self.state.depends_on[name]),
+            depends_on=depends_on,
             attempts=output.attempts,
             started_at=started,
             finished_at=_now(),
@@ -320,7 +354,7 @@ class ReadySetScheduler:
                 result.duration_seconds,
                 result.error,
                 result=result,
-                from_fan_outs=len(self._instances),
+                from_fan_outs=self._instance_count,
             )
         )
 

@@ -147,13 +147,13 @@ async def _run_to_end(
 def _reused(result: Any) -> tuple[int, int] | None:
     """(tasks reused, tasks) of a workflow's result; None for anything else."""
     if isinstance(result, WorkflowResult):
-        return result.summary.reused_count, len(result.tasks)
+        return result.summary.reused_count, result.summary.total_tasks
     if isinstance(result, dict) and "tasks" in result and "objective" not in result:
         try:
             done = WorkflowResult.model_validate(result)
         except ValueError:
             return None
-        return done.summary.reused_count, len(done.tasks)
+        return done.summary.reused_count, done.summary.total_tasks
     return None
 
 
@@ -161,6 +161,8 @@ async def arun(
     spec: WorkflowSpec | dict[str, Any] | str | Path,
     on_notice: Callable[[str], None] | None = None,
     data: list[dict[str, Any]] | str | Path | None = None,
+    limit: int | None = None,
+    load_rows: bool = True,
 ) -> WorkflowResult:
     """Validate, then run the spec as a Prefect flow; the result whether it completed or not.
 
@@ -172,16 +174,26 @@ async def arun(
 
     `data` makes it a batch: the workflow once per row (mappings, or a .jsonl/.csv path), all
     rows in one run (promptdag/engine/batch.py); the result's `rows` holds each row's outcome.
+    A file is streamed (promptdag/engine/row_window.py): its first rows are checked here, the
+    rest as they are read (a bad one is a failed row); `limit` keeps its first rows only. A
+    batch of more than 1,000 rows keeps them in its row log (`rows_file`); `load_rows` reads
+    them back into `rows` (the CLI, which writes rows as they end, does not).
     """
     workflow = as_spec(spec)
-    rows = None
+    batch: dict[str, Any] = {}
     if data is None:
         validate_spec(workflow)  # bad input fails here, before Prefect starts
-    else:  # a batch: its prompts use the rows' fields, so every row's instance is checked
-        from promptdag.engine.batch import read_rows, validate_batch
+    elif isinstance(data, (str, Path)):  # streamed: the first rows are checked now
+        from promptdag.engine.batch import check_first_rows
 
-        rows = read_rows(data) if isinstance(data, (str, Path)) else list(data)
+        check_first_rows(workflow, data, limit)
+        batch = {"data": str(Path(data).resolve()), "row_limit": limit}
+    else:  # rows in memory: every row's instance is checked
+        from promptdag.engine.batch import validate_batch
+
+        rows = list(data)[:limit]
         validate_batch(workflow, rows)
+        batch = {"data": as_data_parameter(rows)}
     with _reaching_prefect(on_notice):
         from prefect.settings import PREFECT_API_URL
 
@@ -191,22 +203,33 @@ async def arun(
 
         check_runner(workflow.config, PREFECT_API_URL.value())
         check_storage()  # a full or read-only result storage: one clear line, before any call
-        batch = {"data": as_data_parameter(rows)} if rows is not None else {}
         result, lost_api = await _run_to_end(
             run_workflow, {"spec": as_parameter(workflow), **batch},
             spec_fingerprint(workflow), workflow.config.reuse_results, on_notice)
     if lost_api:
-        return WorkflowResult.model_validate(result).model_copy(update={"warning": lost_api})
-    return WorkflowResult.model_validate(result)
+        return _with_rows(WorkflowResult.model_validate(result).model_copy(
+            update={"warning": lost_api}), load_rows)
+    return _with_rows(WorkflowResult.model_validate(result), load_rows)
+
+
+def _with_rows(result: WorkflowResult, load: bool) -> WorkflowResult:
+    """A large batch's rows read back from its row log, when asked for."""
+    if not load or result.rows is not None or result.rows_file is None:
+        return result
+    from promptdag.flows.row_log import read_log
+
+    return result.model_copy(update={"rows": read_log(result.rows_file)})
 
 
 def run(
     spec: WorkflowSpec | dict[str, Any] | str | Path,
     on_notice: Callable[[str], None] | None = None,
     data: list[dict[str, Any]] | str | Path | None = None,
+    limit: int | None = None,
+    load_rows: bool = True,
 ) -> WorkflowResult:
     """Synchronous `arun`, for scripts and notebooks without an event loop."""
-    return asyncio.run(arun(spec, on_notice, data))
+    return asyncio.run(arun(spec, on_notice, data, limit, load_rows))
 
 
 def as_objective_request(

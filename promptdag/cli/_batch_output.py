@@ -1,8 +1,10 @@
 """A batch run's rows as they finish: one JSONL line each (`--output`), and row-level progress.
 
-Listens to the scheduler's events (each finished task carries its result), so a row's line is
-written, and flushed, the moment its last task settles; a long batch can be read while it
-runs, and a killed one keeps every line it wrote.
+Listens to the rows the run announces as they end (promptdag/engine/events.py `emit_row`), so
+a row's line is written, and flushed, the moment its last task settles; a long batch can be
+read while it runs, and a killed one keeps every line it wrote. A write that fails (a full
+disk) stops the writing, not the run: the rows stay in the run's row log, and the command
+then says how to recover them.
 """
 
 from __future__ import annotations
@@ -11,75 +13,60 @@ import sys
 from pathlib import Path
 from typing import IO
 
-from promptdag.engine.batch import Batch, BatchRow, row_result
-from promptdag.engine.events import TaskEvent
-from promptdag.engine.results import RowResult, TaskResult, WorkflowResult
+from promptdag.cli._terminal import safe
+from promptdag.engine.results import RowResult
+from promptdag.errors import ConfigError
 
 
 class RowWriter:
     """Writes each row's `RowResult` as a JSON line when the row is done (see module)."""
 
-    def __init__(self, batch: Batch, output: Path | None, progress: bool = True) -> None:
-        self.batch = batch
-        self.total = len(batch.rows)
-        self._row_of = batch.row_of()
-        self._results: dict[str, TaskResult] = {}
-        self._instances: dict[str, list[TaskResult]] = {}  # fan-out run name -> instances
-        self._written: set[str] = set()
-        self._file: IO[str] | None = output.open("w", encoding="utf-8") if output else None
+    def __init__(self, output: Path | None, total: int | None = None,
+                 progress: bool = True) -> None:
+        self.output = output
+        self.total = total
         self.progress = progress
+        self.written = 0  # rows done so far (written, or only counted once a write failed)
         self.failed = 0
+        self.error: str | None = None  # why --output could not be written
+        self._file: IO[str] | None = None
+        if output is not None:
+            try:
+                self._file = output.open("w", encoding="utf-8")
+            except OSError as exc:
+                raise ConfigError(f"cannot write --output {output}: {exc.strerror or exc}: "
+                                  "choose a writable file") from None
 
-    def __call__(self, event: TaskEvent) -> None:
-        if event.kind != "finished" or event.result is None:
-            return
-        if event.workflow != self.batch.spec.name:
-            return
-        fan_out = event.result.fan_out
-        if fan_out is not None and fan_out in self._row_of:  # counted with its row
-            self._instances.setdefault(fan_out, []).append(event.result)
-            return
-        if event.task not in self._row_of:
-            return
-        row, _ = self._row_of[event.task]
-        self._results[event.task] = event.result
-        if row.id not in self._written and all(r in self._results for r in row.tasks.values()):
-            self._write(row_result(row, self._results, self._instances))
-
-    @property
-    def written(self) -> int:
-        """Rows done so far."""
-        return len(self._written)
-
-    def _write(self, result: RowResult) -> None:
-        self._written.add(result.id)
-        self.failed += result.status != "completed"
+    def __call__(self, row: RowResult) -> None:
+        self.written += 1
+        self.failed += row.status != "completed"
         if self._file is not None:
-            self._file.write(result.model_dump_json() + "\n")
-            self._file.flush()
+            try:
+                self._file.write(row.model_dump_json() + "\n")
+                self._file.flush()
+            except OSError as exc:
+                self.error = exc.strerror or str(exc)
+                self.close()
         if self.progress:
-            why = f": {result.error}" if result.error else ""
-            mark = "ok" if result.status == "completed" else "FAILED"
-            print(f"  [{len(self._written)}/{self.total} rows] {mark} {result.id}{why}",
+            why = f": {safe(row.error)}" if row.error else ""
+            mark = "ok" if row.status == "completed" else "FAILED"
+            of = f"/{self.total}" if self.total is not None else ""
+            print(f"  [{self.written}{of} rows] {mark} {safe(row.id)}{why}",
                   file=sys.stderr, flush=True)
 
-    def finish(self, result: WorkflowResult) -> None:
-        """Write the rows no event completed (a run that stopped early), then close."""
-        for row in result.rows or []:
-            if row.id not in self._written:
-                self._write(row)
-        self.close()
-
     def close(self) -> None:
-        """Close --output, keeping the rows written so far (a cancelled run has no result)."""
-        if self._file is not None and not self._file.closed:
-            self._file.close()
+        if self._file is None:
+            return
+        file, self._file = self._file, None
+        try:
+            file.close()
+        except OSError as exc:  # the last buffered bytes did not fit either
+            self.error = self.error or exc.strerror or str(exc)
 
 
-def rows_line(rows: list[RowResult]) -> str:
+def rows_line(done: int, failed: int) -> str:
     """The summary's batch totals."""
-    done = sum(r.status == "completed" for r in rows)
-    return f"rows: {done} completed, {len(rows) - done} failed of {len(rows)}"
+    return f"rows: {done - failed} completed, {failed} failed of {done}"
 
 
-__all__ = ["BatchRow", "RowWriter", "rows_line"]
+__all__ = ["RowWriter", "rows_line"]

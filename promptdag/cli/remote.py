@@ -175,7 +175,8 @@ def _print_rows(rows: list[Any], output: str | None) -> int:
         for row in rows:
             print(row.model_dump_json())
     where = f" -> {output}" if output else ""
-    print(f"{rows_line(rows)}{where}", file=sys.stderr)
+    failed = sum(r.status != "completed" for r in rows)
+    print(f"{rows_line(len(rows), failed)}{where}", file=sys.stderr)
     return EXIT_OK if all(r.status == "completed" for r in rows) else EXIT_FAILED
 
 

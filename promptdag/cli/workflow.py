@@ -24,7 +24,6 @@ from promptdag.cli._common import (
     with_url,
 )
 from promptdag.cli._execute import execute
-from promptdag.engine.events import subscribe
 from promptdag.engine.objective import ObjectiveResult
 from promptdag.engine.results import WorkflowResult
 from promptdag.errors import SpecError
@@ -80,12 +79,12 @@ def register(sub: Any) -> None:
 def _run(args: argparse.Namespace) -> int:
     _check_batch_args(args)
     rows = None
-    if args.data:
-        from promptdag.engine.batch import read_rows
+    if args.data:  # the first rows are checked now, the rest as the run reads them
+        from promptdag.engine.batch import first_rows
 
-        rows = read_rows(args.data, args.limit)
-    spec, _ = load_for_cli(args.spec, args.model, args.breadth, args.infer_deps, check_keys=True,
-                    rows=rows)
+        rows = first_rows(args.data, args.limit)
+    spec, _ = load_for_cli(args.spec, args.model, args.breadth, args.infer_deps,
+                           check_keys=True, rows=rows)
     if args.fresh:
         spec = spec.model_copy(
             update={"config": spec.config.model_copy(update={"reuse_results": False})}
@@ -100,7 +99,7 @@ def _run(args: argparse.Namespace) -> int:
 
     check_storage()  # full or read-only: one line, exit 2, before the banner
     if rows is not None:
-        return _run_batch(args, spec, rows)
+        return _run_batch(args, spec)
     banner = f"Running {spec.name!r}: {len(spec.tasks)} tasks, breadth {spec.config.breadth}"
     return execute(banner, lambda: run(spec, on_notice=say),
                     lambda result: render_summary(result, spec), args.json,
@@ -114,58 +113,83 @@ def _check_batch_args(args: argparse.Namespace) -> None:
         raise SpecError("--limit must be at least 1")
 
 
-def _run_batch(args: argparse.Namespace, spec: WorkflowSpec, rows: list[dict[str, Any]]) -> int:
-    """One run of the workflow over every row (engine/batch.py); rows reported, and written
-    to --output, as they finish. Cancelled (`promptdag cancel`) or cut off from its server,
-    it ends as a plain run does (promptdag/cli/_execute.py)."""
+def _run_batch(args: argparse.Namespace, spec: WorkflowSpec) -> int:
+    """One run of the workflow over every row, streamed (promptdag/engine/row_window.py);
+    rows reported, and written to --output, as they finish. Cancelled or cut off from its
+    server, it ends as a plain run does; an --output that cannot be written is exit 2 with
+    how to recover the rows."""
     from promptdag.api import run
     from promptdag.cli._batch_output import RowWriter, rows_line
     from promptdag.cli._execute import CANCELLED, run_cancellable
     from promptdag.cli._progress import choose_mode, show_progress
-    from promptdag.engine.batch import expand, id_notice
+    from promptdag.engine.batch import count_rows, id_notice
+    from promptdag.engine.events import subscribe_rows
 
-    batch = expand(spec, rows)
     mode = choose_mode(quiet=args.json or args.quiet)
     mode = "plain" if mode == "live" and args.verbose else mode  # Prefect's logs on stderr too
     notice = id_notice(args.data)
     if notice:  # even with --quiet: the rows' names in the output depend on it
         say(notice)
+    total = count_rows(args.data, args.limit)
     # plain: a line per row; live: the task bar, with the rows so far under it
-    writer = RowWriter(batch, Path(args.output) if args.output else None,
+    writer = RowWriter(Path(args.output) if args.output else None, total,
                        progress=mode == "plain")
-    unsubscribe = subscribe(writer)
+    unsubscribe = subscribe_rows(writer)
     batch_state = _BatchState(say if mode == "plain" else None)
     unwatch = watch(batch_state)
     if mode != "quiet":
-        print(f"Running {spec.name!r} over {len(rows)} rows: {len(batch.spec.tasks)} tasks, "
-              f"breadth {spec.config.breadth}", file=sys.stderr)
+        print(f"Running {spec.name!r} over {total if total is not None else 'the'} rows: "
+              f"{len(spec.tasks)} tasks a row, breadth {spec.config.breadth}", file=sys.stderr)
     try:
         with show_progress("quiet" if mode == "plain" else mode, title=spec.name,
-                           total=len(batch.spec.tasks),
-                           extra=lambda: f"rows: {writer.written} of {writer.total} done"
-                           + (f", {writer.failed} failed" if writer.failed else "")
+                           total=(total or 0) * len(spec.tasks) or None,
+                           extra=lambda: f"rows: {writer.written}"
+                           + (f" of {writer.total}" if writer.total is not None else "")
+                           + " done" + (f", {writer.failed} failed" if writer.failed else "")
                            + batch_state.suffix()):
-            result = run_cancellable(lambda: run(spec, on_notice=say, data=rows))
+            result = run_cancellable(lambda: run(spec, on_notice=say, data=args.data,
+                                                 limit=args.limit, load_rows=False))
     finally:
         unsubscribe()
         unwatch()
-    if result is None:
         writer.close()
-        kept = f"; {writer.written} finished rows written to {args.output}" if args.output else ""
+    if result is None:
+        kept = f"; {writer.written} finished rows written to {args.output}" if (
+            args.output and not writer.error) else ""
         print(f"promptdag: {CANCELLED}{kept}", file=sys.stderr)
         exit_now_if_the_api_is_gone(EXIT_FAILED)
         return EXIT_FAILED
-    writer.finish(result)
     if args.json:
         print(result.model_dump_json(indent=2))
     else:
         lines = [render_summary(result, spec, tasks=False),
-                 rows_line(result.rows or [])]
-        if args.output:
+                 rows_line(writer.written, writer.failed)]
+        if args.output and not writer.error:
             lines.append(f"rows written to {args.output}")
         print(with_url("\n".join(lines), result))
-    exit_now_if_the_api_is_gone(exit_code(result))
-    return exit_code(result)
+    code = exit_code(result)
+    if writer.error:
+        code = _output_lost(args.output, writer.error, result)
+    exit_now_if_the_api_is_gone(code)
+    return code
+
+
+def _output_lost(output: str, why: str, result: WorkflowResult) -> int:
+    """--output could not be written (a full disk): one line saying how to get every row, and
+    the run marked so that running the batch again reuses it instead of paying again."""
+    from promptdag.cli._common import EXIT_BAD_INPUT
+
+    run_id = result.flow_run_id
+    if run_id is not None and not result.warning:
+        from promptdag.flows.resume import mark_undelivered
+
+        mark_undelivered(run_id)
+    recover = (f"`promptdag result {run_id} --output {output}` recovers every row" if run_id
+               else "run the batch again to write them")
+    print(f"promptdag: cannot write rows to {output} ({why}): the run's rows are kept; once "
+          f"there is space, {recover} (running the batch again reuses them, no row is paid "
+          "for twice)", file=sys.stderr)
+    return EXIT_BAD_INPUT
 
 
 class _BatchState:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, Literal, TypeVar
 
 if TYPE_CHECKING:
-    from promptdag.engine.results import TaskResult
+    from promptdag.engine.results import RowResult, TaskResult
 
 
 @dataclass(frozen=True)
@@ -68,3 +68,19 @@ def subscribe(listener: Listener) -> Callable[[], None]:
 
 def emit(event: TaskEvent) -> None:
     _task_events.emit(event)
+
+
+# -- rows of a batch -----------------------------------------------------------------------
+
+_row_events: Channel[RowResult] = Channel()
+
+
+def subscribe_rows(listener: Callable[[RowResult], None]) -> Callable[[], None]:
+    """Hear of each batch row as it ends (its `RowResult`); returns the function that stops it."""
+    return _row_events.subscribe(listener)
+
+
+def emit_row(row: RowResult) -> None:
+    """A batch row ended (engine/row_window.py). A listener that fails (a full `--output`
+    disk) records its own failure: the run goes on."""
+    _row_events.emit(row)

@@ -126,7 +126,12 @@ class WorkflowResult(BaseModel):
         "away before the run could record its end (this result then comes from memory)."
     )
     rows: list[RowResult] | None = Field(
-        None, description="A batch run (--data): each row's outcome, in data order."
+        None, description="A batch run (--data): each row's outcome, in data order (the "
+        "first 1,000 rows; a larger batch's rows are in `rows_file`)."
+    )
+    rows_file: str | None = Field(
+        None, description="A batch run: the row log, every row's outcome as a JSON line, in "
+        "the result storage (what `promptdag result RUN --output FILE` reads)."
     )
     stop_reason: Literal["budget"] | None = Field(
         None, description="Why the run stopped before its end: `budget`, a call could have "

@@ -334,11 +334,25 @@ async def await_rows(
     parts = []
     for run_id, result in zip(unique, results, strict=True):
         rows = result.rows if isinstance(result, WorkflowResult) else None
+        if rows is None and isinstance(result, WorkflowResult) and result.rows_file:
+            from promptdag.flows.row_log import read_log  # a large batch: its row log
+
+            rows = _read_log(result.rows_file, run_id, read_log)
         if rows is None:
             raise ConfigError(f"run {run_id} is not a batch run (it has no rows): submit "
                               "with --data, or read it with `promptdag result RUN_ID`")
         parts.append(rows)
     return gather_rows(parts)
+
+
+def _read_log(path: str, run_id: str, read: Any) -> list[RowResult]:
+    try:
+        rows: list[RowResult] = read(path)
+    except OSError as exc:
+        raise ConfigError(f"run {run_id}: its row log {path} cannot be read "
+                          f"({exc.strerror or exc}): it lives in the result storage of the "
+                          "machine that ran it") from None
+    return rows
 
 
 async def abatch_run_ids(tag: str) -> list[UUID]:

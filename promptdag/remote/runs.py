@@ -276,6 +276,9 @@ async def acancel(run_id: str | UUID, wait_seconds: float = 30.0) -> str:
             await asyncio.sleep(0.5)
 
 
+RESIGNAL_SECONDS = 10.0  # a run still Cancelling this long after its SIGTERM is signalled again
+
+
 @contextmanager
 def honour_cancellation(poll_seconds: float = 1.0) -> Iterator[None]:
     """While a run goes in this process, stop it when `promptdag cancel` (or the UI's Cancel)
@@ -284,7 +287,10 @@ def honour_cancellation(poll_seconds: float = 1.0) -> Iterator[None]:
 
     The flow run's id is learnt from the first task event (the scheduler emits inside the
     flow run's context); the state is polled from a daemon thread, which only needs a server
-    (Prefect's temporary local API cannot be reached from another process anyway).
+    (Prefect's temporary local API cannot be reached from another process anyway). A run still
+    Cancelling `RESIGNAL_SECONDS` after its signal is signalled again: the signal's exception
+    can land in an event-loop callback, which asyncio logs and drops (a busy batch, seen in
+    benchmarks/streaming.py), and the run would then go on to its end.
     """
     import os
     import signal
@@ -311,6 +317,7 @@ def honour_cancellation(poll_seconds: float = 1.0) -> Iterator[None]:
         from prefect.client.schemas.objects import StateType
 
         root: UUID | None = None
+        signalled: float | None = None
         with get_client(sync_client=True) as client:
             while not stop.wait(poll_seconds):
                 if not seen:
@@ -326,13 +333,17 @@ def honour_cancellation(poll_seconds: float = 1.0) -> Iterator[None]:
                     state = client.read_flow_run(root).state_type
                 except Exception:  # the API's problems are the run's to report, not ours
                     continue
-                if state == StateType.CANCELLING:
+                if state != StateType.CANCELLING:
+                    if signalled is not None:  # Cancelled: the signal was heard
+                        return
+                    continue
+                if signalled is None or time.monotonic() - signalled >= RESIGNAL_SECONDS:
                     from promptdag._prefect_compat import intend_cancel
 
                     # what a worker's runner does: say "cancel", then SIGTERM
                     intend_cancel()
                     signal.raise_signal(signal.SIGTERM)
-                    return
+                    signalled = time.monotonic()
 
     unsubscribe = subscribe(learn)
     watcher = threading.Thread(target=poll, name="promptdag-cancel-watch", daemon=True)

@@ -16,7 +16,7 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import yaml
 from pydantic import BaseModel
@@ -105,6 +105,32 @@ def read_text(
     except UnicodeDecodeError as exc:
         raise SpecError(f"{file}: cannot read: not UTF-8 text (byte {exc.start})") from None
     return text.replace("\r\n", "\n").replace("\r", "\n")  # as text mode reads it
+
+
+def open_text(path: str | Path, what: str, limit: int, setting: str) -> TextIO:
+    """A regular file of at most `limit` bytes opened to be read as UTF-8 text a piece at a
+    time (a byte order mark dropped, newlines as written: `csv` wants them so), else SpecError;
+    the checks of `read_text` without reading the whole."""
+    file = Path(path)
+    try:
+        kind = _not_regular(os.stat(file).st_mode)
+        if kind is not None:
+            raise SpecError(f"{file}: is {kind}, expected a {what} file")
+        fd = os.open(file, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    except FileNotFoundError:
+        raise SpecError(f"{file}: no such file") from None
+    except PermissionError:
+        raise SpecError(f"{file}: cannot read: permission denied") from None
+    except OSError as exc:
+        raise SpecError(f"{file}: cannot read: {exc.strerror or exc}") from None
+    info = os.fstat(fd)
+    kind = _not_regular(info.st_mode)
+    if kind is not None or info.st_size > limit:
+        os.close(fd)
+        if kind is not None:
+            raise SpecError(f"{file}: is {kind}, expected a {what} file")
+        raise over(str(file), f"{info.st_size:,} bytes", setting, limit)
+    return open(fd, encoding="utf-8-sig", newline="")
 
 
 def load_yaml(text: str, source: str) -> Any:

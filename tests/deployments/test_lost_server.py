@@ -48,3 +48,41 @@ def test_a_killed_server_ends_the_cli_run_within_30_seconds_with_its_result(tmp_
     assert cli.returncode == 1
     assert "stopped answering: this result is from memory" in err
     assert out.startswith("lost server: COMPLETED") and "(40/40 completed" in out
+
+
+def test_a_killed_server_ends_a_batch_within_30_seconds_with_every_row_written(
+        tmp_path: Path):
+    info = start_server(port=free_port(), home=tmp_path / "home", timeout=90)
+    spec = tmp_path / "rows.json"
+    spec.write_text(json.dumps({
+        "name": "lost batch", "config": {"breadth": 2, "model_options": {"latency_s": 0.3}},
+        "tasks": [{"name": "Answer", "prompt": "Answer {{ question }}"}]}))
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps({"id": f"q{i}", "question": f"q {i}"}) + "\n"
+                            for i in range(40)))
+    output = tmp_path / "out.jsonl"
+    env = {**child_env(info), "PROMPTDAG_DEBUG": ""}
+    cli = subprocess.Popen([sys.executable, "-m", "promptdag.cli", "run", str(spec), "--data",
+                            str(data), "--output", str(output)], cwd=ROOT, env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           start_new_session=True)
+    try:
+        assert cli.stderr is not None
+        finished = 0
+        while finished < 10:
+            line = cli.stderr.readline()
+            assert line, "the batch ended before the server was killed"
+            finished += " rows] ok " in line
+        os.killpg(info.pid, signal.SIGKILL)  # the server dies mid-batch
+        killed = time.monotonic()
+        out, err = cli.communicate(timeout=120)
+        took = time.monotonic() - killed
+    finally:
+        kill_process_group(cli.pid, grace=1)
+        kill_process_group(info.pid, grace=1)
+    assert took < 30, f"the CLI took {took:.0f} s after the server died"
+    assert cli.returncode == 1, err
+    assert "stopped answering: this result is from memory" in err
+    lines = [json.loads(line) for line in output.read_text().splitlines()]
+    assert sorted(line["id"] for line in lines) == sorted(f"q{i}" for i in range(40))
+    assert "rows: 40 completed, 0 failed of 40" in out

@@ -1,14 +1,19 @@
-"""Batches that stop when told, as a plain run does: through the CLI in its own process
-against the session's Prefect API."""
+"""Batches that stop when told, keep their rows when the output disk is full, and stream:
+each through the CLI in its own process against the session's Prefect API."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+
+from promptdag.api import arun
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -90,3 +95,62 @@ def test_cancel_stops_a_running_batch_keeping_its_finished_rows(prefect_api: str
     assert len(tasks) <= len(done) + 2
     ended = run.state.timestamp
     assert all(t.start_time is None or t.start_time <= ended for t in tasks)
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_full_output_disk_is_exit_2_and_every_row_is_recovered_unpaid(prefect_api: str,
+                                                                         tmp_path: Path):
+    spec, data = batch(tmp_path, "full disk", rows=4, latency=0)
+    env = env_for(prefect_api, tmp_path)
+    full = cli(env, "run", str(spec), "--data", str(data), "--output", "/dev/full")
+    assert full.returncode == 2, full.stderr
+    last = full.stderr.strip().splitlines()[-1]
+    found = re.search(r"`promptdag result (\S+) --output /dev/full` recovers every row", last)
+    assert found and last.startswith("promptdag: cannot write rows to /dev/full (No space")
+    recovered = tmp_path / "recovered.jsonl"
+    got = cli(env, "result", found.group(1), "--output", str(recovered))
+    assert got.returncode == 0, got.stderr
+    assert sorted(json.loads(line)["id"] for line in recovered.read_text().splitlines()) == [
+        f"q{i}" for i in range(4)]
+    # not a clean Completed run: running the batch again reuses it, calling no model
+    again = cli(env, "run", str(spec), "--data", str(data), "--output",
+                str(tmp_path / "again.jsonl"), "--json")
+    assert again.returncode == 0, again.stderr
+    assert f"resuming run {found.group(1)}" in again.stderr
+    result = json.loads(again.stdout)
+    assert result["summary"]["reused_count"] == 4 and result["usage"]["output_tokens"] == 0
+    assert len((tmp_path / "again.jsonl").read_text().splitlines()) == 4
+
+
+async def test_a_large_batch_keeps_its_rows_in_the_row_log(monkeypatch: pytest.MonkeyPatch,
+                                                          tmp_path: Path):
+    import importlib
+
+    flow = importlib.import_module("promptdag.flows.run_workflow")  # the module, not its flow
+    monkeypatch.setattr(flow, "INLINE_ROWS", 2)  # "large": more rows than the result holds
+    spec, data = batch(tmp_path, "large", rows=5, latency=0)
+    kept = await arun(str(spec), data=data, load_rows=False)
+    assert kept.rows is None and kept.rows_file is not None and kept.tasks == []
+    assert kept.summary.total_tasks == 5 and kept.status == "completed"
+    logged = [json.loads(line) for line in Path(kept.rows_file).read_text().splitlines()]
+    assert sorted(row["id"] for row in logged) == [f"q{i}" for i in range(5)]
+    loaded = await arun(str(spec), data=data, limit=3)
+    assert [row.id for row in loaded.rows or []] == ["q0", "q1", "q2"]
+
+
+def test_a_bad_row_past_the_first_rows_fails_alone(prefect_api: str, tmp_path: Path):
+    """A data file is streamed: a row past the rows checked before the run that does not fit
+    the workflow fails as that row while the others run (a whole-file check up front would
+    have read every row before the first one started)."""
+    spec, data = batch(tmp_path, "streamed", rows=40, latency=0)
+    with data.open("a") as rows:
+        rows.write(json.dumps({"id": "late", "other": "no question"}) + "\n")
+    output = tmp_path / "rows.jsonl"
+    done = cli(env_for(prefect_api, tmp_path), "run", str(spec), "--data", str(data),
+               "--output", str(output))
+    assert done.returncode == 1, done.stderr
+    lines = [json.loads(line) for line in output.read_text().splitlines()]
+    late = [line for line in lines if line["id"] == "late"]
+    assert len(lines) == 41 and len(late) == 1 and late[0]["status"] == "failed"
+    assert "field 'question' is missing" in late[0]["error"]
+    assert "rows: 40 completed, 1 failed of 41" in done.stdout
