@@ -143,12 +143,22 @@ def result_storage(tmp_path: Path) -> Iterator[Path]:
 
 
 # Directories whose tests share one expensive server run on one xdist worker, one after the
-# other (each worker would otherwise start its own); everything else is spread test by test.
+# other (each worker would otherwise start its own, and restart it whenever its tests were
+# interleaved with others); everything else is spread test by test. tests/deployments is half
+# of the suite's time: its files go in two groups of about equal time (measured), one Prefect
+# server each, so both workers share the work. (pytest 9.2 silently ignores the groups:
+# pyproject pins below it.)
 SERVER_GROUPS = {"deployments": "prefect-server", "scale": "postgresql", "real": "llama-server"}
+SECOND_SERVER = {"test_artifacts.py", "test_auto_server.py", "test_busy_server.py",
+                 "test_dask.py", "test_deploy_and_run.py", "test_lost_server.py",
+                 "test_lost_worker.py"}  # tests/deployments files of the second group
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups into node ids
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         group = SERVER_GROUPS.get(item.path.parent.name)
         if group is not None:
+            if item.path.name in SECOND_SERVER:
+                group += "-2"
             item.add_marker(pytest.mark.xdist_group(group))

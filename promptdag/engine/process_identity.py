@@ -8,9 +8,16 @@ is the one that was recorded. Read from /proc on Linux, else from `ps`.
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 from pydantic import BaseModel
+
+# A process just started (Popen has returned: its exec has begun) may not have its arguments
+# in /proc yet: the kernel closes the close-on-exec pipe Popen waits on before it sets them up.
+# Read then, a server's identity had no command, so `stop` later refused to signal it. Wait
+# up to a second for them.
+ARGUMENTS_WAIT_STEPS = 100
 
 
 class ProcessIdentity(BaseModel):
@@ -29,6 +36,11 @@ def identity(pid: int) -> ProcessIdentity | None:
         try:
             stat = (proc / "stat").read_text()
             raw = (proc / "cmdline").read_bytes()
+            for _ in range(ARGUMENTS_WAIT_STEPS):  # see ARGUMENTS_WAIT_STEPS
+                if raw:
+                    break
+                time.sleep(0.01)
+                raw = (proc / "cmdline").read_bytes()
         except OSError:
             return None
         # Fields after the command name, which is in parentheses and may hold spaces.
