@@ -108,7 +108,9 @@ def workflow(calls: int, breadth: int, max_tokens: int, batch: bool) -> dict[str
     if batch:
         tasks = [{"name": "ask", "prompt": "Write one short sentence about the number {{ n }}."}]
     else:
-        tasks = [{"name": f"t{i}", "prompt": p} for i, p in enumerate(prompts(calls))]
+        # independent: without `depends_on`, each (sequential) task would wait for the last
+        tasks = [{"name": f"t{i}", "prompt": p, "depends_on": []}
+                 for i, p in enumerate(prompts(calls))]
     return {"name": "capacity-batch" if batch else "capacity-spec", "config": config,
             "tasks": tasks}
 
