@@ -105,6 +105,7 @@ def workflow(calls: int, breadth: int, max_tokens: int, batch: bool) -> dict[str
     options = {"max_tokens": max_tokens, "temperature": 0, "extra_body": {"ignore_eos": True}}
     config = {"breadth": breadth, "model": "openai:smollm2", "model_options": options,
               "reuse_results": False}
+    tasks: list[dict[str, Any]]
     if batch:
         tasks = [{"name": "ask", "prompt": "Write one short sentence about the number {{ n }}."}]
     else:
