@@ -75,18 +75,7 @@ def read_text(
     """
     file = Path(path)
     limit = current_limits().spec_bytes if limit is None else limit
-    try:
-        kind = _not_regular(os.stat(file).st_mode)  # stat never opens: a FIFO cannot block it
-        if kind is not None:
-            raise SpecError(f"{file}: is {kind}, expected a {what} file")
-        # O_NONBLOCK: should the path become a FIFO after the stat, opening it does not wait
-        fd = os.open(file, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
-    except FileNotFoundError:
-        raise SpecError(f"{file}: no such file") from None
-    except PermissionError:
-        raise SpecError(f"{file}: cannot read: permission denied") from None
-    except OSError as exc:
-        raise SpecError(f"{file}: cannot read: {exc.strerror or exc}") from None
+    fd = _open_regular(file, what)
     with os.fdopen(fd, "rb") as handle:
         info = os.fstat(handle.fileno())
         kind = _not_regular(info.st_mode)
@@ -107,22 +96,30 @@ def read_text(
     return text.replace("\r\n", "\n").replace("\r", "\n")  # as text mode reads it
 
 
-def open_text(path: str | Path, what: str, limit: int, setting: str) -> TextIO:
-    """A regular file of at most `limit` bytes opened to be read as UTF-8 text a piece at a
-    time (a byte order mark dropped, newlines as written: `csv` wants them so), else SpecError;
-    the checks of `read_text` without reading the whole."""
-    file = Path(path)
+def _open_regular(file: Path, what: str) -> int:
+    """A read-only descriptor of `file` if it is a regular file, else SpecError; opening never
+    blocks (the caller checks the opened file again: the path may have changed meanwhile)."""
     try:
-        kind = _not_regular(os.stat(file).st_mode)
+        kind = _not_regular(os.stat(file).st_mode)  # stat never opens: a FIFO cannot block it
         if kind is not None:
             raise SpecError(f"{file}: is {kind}, expected a {what} file")
-        fd = os.open(file, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+        # O_NONBLOCK: should the path become a FIFO after the stat, opening it does not wait
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+        return os.open(file, flags)
     except FileNotFoundError:
         raise SpecError(f"{file}: no such file") from None
     except PermissionError:
         raise SpecError(f"{file}: cannot read: permission denied") from None
     except OSError as exc:
         raise SpecError(f"{file}: cannot read: {exc.strerror or exc}") from None
+
+
+def open_text(path: str | Path, what: str, limit: int, setting: str) -> TextIO:
+    """A regular file of at most `limit` bytes opened to be read as UTF-8 text a piece at a
+    time (a byte order mark dropped, newlines as written: `csv` wants them so), else SpecError;
+    the checks of `read_text` without reading the whole."""
+    file = Path(path)
+    fd = _open_regular(file, what)
     info = os.fstat(fd)
     kind = _not_regular(info.st_mode)
     if kind is not None or info.st_size > limit:
