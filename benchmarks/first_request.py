@@ -22,8 +22,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -32,6 +30,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from benchmarks.report import machine_line
 from benchmarks.server import LocalServer, quiet_env
 from tests.providers.servers import OpenAIServer
 
@@ -113,12 +112,7 @@ def table(samples: dict[str, list[float]]) -> str:
         median = statistics.median(samples[key])
         rows.append(f"| {label} | {median:.2f} | "
                     f"{', '.join(f'{s:.2f}' for s in samples[key])} | {median / base:.2f}x |")
-    from prefect import __version__ as prefect_version
-
-    note = (f"\nSecond runs against a running local Prefect server; "
-            f"{datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, {os.cpu_count()} cores, Python "
-            f"{platform.python_version()}, prefect {prefect_version}; load average "
-            f"{os.getloadavg()[0]:.2f} at the end.\n")
+    note = f"\nSecond runs against a running local Prefect server; {machine_line()}\n"
     return "\n".join(rows) + "\n" + note
 
 

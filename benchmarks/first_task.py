@@ -25,17 +25,16 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from benchmarks.report import machine_line
 from benchmarks.server import LocalServer, quiet_env
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -128,16 +127,12 @@ def table(samples: dict[int, list[tuple[float, float]]]) -> str:
                     f"{', '.join(f'{wall:.2f}' for wall, _ in samples[n])} | {cpu[n]:.2f} | "
                     f"{added} | {median[n] / median[sizes[0]]:.2f}x, "
                     f"{cpu[n] / cpu[sizes[0]]:.2f}x |")
-    from prefect import __version__ as prefect_version
-
     ratio = ""
     if 1000 in median and 5000 in median:
         ratio = (f" 5,000 / 1,000 tasks: {median[5000] / median[1000]:.2f}x wall, "
                  f"{cpu[5000] / cpu[1000]:.2f}x CPU (linear: at most 5x).")
     note = (f"\n`promptdag run` to its first task started, against a local server; chains of "
-            f"{CHAIN} simulated tasks.{ratio} {datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, "
-            f"{os.cpu_count()} cores, Python {platform.python_version()}, prefect "
-            f"{prefect_version}; load average {os.getloadavg()[0]:.2f} at the end.\n")
+            f"{CHAIN} simulated tasks.{ratio} {machine_line()}\n")
     return "\n".join(rows) + "\n" + note
 
 

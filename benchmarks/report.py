@@ -42,6 +42,13 @@ def machine() -> dict[str, Any]:
     return info
 
 
+def machine_line() -> str:
+    """The one line a results file ends with: when, on what, and how loaded at the end."""
+    return (f"{datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, {os.cpu_count()} cores, Python "
+            f"{platform.python_version()}, prefect {_version('prefect')}; load average "
+            f"{os.getloadavg()[0]:.2f} at the end.")
+
+
 def _version(package: str) -> str:
     try:
         return metadata.version(package)
