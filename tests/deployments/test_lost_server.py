@@ -13,10 +13,42 @@ from pathlib import Path
 
 import pytest
 
-from promptdag.remote.local_server import free_port, kill_process_group, start_server
+from promptdag.remote.local_server import (
+    ServerInfo,
+    free_port,
+    kill_process_group,
+    start_server,
+)
 from tests.deployments.conftest import ROOT, child_env
 
 pytestmark = pytest.mark.deployments
+
+
+def kill_the_server_mid_run(
+    info: ServerInfo, args: list[str], done_marker: str, done_before_kill: int
+) -> tuple[int, str, str, float]:
+    """Run the CLI with `args` on the server `info`, kill -9 the server once `done_before_kill`
+    stderr lines carry `done_marker`; (exit code, stdout, stderr, seconds from the kill to the
+    CLI's exit)."""
+    env = {**child_env(info), "PROMPTDAG_DEBUG": ""}
+    cli = subprocess.Popen([sys.executable, "-m", "promptdag.cli", *args], cwd=ROOT, env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           start_new_session=True)
+    try:
+        assert cli.stderr is not None
+        finished = 0
+        while finished < done_before_kill:
+            line = cli.stderr.readline()
+            assert line, "the run ended before the server was killed"
+            finished += done_marker in line
+        os.killpg(info.pid, signal.SIGKILL)  # the server dies mid-run
+        killed = time.monotonic()
+        out, err = cli.communicate(timeout=120)
+        took = time.monotonic() - killed
+    finally:
+        kill_process_group(cli.pid, grace=1)
+        kill_process_group(info.pid, grace=1)
+    return cli.returncode, out, err, took
 
 
 def test_a_killed_server_ends_the_cli_run_within_30_seconds_with_its_result(tmp_path: Path):
@@ -26,26 +58,9 @@ def test_a_killed_server_ends_the_cli_run_within_30_seconds_with_its_result(tmp_
         "name": "lost server", "config": {"breadth": 2, "model_options": {"latency_s": 0.5}},
         "tasks": [{"name": f"t{i}", "prompt": f"task {i}", "depends_on": []}
                   for i in range(40)]}))
-    env = {**child_env(info), "PROMPTDAG_DEBUG": ""}
-    cli = subprocess.Popen([sys.executable, "-m", "promptdag.cli", "run", str(spec)], cwd=ROOT,
-                           env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                           start_new_session=True)
-    try:
-        assert cli.stderr is not None
-        finished = 0
-        while finished < 16:
-            line = cli.stderr.readline()
-            assert line, "the run ended before the server was killed"
-            finished += " ok t" in line
-        os.killpg(info.pid, signal.SIGKILL)  # the server dies mid-run
-        killed = time.monotonic()
-        out, err = cli.communicate(timeout=90)
-        took = time.monotonic() - killed
-    finally:
-        kill_process_group(cli.pid, grace=1)
-        kill_process_group(info.pid, grace=1)
+    returncode, out, err, took = kill_the_server_mid_run(info, ["run", str(spec)], " ok t", 16)
     assert took < 30, f"the CLI took {took:.0f} s after the server died"
-    assert cli.returncode == 1
+    assert returncode == 1
     assert "stopped answering: this result is from memory" in err
     assert out.startswith("lost server: COMPLETED") and "(40/40 completed" in out
 
@@ -61,27 +76,10 @@ def test_a_killed_server_ends_a_batch_within_30_seconds_with_every_row_written(
     data.write_text("".join(json.dumps({"id": f"q{i}", "question": f"q {i}"}) + "\n"
                             for i in range(40)))
     output = tmp_path / "out.jsonl"
-    env = {**child_env(info), "PROMPTDAG_DEBUG": ""}
-    cli = subprocess.Popen([sys.executable, "-m", "promptdag.cli", "run", str(spec), "--data",
-                            str(data), "--output", str(output)], cwd=ROOT, env=env,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                           start_new_session=True)
-    try:
-        assert cli.stderr is not None
-        finished = 0
-        while finished < 10:
-            line = cli.stderr.readline()
-            assert line, "the batch ended before the server was killed"
-            finished += " rows] ok " in line
-        os.killpg(info.pid, signal.SIGKILL)  # the server dies mid-batch
-        killed = time.monotonic()
-        out, err = cli.communicate(timeout=120)
-        took = time.monotonic() - killed
-    finally:
-        kill_process_group(cli.pid, grace=1)
-        kill_process_group(info.pid, grace=1)
+    returncode, out, err, took = kill_the_server_mid_run(
+        info, ["run", str(spec), "--data", str(data), "--output", str(output)], " rows] ok ", 10)
     assert took < 30, f"the CLI took {took:.0f} s after the server died"
-    assert cli.returncode == 1, err
+    assert returncode == 1, err
     assert "stopped answering: this result is from memory" in err
     lines = [json.loads(line) for line in output.read_text().splitlines()]
     assert sorted(line["id"] for line in lines) == sorted(f"q{i}" for i in range(40))
