@@ -19,6 +19,7 @@ analyser), a call gets the same treatment:
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -127,15 +128,25 @@ class ModelCall:
         """Await `call` (which builds its requests and asks `self.model`) under the provider's
         limit and the task's timeout, with errors as the engine expects them."""
 
+        abandoned = False
+
         async def limited() -> T:
             async with provider_slot(self.name):
+                if abandoned:  # the attempt ended while this waited for its slot
+                    raise asyncio.CancelledError
                 return await call
 
         try:
             try:
                 return await enforce_timeout(limited())
             finally:
-                call.close()  # never started (a slot or timeout error came first): no warning
+                abandoned = True
+                # Close `call` only if nothing started it (a slot or timeout error came first:
+                # no "never awaited" warning). One a cancelled wait_for left running is the
+                # inner task's to finish: closing it under that task made it fail later with
+                # "cannot reuse already awaited coroutine", an exception nobody retrieved.
+                if inspect.getcoroutinestate(call) == inspect.CORO_CREATED:
+                    call.close()
         except ProviderError as exc:
             exc.attempts = self.attempt
             raise
