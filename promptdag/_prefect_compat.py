@@ -69,10 +69,10 @@ def forget_task_runs(task_run_ids: Collection[UUID]) -> None:
     `task_run_assets` (task run id -> the assets it passes downstream; an entry for every task
     run) and `run_results` (id of each object of a result, one level deep -> a copy of the task
     run's final state, so that a result passed to a later task links the two runs). A streamed
-    batch makes task runs without end: those tables were its only memory that grew with the
-    rows done. Uses both fields of `prefect.context.FlowRunContext` and the state's
-    `state_details.task_run_id`; does nothing where they are missing (a Prefect that no longer
-    keeps them), so an upgrade costs memory, never a run.
+    batch makes task runs without end, and those tables grew with its rows done. Uses both
+    fields of `prefect.context.FlowRunContext` and the state's `state_details.task_run_id`;
+    does nothing where they are missing (a Prefect that no longer keeps them), so an upgrade
+    costs memory, never a run.
     """
     from prefect.context import FlowRunContext
 
@@ -87,6 +87,7 @@ def forget_task_runs(task_run_ids: Collection[UUID]) -> None:
     results = getattr(context, "run_results", None)
     if isinstance(results, dict):
         for key, entry in list(results.items()):  # a copy: task runs in threads may add entries
-            details = getattr(entry[0], "state_details", None) if isinstance(entry, tuple) else None
+            state = entry[0] if isinstance(entry, tuple) and entry else None
+            details = getattr(state, "state_details", None)
             if getattr(details, "task_run_id", None) in ids:
                 results.pop(key, None)
