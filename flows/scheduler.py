@@ -15,7 +15,10 @@ failure mode, `when:` and resume rules as declared ones and count in results and
 
 A streamed batch hands the scheduler a `RowWindow` (promptdag/engine/row_window.py) in place of
 the workflow's ready set: rows are read as the window has room, each row has its own ready set
-(a `Part`), and the loop below runs them all as one workflow under one breadth.
+(a `Part`), and the loop below runs them all as one workflow under one breadth. When a row
+closes, what Prefect's flow run context keeps of its task runs is dropped (`forget_task_runs`;
+in groups of `forget_group` task runs, each one pass over Prefect's tables, so the passes cost
+about as much per task as the tables hold), so a batch's memory does not grow with its rows.
 """
 
 from __future__ import annotations
@@ -25,9 +28,12 @@ import time
 from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from typing import Any
+from uuid import UUID
 
 from prefect import Flow
+from prefect.states import State
 
+from promptdag._prefect_compat import forget_task_runs
 from promptdag.engine.budget import BudgetExhausted, Ledger, ledger_for, use_ledger
 from promptdag.engine.events import TaskEvent, emit
 from promptdag.engine.fan_out import FanOutError, instance_spec, items_of, joined
@@ -45,6 +51,8 @@ from promptdag.spec.models import TaskSpec, WorkflowSpec
 from promptdag.spec.template import placeholders
 from promptdag.tasks.run_prompt import PromptJob, PromptOutput
 from promptdag.tasks.task_options import prompt_task_options
+
+FORGET_AT_MOST = 1024  # task runs of closed rows dropped per pass, at most (a batch-API window)
 
 
 def _now() -> datetime:
@@ -95,6 +103,8 @@ class ReadySetScheduler:
         self._expanded: dict[str, list[str]] = {}  # fan-out task -> its instances, in order
         self._instances: dict[str, tuple[str, Any, int]] = {}  # -> (fan-out, item, index)
         self._instance_count = 0  # every instance added so far (closed rows' too)
+        self._task_runs: dict[str, list[UUID]] = {}  # open batch row -> its task runs so far
+        self._forgettable: list[UUID] = []  # closed rows' task runs, still in Prefect's context
         self._wake = asyncio.Event()
 
     def _part(self, name: str) -> Part:
@@ -109,12 +119,25 @@ class ReadySetScheduler:
         return self._whole
 
     def _closed(self, rid: str) -> None:
-        """A batch row closed: forget its budget and its fan-outs (memory stays bounded)."""
+        """A batch row closed: forget its budget, its fan-outs and, once a group of closed
+        rows' task runs is due, what Prefect keeps of them (memory stays bounded)."""
         self._row_ledgers.pop(rid, None)
+        self._forgettable += self._task_runs.pop(rid, [])
+        if len(self._forgettable) >= self.forget_group:
+            forget_task_runs(self._forgettable)
+            self._forgettable = []
         prefix = f"[{rid}] "
         for name in [n for n in self._expanded if n.startswith(prefix)]:
             for instance in self._expanded.pop(name):
                 self._instances.pop(instance, None)
+
+    @property
+    def forget_group(self) -> int:
+        """Closed rows' task runs dropped from Prefect's context together: as many as the open
+        rows can hold (a window of rows, each with the workflow's tasks), at most
+        `FORGET_AT_MOST`."""
+        window = self.rows.window if self.rows is not None else 1
+        return min(window * len(self.graph.names), FORGET_AT_MOST)
 
     def _settled(self) -> int:
         return self.state.settled if isinstance(self.state, RowWindow) else len(
@@ -300,7 +323,7 @@ class ReadySetScheduler:
         emit(TaskEvent(self.spec.name, name, "started", None, self._settled(), self.state.total))
         try:
             output: PromptOutput = await run_with_fallback(
-                job, upstream, options, outputs, self.invoke
+                job, upstream, options, outputs, self._invoke_for(name)
             )
         except Exception as exc:
             budget = _budget_refusal(exc)
@@ -339,6 +362,23 @@ class ReadySetScheduler:
             truncated=output.finish_reason == "length",
             fallback_errors=output.fallback_errors,
         )
+
+    def _invoke_for(self, name: str) -> Invoke:
+        """The runner, for a batch row's task noting each task run it makes for the row (whose
+        close then drops them from Prefect's context)."""
+        row = self.rows.row_of(name) if self.rows is not None else None
+        if row is None:
+            return self.invoke
+        runs = self._task_runs.setdefault(row, [])
+        invoke = self.invoke
+
+        async def noted(*args: Any) -> State[Any]:
+            state = await invoke(*args)
+            if state.state_details.task_run_id is not None:
+                runs.append(state.state_details.task_run_id)
+            return state
+
+        return noted
 
     def _recorded(self, result: TaskResult, settled: int) -> None:
         """Every recorded result (finished, skipped, cancelled) is a progress event."""

@@ -8,7 +8,9 @@ name pays for (or breaks on) it.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
+from uuid import UUID
 
 
 def cancel_was_intended() -> bool:
@@ -58,3 +60,34 @@ def deployment_schedule(config: dict[str, Any]) -> Any:
     from prefect.cli.deploy._schedules import _schedule_config_to_deployment_schedule
 
     return _schedule_config_to_deployment_schedule(config)
+
+
+def forget_task_runs(task_run_ids: Collection[UUID]) -> None:
+    """Drop what the current flow run keeps of these task runs, whose results go nowhere more.
+
+    Prefect's `FlowRunContext` keeps two tables for the whole flow run and never prunes them:
+    `task_run_assets` (task run id -> the assets it passes downstream; an entry for every task
+    run) and `run_results` (id of each object of a result, one level deep -> a copy of the task
+    run's final state, so that a result passed to a later task links the two runs). A streamed
+    batch makes task runs without end, and those tables grew with its rows done. Uses both
+    fields of `prefect.context.FlowRunContext` and the state's `state_details.task_run_id`;
+    does nothing where they are missing (a Prefect that no longer keeps them), so an upgrade
+    costs memory, never a run.
+    """
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    if context is None or not task_run_ids:
+        return
+    ids = set(task_run_ids)
+    assets = getattr(context, "task_run_assets", None)
+    if isinstance(assets, dict):
+        for task_run_id in ids:
+            assets.pop(task_run_id, None)
+    results = getattr(context, "run_results", None)
+    if isinstance(results, dict):
+        for key, entry in list(results.items()):  # a copy: task runs in threads may add entries
+            state = entry[0] if isinstance(entry, tuple) and entry else None
+            details = getattr(state, "state_details", None)
+            if getattr(details, "task_run_id", None) in ids:
+                results.pop(key, None)

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any, ClassVar
 
 from promptdag.api import arun
+from promptdag.flows.run_workflow import batch_window
+from promptdag.llm.base import Completion, CompletionRequest, Usage
+from promptdag.llm.registry import register_provider
+from promptdag.spec.models import WorkflowSpec
 from tests.flows.test_cli_run import EXAMPLES, promptdag
 
 
@@ -46,6 +51,43 @@ async def test_a_failed_row_never_stops_the_others(probe):
     assert status.pop("d2") == "failed" and set(status.values()) == {"completed"}
     assert result.task("[d2] Title").status == "skipped"
     assert "[d2] Summarise" in (result.rows[2].error or "")
+
+
+class ContextProbe:
+    """`context:<anything>`: answers at once, noting how many task runs the flow run's Prefect
+    context still holds (its `task_run_assets` and `run_results`, which Prefect never prunes)."""
+
+    held: ClassVar[list[int]] = []
+
+    def __init__(self, name: str, options: dict[str, Any]) -> None:
+        self.name = f"context:{name}"
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        from prefect.context import FlowRunContext
+
+        context = FlowRunContext.get()
+        assert context is not None
+        runs = set(context.task_run_assets) | {
+            state.state_details.task_run_id for state, _, _ in context.run_results.values()}
+        ContextProbe.held.append(len(runs))
+        return Completion(text=f"answer {len(runs)}", model=self.name,
+                          usage=Usage(input_tokens=1, output_tokens=1))
+
+
+register_provider("context", ContextProbe)
+
+
+async def test_a_closed_rows_task_runs_are_let_go():
+    """What Prefect keeps of a batch's task runs depends on its window, not on its rows: a
+    closed row's are dropped (so a batch's memory does not grow with the rows done)."""
+    spec = {"name": "long batch", "config": {"breadth": 2, "model": "context:x"},
+            "tasks": [{"name": "Read", "prompt": "Read {{ doc }}"}]}
+    ContextProbe.held.clear()
+    result = await arun(spec, data=[{"doc": f"document {i}"} for i in range(120)])
+    assert result.status == "completed" and len(ContextProbe.held) == 120
+    window = batch_window(WorkflowSpec.model_validate(spec))  # 16 rows
+    # the open rows' task runs, and at most a window's worth of closed rows' not yet dropped
+    assert max(ContextProbe.held) <= 2 * window < 120
 
 
 def test_the_cli_writes_one_json_line_per_row(prefect_api: str, tmp_path: Path):
