@@ -115,7 +115,10 @@ class SlotPoller:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.samples.append((time.monotonic(), self._busy()))
+            try:
+                self.samples.append((time.monotonic(), self._busy()))
+            except OSError:  # a sample the busy server did not answer in time: skipped
+                pass
             time.sleep(POLL_SECONDS)
 
     def start(self) -> None:
