@@ -207,7 +207,7 @@ def _number(value: str | None) -> float | None:
 
 # Capacity: requests in flight per endpoint, one semaphore per (event loop, endpoint).
 _capacity: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, dict[str, asyncio.Semaphore]
+    asyncio.AbstractEventLoop, dict[str, tuple[int, asyncio.Semaphore]]
 ] = weakref.WeakKeyDictionary()
 _slots_known: dict[str, int | None] = {}
 
@@ -225,13 +225,17 @@ async def capacity_of(endpoint: str, setting: int | None, base_url: str | None) 
 
 
 def capacity_gate(endpoint: str, capacity: int) -> asyncio.Semaphore:
-    """The semaphore holding `capacity` requests in flight to `endpoint` on this loop."""
+    """The semaphore holding `capacity` requests in flight to `endpoint` on this loop.
+
+    A changed capacity (the setting, between two runs of one process) gets a new semaphore:
+    the first one's size stayed fixed, so a second run at capacity 8 after one at 4 had kept
+    4 requests in flight. Calls in flight on the old one finish there."""
     loop = asyncio.get_running_loop()
     gates = _capacity.setdefault(loop, {})
-    gate = gates.get(endpoint)
-    if gate is None:
-        gate = gates[endpoint] = asyncio.Semaphore(capacity)
-    return gate
+    found = gates.get(endpoint)
+    if found is None or found[0] != capacity:
+        found = gates[endpoint] = (capacity, asyncio.Semaphore(capacity))
+    return found[1]
 
 
 async def observe_response(response: Any) -> None:

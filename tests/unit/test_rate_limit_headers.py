@@ -1,8 +1,9 @@
-"""The providers' rate-limit headers, read as OpenAI and Anthropic document them, and the
-bucket they set up (promptdag/llm/rate_limits.py)."""
+"""The providers' rate-limit headers, read as OpenAI and Anthropic document them, the bucket
+they set up, and an endpoint's capacity (promptdag/llm/rate_limits.py)."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta, timezone
 
 from promptdag.llm import rate_limits
@@ -49,3 +50,21 @@ def test_a_429_retry_after_pauses_the_endpoint():
     rate_limits.observe("http://paused.test/v1", "m", 429, {"Retry-After": "3"})
     assert 0 < rate_limits.pause_left("http://paused.test/v1") <= 3
     assert rate_limits.pause_left("http://other.test/v1") == 0
+
+
+def test_an_endpoint_holds_as_many_requests_as_its_capacity_says_now():
+    async def held_before_full(endpoint: str, capacity: int) -> int:
+        gate = rate_limits.capacity_gate(endpoint, capacity)
+        held = 0
+        while not gate.locked():
+            await gate.acquire()
+            held += 1
+        return held
+
+    async def two_runs() -> tuple[int, int, int]:  # one process, one event loop
+        first = await held_before_full("http://slots.test/v1", 4)
+        again = await held_before_full("http://slots.test/v1", 4)  # the same 4, all held
+        wider = await held_before_full("http://slots.test/v1", 8)  # the setting changed
+        return first, again, wider
+
+    assert asyncio.run(two_runs()) == (4, 0, 8)
