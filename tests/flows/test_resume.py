@@ -247,7 +247,6 @@ async def test_two_simultaneous_runs_of_one_spec_make_each_call_once(probe):
 
 async def test_an_objective_retry_reuses_its_plan_reflection_and_finished_tasks(probe):
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
     from prefect.states import Scheduled
 
     from promptdag.api import arun_objective
@@ -271,19 +270,8 @@ async def test_an_objective_retry_reuses_its_plan_reflection_and_finished_tasks(
     # A finished round is a completed subflow: Prefect's retry takes its result as it is.
     assert [r.result.results for r in again.rounds if r.result] == [
         r.result.results for r in first.rounds if r.result]
-    # The server records task-run states from their events, later (and, when SQLite is busy,
-    # after a retry a minute on): wait for the record, do not read it once.
     wanted = {"plan (round 1)", "reflect (round 1)", "synthesise answer"}
-    give_up = time.monotonic() + 240  # a wait, not a measure: it ends when the record is there
-    async with get_client() as client:
-        while True:
-            runs = await client.read_task_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id])))
-            cached = {t.name for t in runs if t.state_name == "Cached"}
-            if wanted <= cached or time.monotonic() > give_up:
-                break
-            await asyncio.sleep(0.5)
-    assert wanted <= cached
+    assert wanted <= await cached_task_runs(flow_run.id, wanted)
 
 
 def test_retry_refuses_a_completed_run_and_a_bad_id_with_one_line(prefect_api: str,
@@ -328,8 +316,6 @@ def test_two_cli_runs_started_together_pay_for_each_call_once(prefect_api: str, 
 
 
 async def test_a_rerun_of_an_objective_that_failed_resumes_it_without_planning_again(probe):
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
     from promptdag.api import arun_objective
 
@@ -343,7 +329,22 @@ async def test_a_rerun_of_an_objective_that_failed_resumes_it_without_planning_a
     assert notices == [f"resuming run {first.flow_run_id} (failed): the tasks it finished are "
                        "reused, not asked again"]
     assert second.rounds[0].plan == first.rounds[0].plan
+    assert "plan (round 1)" in await cached_task_runs(second.flow_run_id, {"plan (round 1)"})
+
+
+async def cached_task_runs(flow_run_id: Any, wanted: set[str]) -> set[str]:
+    """The names of the flow run's Cached task runs, once `wanted` are among them or 240 s
+    passed. The server records task-run states from their events, later (and, when SQLite is
+    busy, after a retry a minute on): a test waits for the record, it does not read it once."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    give_up = time.monotonic() + 240  # a wait, not a measure: it ends when the record is there
     async with get_client() as client:
-        runs = await client.read_task_runs(flow_run_filter=FlowRunFilter(
-            id=FlowRunFilterId(any_=[second.flow_run_id])))
-    assert {t.name: t.state_name for t in runs}["plan (round 1)"] == "Cached"
+        while True:
+            runs = await client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+            cached = {t.name for t in runs if t.state_name == "Cached"}
+            if wanted <= cached or time.monotonic() > give_up:
+                return cached
+            await asyncio.sleep(0.5)
