@@ -71,7 +71,8 @@ async def test_n_sections_fan_out_under_breadth_and_join_in_order(probe):
     assert result.summary.total_tasks == 8 and result.summary.fan_out_count == 5
     seen: set[str] = set()
     async with get_client() as client:  # each instance is its own, named Prefect task run
-        for _ in range(60):  # task runs reach the API through events, a moment later
+        for _ in range(480):  # task runs reach the API through events, a moment later (a
+            # minute when the server's recorder retries a flush SQLite refused): up to 240 s
             runs = await client.read_task_runs(flow_run_filter=FlowRunFilter(
                 id=FlowRunFilterId(any_=[result.flow_run_id])))
             seen = {run.name for run in runs}

@@ -61,7 +61,8 @@ async def test_flow_run_and_task_runs_are_named_after_the_workflow():
     async with get_client() as client:
         run = await client.read_flow_run(UUID(result.flow_run_id))
         assert run.name == "test"
-        for _ in range(100):  # task runs reach the API through events: allow them a moment
+        for _ in range(2400):  # task runs reach the API through events: up to 240 s (the
+            # server's recorder retries a flush SQLite refused a minute later)
             task_runs = await client.read_task_runs(
                 flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])),
                 limit=50,
