@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from prefect.client.schemas.objects import FlowRun
 
 WAIT_FOR_PAUSE_SECONDS = 30.0  # a run that is about to pause (the CLI's own review) gets this
+WAIT_FOR_FORM_SECONDS = 30.0  # a paused run saves its form just after pausing
 
 
 def _waiting(flow_run: FlowRun, pause_key: str | None = None) -> bool:
@@ -39,6 +40,25 @@ async def _wait_until_waiting(
         if _waiting(flow_run, pause_key) or time.monotonic() >= deadline:
             return flow_run
         await asyncio.sleep(0.2)
+
+
+async def _wait_for_form(client: PrefectClient, flow_run: FlowRun, wait: float) -> None:
+    """Prefect sets a run Paused first and saves the form's schema a moment later; a resume in
+    between is refused ("Run input schema not found"), so wait for the schema."""
+    from prefect.exceptions import PrefectHTTPStatusError
+
+    keyset = flow_run.state.state_details.run_input_keyset if flow_run.state else None
+    if not keyset or "schema" not in keyset:
+        return
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            await client.read_flow_run_input(flow_run.id, keyset["schema"])
+            return
+        except PrefectHTTPStatusError as error:
+            if error.response.status_code != 404 or time.monotonic() >= deadline:
+                return  # the resume below says what Prefect thinks
+            await asyncio.sleep(0.1)
 
 
 async def aanswer_review(
@@ -75,6 +95,7 @@ async def aanswer_review(
         state = flow_run.state.name if flow_run.state else "no state"
         raise SpecError(f"run {flow_run.id} is not waiting for a review (it is {state}): only "
                         "an objective run with review: true, paused after planning, takes one")
+    await _wait_for_form(client, flow_run, max(wait, WAIT_FOR_FORM_SECONDS))
     response = await client.resume_flow_run(flow_run.id, run_input=_run_input(answer))
     if response.status.value != "ACCEPT":
         reason = getattr(response.details, "reason", None) or response.status.value

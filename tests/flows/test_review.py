@@ -94,3 +94,37 @@ async def test_a_reflection_that_adds_tasks_is_reviewed_and_rejecting_it_keeps_t
         "completed", "rejected", 1)
     assert result.error == "the plan of round 2 was rejected at review"
     assert result.final_answer  # synthesised from round 1
+
+
+async def test_an_answer_sent_between_the_pause_and_its_form_waits_for_the_form() -> None:
+    """Prefect sets a run Paused a moment before it saves the form's schema; an answer sent in
+    that moment (the CLI answers its own review at once) waits for the form instead of being
+    refused with "Run input schema not found"."""
+    from prefect import flow
+    from prefect.client.orchestration import get_client
+    from prefect.input.run_input import keyset_from_paused_state
+    from prefect.states import Paused
+
+    from promptdag.remote.review_client import aanswer_review
+
+    @flow
+    def objective() -> None: ...
+
+    async with get_client() as client:
+        run = await client.create_flow_run(objective)
+        paused = Paused(timeout_seconds=120, pause_key="review-1-1")
+        keyset = keyset_from_paused_state(paused)
+        paused.state_details.run_input_keyset = keyset
+        await client.set_flow_run_state(run.id, paused, force=True)
+
+        async def save_form_late() -> None:
+            await asyncio.sleep(1.0)
+            await client.create_flow_run_input(
+                run.id, keyset["schema"], json.dumps(ReviewAnswer.model_json_schema()))
+
+        saver = asyncio.create_task(save_form_late())
+        await aanswer_review(run.id, ReviewAnswer(decision="approve"), 5.0, client,
+                             pause_key="review-1-1")
+        await saver
+        resumed = await client.read_flow_run(run.id)
+    assert resumed.state is not None and not resumed.state.is_paused()
