@@ -405,10 +405,40 @@ async def awatch(run_id: str | UUID, on_event: Callable[[TaskEvent], None],
             tracker.total = max(tracker.total, _counts(run, progress, None)[2])
             await tracker.update(client, await _task_runs(client, run.id))
             if run.state_type and run.state_type.value.lower() in FINAL:
-                await asyncio.sleep(poll_seconds)  # task states arrive as events: a last look
-                await tracker.update(client, await _task_runs(client, run.id))
+                await _settle(client, run, tracker, poll_seconds)
                 return run
             await asyncio.sleep(poll_seconds)
+
+
+SETTLE_SECONDS = 120.0  # after a run's end, for task runs the server has yet to record
+
+
+async def _settle(client: PrefectClient, run: FlowRun, tracker: _Tracker,
+                  poll_seconds: float) -> None:
+    """Look again until every task run the finished run's result says ran has been seen to
+    end. The server records task runs from their events, a moment after the run's own end (a
+    minute when its database was busy and it retried); a run without a readable result gets
+    one last look."""
+    ran = _ran(await _read_result(run))
+    deadline = time.monotonic() + SETTLE_SECONDS
+    while True:
+        await asyncio.sleep(poll_seconds)
+        await tracker.update(client, await _task_runs(client, run.id))
+        if ran <= tracker.finished_names or time.monotonic() >= deadline:
+            return
+
+
+def _ran(result: WorkflowResult | ObjectiveResult | None) -> set[str]:
+    """Tasks that were Prefect task runs named after them: those that called their model
+    (not reused, skipped or joined, nor a sub-workflow, whose subflow is not named so)."""
+    if isinstance(result, WorkflowResult):
+        tasks = result.tasks
+    elif isinstance(result, ObjectiveResult):
+        tasks = [t for r in result.rounds if r.result for t in r.result.tasks]
+    else:
+        return set()
+    return {t.name for t in tasks
+            if t.attempts > 0 and t.model is not None and t.status in ("completed", "failed")}
 
 
 async def _task_runs(client: PrefectClient, run_id: UUID) -> list[TaskRun]:
@@ -434,6 +464,7 @@ class _Tracker:
         self._started: set[UUID] = set()
         self._retried: set[tuple[UUID, int]] = set()
         self._finished: set[UUID] = set()
+        self.finished_names: set[str] = set()
 
     async def update(self, client: PrefectClient, task_runs: list[TaskRun]) -> None:
         for task_run in task_runs:
@@ -458,6 +489,7 @@ class _Tracker:
         name, message = task_run.name, task_run.state.message if task_run.state else None
         if kind in self.ended:
             self._finished.add(task_run.id)
+            self.finished_names.add(name)
             took = task_run.total_run_time.total_seconds() if task_run.total_run_time else None
             error = message if kind != "COMPLETED" else None
             self.on_event(TaskEvent(self.workflow, name, "finished", self.ended[kind],
