@@ -128,7 +128,8 @@ def prefect_api() -> Iterator[str]:
     from prefect.settings import PREFECT_API_URL
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=60):
+    # a bound, not a delay: a new database's migrations on a busy machine can take a minute
+    with prefect_test_harness(server_startup_timeout=180):
         yield str(PREFECT_API_URL.value())
 
 

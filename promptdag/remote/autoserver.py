@@ -47,7 +47,7 @@ from promptdag.remote.local_server import (
 from promptdag.settings import get_settings
 
 LOCK_FILE = "promptdag-server.lock"
-STARTING_WAIT_S = 60.0  # another CLI is starting the server: wait this long for it
+STARTING_WAIT_S = 180.0  # a server starting (here or in another CLI): a bound, not a delay
 _could_not_start: set[Path] = set()  # homes where a start failed: said once, not tried again
 
 

@@ -103,10 +103,13 @@ def start_server(
     host: str = DEFAULT_HOST,
     port: int | None = DEFAULT_PORT,
     home: Path | None = None,
-    timeout: float = 60.0,
+    timeout: float = 180.0,
     env: dict[str, str] | None = None,
 ) -> ServerInfo:
     """Start `prefect server start` in a new session and return once `/api/health` answers.
+
+    `timeout` bounds a server that never answers; it returns as soon as one does, so it is
+    generous: a new database's migrations on a busy machine can take a minute.
 
     `env` adds to the server's environment, e.g. `PREFECT_API_DATABASE_CONNECTION_URL` for a
     server on PostgreSQL (this process's own settings stay as they are).

@@ -30,7 +30,7 @@ def promptdag(home: Path, *args: str, **env: str) -> tuple[subprocess.CompletedP
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "promptdag.cli", *args], cwd=ROOT,
                           env={**clean, "PREFECT_HOME": str(home), **env},
-                          capture_output=True, text=True, timeout=180)
+                          capture_output=True, text=True, timeout=240)
     return done, time.perf_counter() - started
 
 
