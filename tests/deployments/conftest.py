@@ -13,10 +13,10 @@ group: a worker ignores SIGTERM for a while, and uvicorn has children of its own
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +33,7 @@ from promptdag.remote.local_server import (
     start_server,
     stop_server,
 )
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(__file__).parent / "artifacts"  # screenshots (gitignored)
@@ -44,12 +45,13 @@ class Server:
     info: ServerInfo
     env: dict[str, str]
 
-    def run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        """A command in a child process pointed at this server, from the repository root."""
+    def run(self, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+        """A command in a child process pointed at this server, from the repository root
+        (`timeout`: a bound for a hung command, generous for a busy machine)."""
         return subprocess.run(list(args), cwd=ROOT, env=self.env, capture_output=True,
                               text=True, timeout=timeout)
 
-    def promptdag(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    def promptdag(self, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
         return self.run(sys.executable, "-m", "promptdag.cli", *args, timeout=timeout)
 
     def start(self, *args: str, log: Path) -> subprocess.Popen[bytes]:
@@ -76,7 +78,7 @@ def child_env(info: ServerInfo) -> dict[str, str]:
 
 
 def launch_server(home: Path) -> Server:
-    info = start_server(port=free_port(), home=home, timeout=90)
+    info = start_server(port=free_port(), home=home, timeout=180)
     return Server(info, child_env(info))
 
 
@@ -144,6 +146,9 @@ def deployed(prefect_server: Server, tmp_path_factory: pytest.TempPathFactory) -
     log = tmp_path_factory.mktemp("worker") / "worker.log"
     worker = server.start(*PREFECT, "worker", "start", "--pool", WORK_POOL, log=log)
     try:
+        # a worker takes a while to start on a busy machine: runs submitted before it polls
+        # would wait for it inside each test's own bounds
+        wait_until(lambda: pool_ready(WORK_POOL), 180, f"a worker polls {WORK_POOL}", every=1)
         yield server
     finally:
         kill_process_group(worker.pid, grace=5)
@@ -152,10 +157,13 @@ def deployed(prefect_server: Server, tmp_path_factory: pytest.TempPathFactory) -
             print(log.read_text())
 
 
-def wait_until(check: object, timeout: float, every: float = 0.25) -> None:
-    """Poll `check()` until it is truthy; fail the test after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true after {timeout} s: {check}")
-        time.sleep(every)
+def pool_ready(name: str) -> bool:
+    """Whether a worker polls the work pool `name` (its heartbeat makes the pool READY)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.objects import WorkPoolStatus
+
+    async def read() -> bool:
+        async with get_client() as client:
+            return (await client.read_work_pool(name)).status == WorkPoolStatus.READY
+
+    return asyncio.run(read())

@@ -13,10 +13,10 @@ from uuid import UUID
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import WorkPoolCreate
-from prefect.client.schemas.objects import WorkPoolStatus
 
 from promptdag.remote.local_server import WORK_POOL
-from tests.deployments.conftest import ROOT, Server, wait_until
+from tests.deployments.conftest import ROOT, Server, pool_ready
+from tests.waiting import recorded_task_runs, wait_until
 
 pytestmark = pytest.mark.deployments
 
@@ -29,6 +29,11 @@ tasks:
   - {name: Step 3, prompt: c}
   - {name: Step 4, prompt: d}
 """
+
+
+# Runs the tests cancel: long enough that a busy machine's slow CLI commands (each a Python
+# start) still find them running; they end when cancelled, so the length costs nothing
+CANCELLED_LATENCY = 30
 
 
 def slow_spec(tmp_path: Path, latency: float) -> str:
@@ -63,6 +68,8 @@ def test_runs_lists_recent_runs_with_tasks_tokens_and_cost(deployed: Server):
     row = next(line for line in rows if run_id in line)
     assert row.startswith("AI Healthcare Research") and "Completed" in row and " 4/4 " in row
 
+    # a log line names its task from the server's record of task runs, made from events
+    asyncio.run(recorded_task_runs(run_id, lambda runs: len(runs) >= 4))
     logs = deployed.promptdag("logs", run_id)
     assert logs.returncode == 0, logs.stderr
     assert "Finished in state Completed" in logs.stdout
@@ -95,16 +102,8 @@ def test_runs_leaves_scheduled_runs_out_unless_asked(deployed: Server):
         asyncio.run(delete())
 
 
-def pool_ready(name: str) -> bool:
-    async def read() -> bool:
-        async with get_client() as client:
-            return (await client.read_work_pool(name)).status == WorkPoolStatus.READY
-
-    return asyncio.run(read())
-
-
 def test_watch_follows_a_submitted_run_to_its_end(deployed: Server, tmp_path: Path):
-    wait_until(lambda: pool_ready(WORK_POOL), timeout=60)  # the worker has said hello
+    wait_until(lambda: pool_ready(WORK_POOL), 180, "the worker has said hello")
     submitted = deployed.promptdag("submit", slow_spec(tmp_path, 0.5))
     assert submitted.returncode == 0, submitted.stderr
     run_id = submitted.stdout.strip()
@@ -123,7 +122,7 @@ def test_watch_follows_a_submitted_run_to_its_end(deployed: Server, tmp_path: Pa
 
 def test_cancel_stops_a_local_run_in_another_process(deployed: Server, tmp_path: Path):
     running = subprocess.Popen(
-        [sys.executable, "-m", "promptdag.cli", "run", slow_spec(tmp_path, 3)],
+        [sys.executable, "-m", "promptdag.cli", "run", slow_spec(tmp_path, CANCELLED_LATENCY)],
         cwd=ROOT, env=deployed.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         def started() -> str | None:
@@ -131,13 +130,11 @@ def test_cancel_stops_a_local_run_in_another_process(deployed: Server, tmp_path:
                     if r["state"] == "Running"]
             return str(runs[0]["run_id"]) if runs else None
 
-        wait_until(started, timeout=90, every=1)
-        run_id = started()
-        assert run_id is not None
-        cancelled = deployed.promptdag("cancel", run_id)
+        run_id = wait_until(started, 180, "the run is Running", every=1)
+        cancelled = deployed.promptdag("cancel", run_id, "--timeout", "180")
         assert cancelled.returncode == 0, cancelled.stderr
         assert cancelled.stdout.strip() == f"run {run_id} cancelled"
-        _, err = running.communicate(timeout=60)
+        _, err = running.communicate(timeout=120)
     finally:
         running.kill()
     assert running.returncode == 1, err
@@ -175,12 +172,12 @@ def test_a_run_nobody_polls_for_says_what_to_start_and_cancels_at_once(deployed:
 
 
 def test_cancel_stops_a_submitted_run_through_its_worker(deployed: Server, tmp_path: Path):
-    submitted = deployed.promptdag("submit", slow_spec(tmp_path, 4))
+    submitted = deployed.promptdag("submit", slow_spec(tmp_path, CANCELLED_LATENCY))
     assert submitted.returncode == 0, submitted.stderr
     run_id = submitted.stdout.strip()
     wait_until(lambda: next(r for r in listed(deployed) if r["run_id"] == run_id)["state"]
-               == "Running", timeout=120, every=1)
-    cancelled = deployed.promptdag("cancel", run_id, "--timeout", "90")
+               == "Running", 240, "the worker's run is Running", every=1)
+    cancelled = deployed.promptdag("cancel", run_id, "--timeout", "180")
     assert cancelled.returncode == 0, cancelled.stderr
     assert cancelled.stdout.strip() == f"run {run_id} cancelled"
     watched = deployed.promptdag("watch", run_id, "--quiet")
