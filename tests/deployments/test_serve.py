@@ -21,7 +21,8 @@ from promptdag.remote.local_server import (
     process_alive,
     read_state,
 )
-from tests.deployments.conftest import ROOT, Server, child_env, wait_until
+from tests.deployments.conftest import ROOT, Server, child_env
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.deployments
 
@@ -38,7 +39,7 @@ def cli_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
     def promptdag(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "promptdag.cli", "server", *args],
-                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
 
     port = free_port()
     started = promptdag("start", "--port", str(port))
@@ -51,7 +52,7 @@ def cli_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     finally:
         stopped = promptdag("stop")
         assert stopped.returncode == 0 and "server stopped" in stopped.stderr
-        wait_until(lambda: not process_alive(info.pid), timeout=20)
+        wait_until(lambda: not process_alive(info.pid), 120, "the stopped server is gone")
         assert not (home / STATE_FILE).exists()
         again = promptdag("status")
         assert again.returncode == 2 and "promptdag server start" in again.stderr
@@ -80,10 +81,10 @@ def test_served_deployments_run_without_a_worker(cli_server: Server, tmp_path: P
             return all(cli_server.run(sys.executable, "-m", "prefect", "deployment", "inspect",
                                       name).returncode == 0 for name in names)
 
-        wait_until(registered, timeout=90, every=1)
+        wait_until(registered, 240, "serve registered its deployments", every=1)
         started = time.monotonic()
         done = cli_server.promptdag("submit", str(ROOT / "examples" / "seed_api_request.json"),
-                                    "--wait", "--json", timeout=180)
+                                    "--wait", "--json", timeout=240)
         assert done.returncode == 0, done.stderr + log.read_text()
         print(f"\nserve: trigger to Completed in {time.monotonic() - started:.1f} s")
         assert json.loads(done.stdout)["status"] == "completed"
