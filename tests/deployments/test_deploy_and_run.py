@@ -35,6 +35,7 @@ from promptdag.engine.objective import ObjectiveResult
 from promptdag.engine.results import WorkflowResult
 from promptdag.remote import client
 from tests.deployments.conftest import Server
+from tests.waiting import await_until, recorded_task_runs
 
 pytestmark = pytest.mark.deployments
 
@@ -83,18 +84,17 @@ async def test_a_workflow_triggered_by_deployment_name_completes_with_artifacts(
     started = time.monotonic()
     run_id = await client.asubmit_workflow(SPEC)  # run_deployment("run-workflow/workflow")
     submitted = time.monotonic() - started
-    result = await client.await_result(run_id, timeout=120, poll_seconds=0.25)
+    at_submit = await client.aget_status(run_id)
+    result = await client.await_result(run_id, timeout=240, poll_seconds=0.25)
     print(f"\nworkflow deployment: submitted in {submitted:.2f} s, "
           f"trigger to Completed {time.monotonic() - started:.1f} s")
-    assert submitted < 5  # the id comes back at once, not when the run ends
+    assert not at_submit.finished  # the id comes back at once, not when the run ends
     assert isinstance(result, WorkflowResult) and result.status == "completed"
     assert result.flow_run_id == str(run_id)
 
     async with get_client() as c:
         flow_run = await c.read_flow_run(run_id)
-        task_runs = await c.read_task_runs(
-            task_run_filter=TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=[run_id]))
-        )
+    task_runs = await recorded_task_runs(run_id, lambda runs: len(runs) >= len(SPEC["tasks"]))
     assert flow_run.name == "Deployed Research" and flow_run.state_type == StateType.COMPLETED
     assert {"promptdag", "workflow:Deployed Research"} <= set(flow_run.tags)
     assert sorted(t.name for t in task_runs) == sorted(t["name"] for t in SPEC["tasks"])
@@ -126,7 +126,7 @@ async def test_a_spec_over_prefects_parameter_limit_is_submitted_by_reference(
 ):
     big = {**SPEC, "name": "Big Spec", "description": "x" * 600_000}  # over 512 KB
     run_id = await client.asubmit_workflow(big)
-    result = await client.await_result(run_id, timeout=120, poll_seconds=0.25)
+    result = await client.await_result(run_id, timeout=240, poll_seconds=0.25)
     assert isinstance(result, WorkflowResult) and result.status == "completed"
     async with get_client() as c:
         flow_run = await c.read_flow_run(run_id)
@@ -143,7 +143,7 @@ async def test_status_reports_progress_while_the_run_goes(deployed: Server):
     }
     run_id = await client.asubmit_workflow(spec)
     seen: list[client.RunStatus] = []
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 240  # a wait for the end, not a measure
     while not (seen and seen[-1].finished) and time.monotonic() < deadline:
         seen.append(await client.aget_status(run_id))
         await asyncio.sleep(0.15)
@@ -160,7 +160,7 @@ async def test_an_objective_deployment_runs_rounds_as_subflows(deployed: Server)
     run_id = await client.asubmit_objective(
         "Assess tidal power for a harbour town", config={"retry_backoff_seconds": 0}
     )
-    result = await client.await_result(run_id, timeout=120, poll_seconds=0.25)
+    result = await client.await_result(run_id, timeout=240, poll_seconds=0.25)
     assert isinstance(result, ObjectiveResult) and result.status == "completed"
     assert result.final_answer
     artifacts = await artifacts_of(run_id)
@@ -172,15 +172,18 @@ async def test_an_objective_deployment_runs_rounds_as_subflows(deployed: Server)
     assert progress.metadata_["tasks_total"] == str(planned)
     assert progress.metadata_["max_depth"] == "3"
 
-    async with get_client() as c:
-        task_runs = await c.read_task_runs(
-            task_run_filter=TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=[run_id]))
-        )
-        rounds = await c.read_flow_runs(
-            flow_run_filter=FlowRunFilter(
-                parent_task_run_id=FlowRunFilterParentTaskRunId(any_=[t.id for t in task_runs])
+    async def rounds_as_subflows() -> list[Any]:
+        async with get_client() as c:  # task runs: recorded from events, a moment later
+            task_runs = await c.read_task_runs(
+                task_run_filter=TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=[run_id]))
             )
-        )
+            return await c.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    parent_task_run_id=FlowRunFilterParentTaskRunId(any_=[t.id for t in task_runs])
+                )
+            )
+
+    rounds = await await_until(rounds_as_subflows, 240, "the rounds' subflows", every=0.5)
     assert len(rounds) == len(result.rounds)
     round_artifacts = await artifacts_of(rounds[0].id)
     assert {"objective-round-report", "objective-round-dag"} <= set(round_artifacts)
@@ -190,8 +193,6 @@ async def test_an_objective_deployment_runs_rounds_as_subflows(deployed: Server)
 
 
 async def test_the_daily_schedule_produces_scheduled_runs(deployed: Server):
-    scheduled: list[Any] = []
-
     async def read() -> list[Any]:
         async with get_client() as c:
             return await c.read_flow_runs(
@@ -201,11 +202,8 @@ async def test_the_daily_schedule_produces_scheduled_runs(deployed: Server):
                     type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]))),
             )
 
-    deadline = time.monotonic() + 60
-    while not scheduled and time.monotonic() < deadline:
-        scheduled = await read()
-        await asyncio.sleep(0.5)
-    assert scheduled, "the server's scheduler created no runs for the cron schedule"
+    scheduled = await await_until(  # the server's scheduler service runs every few seconds
+        read, 240, "the server's scheduler created runs for the cron schedule", every=0.5)
     times = sorted(r.expected_start_time for r in scheduled)
     assert all((t.hour, t.minute) == (7, 0) for t in times)
     assert len({t.date() for t in times}) == len(times)  # one a day
@@ -213,7 +211,7 @@ async def test_the_daily_schedule_produces_scheduled_runs(deployed: Server):
 
 
 async def test_a_run_started_with_prefects_own_run_deployment_is_the_same(deployed: Server):
-    flow_run = await arun_deployment("run-workflow/workflow", timeout=120, poll_interval=0.5)
+    flow_run = await arun_deployment("run-workflow/workflow", timeout=240, poll_interval=0.5)
     assert flow_run.state_type == StateType.COMPLETED
     result = await client.aget_result(flow_run.id)  # the deployment's default spec
     assert isinstance(result, WorkflowResult) and result.name == "AI Healthcare Research"

@@ -16,8 +16,6 @@ from prefect.client.schemas.filters import (
     ArtifactFilter,
     ArtifactFilterFlowRunId,
     ArtifactFilterKey,
-    TaskRunFilter,
-    TaskRunFilterFlowRunId,
 )
 from prefect.client.schemas.objects import FlowRun
 from prefect.flow_runs import aresume_flow_run
@@ -25,6 +23,7 @@ from prefect.flow_runs import aresume_flow_run
 from promptdag.engine.objective import ObjectiveResult, PlannedTask
 from promptdag.remote import client
 from tests.deployments.conftest import Server
+from tests.waiting import await_until, recorded_task_runs
 
 pytestmark = pytest.mark.deployments
 
@@ -74,9 +73,10 @@ async def plan_tasks(run_id: UUID) -> list[PlannedTask]:
 
 
 async def task_run_names(run_id: UUID) -> set[str]:
-    async with get_client() as c:
-        runs = await c.read_task_runs(
-            task_run_filter=TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=[run_id])))
+    """The run's task runs, once the server has recorded its plan's (it records them from
+    events, a moment after the run, or a minute when SQLite is busy)."""
+    runs = await recorded_task_runs(run_id, lambda runs: "plan (round 1)" in {
+        r.name for r in runs})
     return {r.name for r in runs}
 
 
@@ -166,15 +166,15 @@ async def test_a_suspended_review_nobody_answers_ends_failed_and_refuses_late_an
     run_id = await client.asubmit_objective(
         "Explain the rain", config={**CONFIG, "review_timeout_seconds": 2})
     await suspended(run_id)
-    deadline = time.monotonic() + 90  # Prefect's server looks for expired pauses every 5 s
-    async with get_client() as c:
-        while True:
+
+    async def ended() -> FlowRun | None:  # Prefect's server looks for expired pauses every 5 s
+        async with get_client() as c:
             run = await c.read_flow_run(run_id)
-            if run.state and run.state.is_final():
-                break
-            assert time.monotonic() < deadline, run.state
-            time.sleep(0.5)
-    assert run.state.is_failed() and run.state.message == "The flow was paused and never resumed."
+        return run if run.state and run.state.is_final() else None
+
+    run = await await_until(ended, 240, "the expired review ended the run", every=0.5)
+    assert run.state is not None and run.state.is_failed()
+    assert run.state.message == "The flow was paused and never resumed."
     late = deployed.promptdag("approve", str(run_id))
     assert late.returncode == 2 and "is not waiting for a review (it is Failed)" in late.stderr
     assert await task_run_names(run_id) == {"plan (round 1)"}
