@@ -19,7 +19,7 @@ def test_two_runs_of_one_deployment_both_call_the_model(deployed: Server, tmp_pa
                     "  - {name: Summary, prompt: 'Summarise {{ Headlines }}'}\n")
     runs = []
     for _ in range(2):
-        done = deployed.promptdag("submit", str(spec), "--wait", "--json", timeout=180)
+        done = deployed.promptdag("submit", str(spec), "--wait", "--json", timeout=240)
         assert done.returncode == 0, done.stderr
         runs.append(json.loads(done.stdout))
     assert runs[0]["flow_run_id"] != runs[1]["flow_run_id"]
@@ -30,21 +30,23 @@ def test_two_runs_of_one_deployment_both_call_the_model(deployed: Server, tmp_pa
 def test_promptdag_retry_reschedules_a_deployment_run_that_reuses_its_finished_tasks(
     deployed: Server, tmp_path: Path
 ):
-    # The workflow timeout stops the run after two of three 3-second tasks: it fails; its
-    # retry reuses those two and has time for the third.
+    # The 15 s workflow timeout stops the run during the third task (4 + 4 + 8 s): it fails;
+    # its retry reuses the first two and has time for the third. Each side has 7 s to spare
+    # for a busy machine's overhead.
     spec = tmp_path / "bounded.yaml"
     spec.write_text(
-        "name: Bounded Remote\nconfig: {breadth: 1, workflow_timeout_seconds: 7.5, "
-        "model_options: {latency_s: 3}}\ntasks:\n"
-        + "".join(f"  - {{name: step {i}, prompt: step {i}}}\n" for i in range(1, 4))
+        "name: Bounded Remote\nconfig: {breadth: 1, workflow_timeout_seconds: 15, "
+        "model_options: {latency_s: 4}}\ntasks:\n"
+        "  - {name: step 1, prompt: step 1}\n  - {name: step 2, prompt: step 2}\n"
+        "  - {name: step 3, prompt: step 3, model_options: {latency_s: 8}}\n"
     )
-    first = deployed.promptdag("submit", str(spec), "--wait", "--json", timeout=180)
+    first = deployed.promptdag("submit", str(spec), "--wait", "--json", timeout=240)
     assert first.returncode == 1, first.stderr
     failed = json.loads(first.stdout)
     assert [t["status"] for t in failed["tasks"]] == ["completed", "completed", "cancelled"]
 
     retried = deployed.promptdag("retry", failed["flow_run_id"], "--wait", "--json",
-                                 timeout=180)
+                                 timeout=240)
     assert retried.returncode == 0, retried.stderr
     result = json.loads(retried.stdout)
     assert result["flow_run_id"] == failed["flow_run_id"]
