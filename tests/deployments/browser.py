@@ -54,7 +54,7 @@ class Browser:
 
     def _connect(self) -> ClientConnection:
         port_file = self.profile / "DevToolsActivePort"
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # a wait: chromium starts slowly on a busy machine
         while not (port_file.exists() and port_file.read_text().strip()):
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("chromium did not open its DevTools port")
@@ -69,7 +69,7 @@ class Browser:
         self._id += 1
         self.ws.send(json.dumps({"id": self._id, "method": method, "params": params}))
         while True:  # skip the events Page.enable subscribes to
-            message = json.loads(self.ws.recv(timeout=30))
+            message = json.loads(self.ws.recv(timeout=120))
             if message.get("id") == self._id:
                 if "error" in message:
                     raise RuntimeError(f"{method}: {message['error']}")
@@ -85,8 +85,10 @@ class Browser:
     def text(self) -> str:
         return str(self.evaluate("document.body ? document.body.innerText : ''") or "")
 
-    def wait_for_text(self, *needles: str, timeout: float = 30) -> str:
-        """The page's text once every needle is in it (AssertionError with the text if not)."""
+    def wait_for_text(self, *needles: str, timeout: float = 120) -> str:
+        """The page's text once every needle is in it (AssertionError with the text if not).
+        A wait, not a measure: the UI renders late on a busy machine, and shows task runs
+        once the server has recorded them from their events."""
         deadline = time.monotonic() + timeout
         while True:
             text = self.text()

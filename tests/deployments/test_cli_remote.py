@@ -28,7 +28,7 @@ def test_submit_prints_the_run_id_and_result_fetches_it_from_another_process(dep
     run_id = submitted.stdout.strip()
     assert len(run_id) == 36 and "promptdag status" in submitted.stderr
 
-    result = deployed.promptdag("result", run_id, "--json", "--timeout", "120")
+    result = deployed.promptdag("result", run_id, "--json", "--timeout", "200")
     assert result.returncode == 0, result.stderr
     body = json.loads(result.stdout)
     assert body["status"] == "completed" and body["flow_run_id"] == run_id
@@ -66,7 +66,7 @@ def test_a_failed_workflow_exits_1_and_says_what_failed(deployed: Server, tmp_pa
 
 def test_an_objective_is_submitted_with_its_options(deployed: Server):
     done = deployed.promptdag("submit", "--objective", "Compare two heat pumps", "--depth", "1",
-                              "--wait", "--json", timeout=180)
+                              "--wait", "--json", timeout=240)
     assert done.returncode == 0, done.stderr
     body = json.loads(done.stdout)
     assert body["objective"] == "Compare two heat pumps" and len(body["rounds"]) == 1

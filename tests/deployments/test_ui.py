@@ -44,7 +44,7 @@ def browser() -> Iterator[Browser]:
 
 def test_the_flow_run_page_shows_task_runs_and_the_report(browser: Browser, deployed: Server):
     run_id = client.submit_workflow(SPEC)
-    result = client.wait_for_result(run_id, timeout=120, poll_seconds=0.25)
+    result = client.wait_for_result(run_id, timeout=240, poll_seconds=0.25)
     assert result.status == "completed"
     url = client.ui_url(run_id)
     assert url is not None and url.startswith(deployed.info.url)

@@ -25,7 +25,7 @@ def test_a_worker_without_provider_settings_fails_the_run_naming_what_is_missing
         deployed: Server, tmp_path: Path):
     spec = tmp_path / "local.yaml"
     spec.write_text(LOCAL_MODEL)
-    done = deployed.promptdag("submit", str(spec), "--wait", timeout=180)
+    done = deployed.promptdag("submit", str(spec), "--wait", timeout=240)
     assert done.returncode == 1, done.stdout + done.stderr  # a failed run, not bad input
     error = done.stderr
     assert "model 'openai:smollm2' has no base URL: set OPENAI_BASE_URL" in error, error
