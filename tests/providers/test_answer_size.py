@@ -19,6 +19,7 @@ from promptdag.llm.base import CompletionRequest
 from promptdag.llm.registry import get_model
 from promptdag.settings import Settings
 from tests.providers.servers import OPENAI_KEY
+from tests.waiting import await_until
 
 ANSWER_BYTES = 50_000_000
 CHUNK = b"x" * 65_536
@@ -114,10 +115,7 @@ async def test_a_task_with_a_50_mb_answer_fails_once_naming_the_size(huge: HugeA
 
 
 async def _wait_for(condition: Any) -> None:
-    import asyncio
+    async def holds() -> bool:
+        return bool(condition())
 
-    for _ in range(200):
-        if condition():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("the server never finished its answer")
+    await await_until(holds, 120, "the server finished its answer", every=0.05)

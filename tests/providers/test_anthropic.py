@@ -68,11 +68,11 @@ async def test_cache_tokens_count_as_input(anthropic_server: AnthropicServer):
 async def test_http_timeout_is_the_requests_and_sdk_retries_are_off(
     anthropic_server: AnthropicServer,
 ):
-    anthropic_server.script(Reply(content="late", delay=4.0))
+    anthropic_server.script(Reply(content="late", delay=30.0))
     clock = time.monotonic()
     with pytest.raises(RetryableProviderError, match=r"HTTP timeout \(0.2 s\)"):
         await ask(timeout_seconds=0.2)
-    assert time.monotonic() - clock < 3.0  # never the reply's 4 s
+    assert time.monotonic() - clock < 20  # never the reply's 30 s (a busy machine: no less)
     assert len(anthropic_server.requests) == 1
 
 

@@ -71,11 +71,11 @@ async def test_a_dated_model_is_priced_as_its_base_model(openai_server: OpenAISe
 
 
 async def test_http_timeout_is_the_requests_and_sdk_retries_are_off(openai_server: OpenAIServer):
-    openai_server.script(Reply(content="late", delay=4.0))
+    openai_server.script(Reply(content="late", delay=30.0))
     clock = time.monotonic()
     with pytest.raises(RetryableProviderError, match=r"HTTP timeout \(0.2 s\)"):
         await ask(timeout_seconds=0.2)
-    assert time.monotonic() - clock < 3.0  # never the reply's 4 s
+    assert time.monotonic() - clock < 20  # never the reply's 30 s (a busy machine: no less)
     assert len(openai_server.requests) == 1
 
 

@@ -41,7 +41,7 @@ async def test_calls_wait_for_a_restarting_server_and_each_sends_once():
     thread = threading.Thread(target=restart)
     thread.start()
     try:
-        results = await ask(port, 8, budget=10)
+        results = await ask(port, 8, budget=60)  # a bound: the calls end when it is back
     finally:
         thread.join()
         restarted[0].stop()
@@ -55,29 +55,29 @@ async def test_calls_wait_for_a_restarting_server_and_each_sends_once():
 async def test_a_dead_endpoint_fails_every_call_with_one_message_when_the_budget_is_spent():
     port = free_port()
     clock = time.monotonic()
-    results = await ask(port, 8, budget=2)
+    results = await ask(port, 8, budget=5)
     elapsed = time.monotonic() - clock
     messages = {str(r) for r in results}
     assert all(isinstance(r, PermanentProviderError) for r in results)
-    assert messages == {f"endpoint http://127.0.0.1:{port}/v1 unreachable for 2 s"}
-    assert 2 <= elapsed < 6  # the budget once for all 8 calls, not 2 s each
-    clock = time.monotonic()  # once spent, a new call fails at once
-    [late] = await ask(port, 1, budget=2)
-    assert isinstance(late, PermanentProviderError) and time.monotonic() - clock < 1.5
+    assert messages == {f"endpoint http://127.0.0.1:{port}/v1 unreachable for 5 s"}
+    assert 5 <= elapsed < 20  # the budget once for all 8 calls, not 5 s each
+    clock = time.monotonic()  # once spent, a new call fails at once, not after another 5 s
+    [late] = await ask(port, 1, budget=5)
+    assert isinstance(late, PermanentProviderError) and time.monotonic() - clock < 4
 
 
 async def test_the_budget_counts_from_when_the_endpoint_went_down():
     port = free_port()
 
     async def late_call() -> tuple[list[Completion | BaseException], float]:
-        await asyncio.sleep(1.5)
+        await asyncio.sleep(3)
         started = time.monotonic()
-        return await ask(port, 1, budget=3.0), started
+        return await ask(port, 1, budget=6.0), started
 
-    first, (second, second_started) = await asyncio.gather(ask(port, 1, 3.0), late_call())
+    first, (second, second_started) = await asyncio.gather(ask(port, 1, 6.0), late_call())
     assert isinstance(first[0], PermanentProviderError)
     assert isinstance(second[0], PermanentProviderError)
-    assert time.monotonic() - second_started < 2.7  # it waited what was left, not 3 s
+    assert time.monotonic() - second_started < 5  # it waited what was left (3 s), not 6 s
 
 
 def test_the_sync_api_recovers_in_a_new_event_loop():

@@ -130,7 +130,7 @@ def test_a_yaml_alias_bomb_is_refused_while_reading(tmp_path: Path, command: str
 def test_a_fifo_as_the_spec_is_refused_at_once(tmp_path: Path, command: str):
     fifo = tmp_path / "spec.yaml"
     os.mkfifo(fifo)  # nobody ever writes to it: reading it would wait for ever
-    assert_bounded_exit_2(promptdag(command, str(fifo), timeout=30), "named pipe (FIFO)")
+    assert_bounded_exit_2(promptdag(command, str(fifo), timeout=120), "named pipe (FIFO)")
 
 
 @pytest.mark.parametrize("path", ["/dev/zero", "/dev/urandom", "/dev/null"])

@@ -45,12 +45,16 @@ def test_a_lock_of_a_dead_process_is_free(tmp_path: Path):
 
 
 def test_a_lock_of_a_live_process_holds_until_it_expires(tmp_path: Path):
-    (tmp_path / "key.lock").write_text(json.dumps(
-        {"holder": "other", "pid": os.getpid(), "host": socket.gethostname(),
-         "expires": time.time() + 0.3}))
+    def held_by_another(expires: float) -> None:
+        (tmp_path / "key.lock").write_text(json.dumps(
+            {"holder": "other", "pid": os.getpid(), "host": socket.gethostname(),
+             "expires": expires}))
+
     locks = LocalLockManager(tmp_path)
+    held_by_another(time.time() + 600)
     assert not locks.acquire_lock("key", "me", acquire_timeout=0.1)
-    assert locks.acquire_lock("key", "me", acquire_timeout=2)
+    held_by_another(time.time() + 0.3)
+    assert locks.acquire_lock("key", "me", acquire_timeout=60)  # a wait: it ends at expiry
 
 
 def test_an_empty_lock_file_left_by_a_killed_writer_is_stale_after_a_while(tmp_path: Path):
