@@ -52,7 +52,7 @@ def test_a_run_still_cancelling_after_its_signal_is_signalled_again_until_it_end
             signalled = len(heard)
             client.set_flow_run_state(context.flow_run.id, Cancelled(), force=True)
         watch = watcher()
-        watch.join(timeout=60)  # once the run is no longer Cancelling, the watch is over
+        watch.join(timeout=120)  # once the run is no longer Cancelling, the watch is over
         return signalled, watch.is_alive()
 
     previous = signal.signal(signal.SIGTERM, lose)  # where a late signal would land
