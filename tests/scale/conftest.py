@@ -10,6 +10,7 @@ why. Every server and worker runs in its own process group and is stopped by gro
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import subprocess
@@ -34,6 +35,7 @@ from tests.deployments.conftest import (
     child_env,
     drain_prefect_workers,
 )
+from tests.waiting import wait_until
 
 WORKERS = ("scale-worker-1", "scale-worker-2")
 # Calls to the simulated model in flight at once, over every worker: a Prefect global
@@ -78,6 +80,19 @@ def start_worker(server: Server, name: str, log: Path) -> subprocess.Popen[bytes
         )
 
 
+def online_workers() -> set[str]:
+    """Names of the workers whose heartbeats the server has on the pool."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.objects import WorkerStatus
+
+    async def read() -> set[str]:
+        async with get_client() as client:
+            workers = await client.read_workers_for_work_pool(WORK_POOL)
+        return {w.name for w in workers if w.status == WorkerStatus.ONLINE}
+
+    return asyncio.run(read())
+
+
 @pytest.fixture(scope="package")
 def cluster(
     postgres: PostgresCluster, tmp_path_factory: pytest.TempPathFactory
@@ -89,7 +104,7 @@ def cluster(
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     home = tmp_path_factory.mktemp("prefect-home-postgres")
-    info = start_server(port=free_port(), home=home, timeout=120,
+    info = start_server(port=free_port(), home=home, timeout=180,
                         env={"PREFECT_API_DATABASE_CONNECTION_URL": postgres.url})
     server = Server(info, child_env(info))
     workers: list[subprocess.Popen[bytes]] = []
@@ -103,6 +118,10 @@ def cluster(
                 assert done.returncode == 0, done.stdout + done.stderr
                 logs = {name: tmp_path_factory.mktemp(name) / "worker.log" for name in WORKERS}
                 workers += [start_worker(server, name, logs[name]) for name in WORKERS]
+                # both polling before any shard is submitted: a worker still starting on a
+                # busy machine would leave both shards to the other, one after the other
+                wait_until(lambda: set(WORKERS) <= online_workers(), 180,
+                           f"workers {WORKERS} poll {WORK_POOL}", every=1)
                 yield Cluster(server, postgres, logs)
             finally:
                 drain_prefect_workers()

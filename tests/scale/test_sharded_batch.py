@@ -26,7 +26,8 @@ from tests.scale.conftest import SIMULATED_IN_FLIGHT, Cluster
 pytestmark = [pytest.mark.deployments, pytest.mark.timeout(600)]  # a cluster, two workers
 
 ROWS = 40
-LATENCY = 0.2
+LATENCY = 0.5  # a shard alone takes 7.5 s or more: the other worker's process, slower
+# to start on a busy machine, still starts its shard before the first one ends
 SPEC = {
     "name": "Ticket Triage",
     "config": {"breadth": 16, "model": "simulated", "model_options": {"latency_s": LATENCY},
