@@ -65,15 +65,21 @@ class Outcome:
         return await self.state.aresult(raise_on_failure=False)
 
 
-async def api_alive(timeout: float = 3.0) -> bool:
+async def api_alive(timeout: float | None = None) -> bool:
+    """Whether the API answers its health check. A refused connection (a dead server) says no
+    at once; a slow answer (a busy server, its database locked) gets `timeout`, by default the
+    `api_patience_seconds` setting: a busy server is not a lost one."""
     import httpx
     from prefect.settings import get_current_settings
+
+    from promptdag.settings import get_settings
 
     url = get_current_settings().api.url
     if not url:
         return True  # an ephemeral API lives in this process
     try:
-        async with httpx.AsyncClient(timeout=timeout) as client:
+        patience = get_settings().api_patience_seconds if timeout is None else timeout
+        async with httpx.AsyncClient(timeout=patience) as client:
             return (await client.get(f"{str(url).rstrip('/')}/health")).status_code < 500
     except httpx.HTTPError:
         return False
@@ -95,7 +101,7 @@ async def run_to_end(
             known = _finished.get(key)
             if known is None or time.monotonic() - known[0] < LOST_API_GRACE_SECONDS:
                 continue
-            if await api_alive():
+            if await api_alive() or run.done():  # it may have ended while we asked
                 continue
             global API_LOST
             API_LOST = True
