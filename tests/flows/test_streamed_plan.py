@@ -39,7 +39,7 @@ class GatedPlanner:
         first_task_end = completion.text.index("}") + 1
         on_text(completion.text[:first_task_end])
         self.events.append("first task written")
-        for _ in range(600):
+        for _ in range(2400):  # up to 240 s: a wait for the first task's call, not a measure
             if self.task_called.is_set():
                 break
             await asyncio.sleep(0.1)

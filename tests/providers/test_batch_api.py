@@ -193,7 +193,7 @@ def test_a_run_killed_while_its_batches_are_in_progress_reattaches_to_them(
     proc = subprocess.Popen(cli, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
                             start_new_session=True)
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 240  # a wait, not a measure
         while time.monotonic() < deadline and proc.poll() is None:
             firsts = [next(iter(s.batches.values()), None) for s in (gpt, claude)]
             if all(b is not None and b.polls >= 2 for b in firsts):  # both being waited for
