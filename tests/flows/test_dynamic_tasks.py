@@ -33,7 +33,7 @@ async def run_with_producer(breadth: int) -> list[TaskResult]:
             await asyncio.sleep(0)  # the loop is running: First has started
             for i in range(4):
                 scheduler.add_task(TaskSpec(name=f"Part {i}", prompt=f"part {i} of {{{{ First }}}}",
-                                            model="probe:x", model_options={"latency_s": 0.05}),
+                                            model="probe:x", model_options={"latency_s": 1.0}),
                                    ["First"])
                 await asyncio.sleep(0.01)  # as the lines of a streamed plan arrive
             scheduler.add_task(TaskSpec(name="Join", prompt="join", model="probe:x"),

@@ -50,7 +50,8 @@ async def test_n_sections_fan_out_under_breadth_and_join_in_order(probe):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-    result = await arun(report(SECTIONS, breadth=2))
+    # 1 s calls: two overlap even when a busy machine starts one late (as 0.05 s ones may not)
+    result = await arun(report(SECTIONS, breadth=2, model_options={"latency_s": 1.0}))
     assert result.status == "completed"
     names = [f"Research[{i}]: {s}" for i, s in enumerate(SECTIONS)]
     assert [t.name for t in result.tasks] == ["Outline", *names, "Research", "Write"]

@@ -108,7 +108,7 @@ async def test_a_hanging_model_is_stopped_by_the_timeout_and_retried():
     task = result.task("Hang")
     assert task.status == "failed" and task.attempts == 2
     assert task.error == "timed out after 0.3 s"
-    assert (task.duration_seconds or 99) < 5  # two 0.3 s attempts, not 30 s
+    assert (task.duration_seconds or 99) < 20  # two 0.3 s attempts, not 30 s
 
 
 async def test_fail_fast_cancels_what_has_not_started():
