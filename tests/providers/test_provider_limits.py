@@ -46,6 +46,7 @@ async def test_two_concurrent_runs_share_one_provider_limit(
 
 
 async def test_without_a_limit_the_runs_use_their_whole_breadth(openai_server: OpenAIServer):
-    openai_server.script(*[Reply(content="ok", delay=0.3)] * 4)
+    # 3 s answers: all four are in flight together even when a busy machine starts one late
+    openai_server.script(*[Reply(content="ok", delay=3.0)] * 4)
     result = await arun(fan_out("c", 4))
     assert result.status == "completed" and openai_server.max_in_flight == 4
