@@ -16,8 +16,9 @@ from pydantic import BaseModel
 # A process just started (Popen has returned: its exec has begun) may not have its arguments
 # in /proc yet: the kernel closes the close-on-exec pipe Popen waits on before it sets them up.
 # Read then, a server's identity had no command, so `stop` later refused to signal it. Wait
-# up to a second for them.
-ARGUMENTS_WAIT_STEPS = 100
+# for them: at once as a rule, later when a busy machine has not yet run the child's exec on.
+ARGUMENTS_WAIT_SECONDS = 10.0
+PF_KTHREAD = 0x00200000  # /proc/PID/stat's flags: a kernel thread
 
 
 class ProcessIdentity(BaseModel):
@@ -35,17 +36,17 @@ def identity(pid: int) -> ProcessIdentity | None:
     if Path("/proc/self/stat").exists():
         try:
             stat = (proc / "stat").read_text()
+            # Fields after the command name, which is in parentheses and may hold spaces.
+            fields = stat[stat.rfind(")") + 2:].split()
+            if len(fields) < 20 or fields[0] == "Z":  # a zombie has exited already
+                return None
             raw = (proc / "cmdline").read_bytes()
-            for _ in range(ARGUMENTS_WAIT_STEPS):  # see ARGUMENTS_WAIT_STEPS
-                if raw:
-                    break
-                time.sleep(0.01)
+            kernel_thread = int(fields[6]) & PF_KTHREAD  # never has arguments
+            give_up = time.monotonic() + ARGUMENTS_WAIT_SECONDS
+            while not raw and not kernel_thread and time.monotonic() < give_up:
+                time.sleep(0.01)  # see ARGUMENTS_WAIT_SECONDS
                 raw = (proc / "cmdline").read_bytes()
-        except OSError:
-            return None
-        # Fields after the command name, which is in parentheses and may hold spaces.
-        fields = stat[stat.rfind(")") + 2:].split()
-        if len(fields) < 20 or fields[0] == "Z":  # a zombie has exited already
+        except (OSError, ValueError):
             return None
         command = [part.decode(errors="replace") for part in raw.split(b"\0") if part]
         return ProcessIdentity(started=fields[19], command=command)
