@@ -184,6 +184,11 @@ def connect(start: bool, say: Callable[[str], None]) -> str | None:
     # or Prefect's default home.
     info = local_server(prefect_home(), start, say)
     if info is None:
+        # Prefect's temporary API: Prefect gives its server 20 s to start, which a new
+        # database's migrations on a busy machine can overrun. A bound, not a delay; the
+        # user's own setting wins.
+        os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS",
+                              f"{STARTING_WAIT_S:g}")
         return None
     use(info)
     return info.api_url
