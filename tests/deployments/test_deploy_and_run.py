@@ -137,7 +137,8 @@ async def test_a_spec_over_prefects_parameter_limit_is_submitted_by_reference(
 async def test_status_reports_progress_while_the_run_goes(deployed: Server):
     spec = {
         "name": "Slow Steps",
-        "config": {"breadth": 1, "model_options": {"latency_s": 0.4}},
+        # 1 s tasks: polls see it midway even when a busy machine makes each poll slow
+        "config": {"breadth": 1, "model_options": {"latency_s": 1.0}},
         "tasks": [{"name": f"Step {i}", "prompt": f"step {i}", "task_type": "parallel"}
                   for i in range(8)],
     }
