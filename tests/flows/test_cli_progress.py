@@ -20,7 +20,7 @@ SPEC = """name: Progress Demo
 config: {breadth: 2, max_retries: 1, retry_backoff_seconds: 0,
          model_options: {latency_s: 0.3}}
 tasks:
-  - {name: First, prompt: a, model_options: {latency_s: 1}}
+  - {name: First, prompt: a, model_options: {latency_s: 3}}
   - {name: Flaky, prompt: b, task_type: parallel, model_options: {fail_first: 1, latency_s: 0.3}}
   - {name: Broken, prompt: c, task_type: parallel, model_options: {fail_first: 9}}
   - {name: "Evil \\e[2J", prompt: d, depends_on: [First]}
@@ -64,7 +64,8 @@ def test_a_terminal_gets_a_bar_running_tasks_retries_and_failures(prefect_api: s
     assert "\x1b[" in raw  # redrawn in place, not line by line
     screen = ANSI.sub("", raw)
     assert "/4 tasks" in screen and "left" in screen  # the bar: done/total, estimate
-    assert re.search(r"running First +\d+\.\ds", screen)  # a running task, its elapsed time
+    # a running task, its elapsed time (First runs 3 s: redraws to see it on a busy machine)
+    assert re.search(r"running First +\d+\.\ds", screen)
     assert "retry Flaky (attempt 2): simulated transient failure" in screen
     assert "FAILED Broken: " in screen
     assert "Evil \\x1b[2J" in screen and "\x1b[2J" not in raw  # names escaped, never obeyed
