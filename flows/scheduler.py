@@ -24,6 +24,7 @@ about as much per task as the tables hold), so a batch's memory does not grow wi
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
@@ -31,9 +32,10 @@ from typing import Any
 from uuid import UUID
 
 from prefect import Flow
+from prefect.exceptions import TerminationSignal
 from prefect.states import State
 
-from promptdag._prefect_compat import forget_task_runs
+from promptdag._prefect_compat import cancel_was_intended, forget_task_runs
 from promptdag.engine.budget import BudgetExhausted, Ledger, ledger_for, use_ledger
 from promptdag.engine.events import TaskEvent, emit
 from promptdag.engine.fan_out import FanOutError, instance_spec, items_of, joined
@@ -211,8 +213,14 @@ class ReadySetScheduler:
         deadline = time.monotonic() + limit if limit else None
         stop_reason = "not started: the workflow stopped at a failed task (fail_fast)"
         woken: asyncio.Task[bool] | None = None
+        stale_cancel = cancel_was_intended()  # left by an earlier run in this process
         try:
             while state.has_ready() or running or (self._holds and not state.stopping):
+                if not stale_cancel and cancel_was_intended():
+                    # cancelled (`promptdag cancel`, the UI): nothing more starts, what runs is
+                    # cancelled (finally), and the engine ends the run Cancelled, whether or
+                    # not the SIGTERM that follows the intent lands where it can be raised
+                    raise TerminationSignal(signal.SIGTERM)
                 while state.has_ready() and len(running) < self.breadth:
                     name = state.pop()
                     if self._settles_at_once(name):

@@ -29,6 +29,9 @@ os.environ.pop("PREFECT_API_URL", None)  # the user's server is not the tests'
 # test gives them; tests/deployments/test_auto_server.py turns it on in its own PREFECT_HOME.
 os.environ["PROMPTDAG_AUTO_SERVER"] = "false"
 os.environ.pop("PREFECT_PROFILES_PATH", None)
+# Prefect's temporary API gets 20 s to start by default; a loaded CI machine (two test workers,
+# their servers and subprocesses on 2 cores) has taken longer. A wait, not a measure.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 from promptdag.errors import PermanentProviderError
 from promptdag.llm.base import Completion, CompletionRequest, Usage

@@ -4,15 +4,20 @@ it leaves Cancelling: a signal whose exception asyncio dropped does not leave th
 
 from __future__ import annotations
 
+import json
 import signal
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 from prefect import flow
+from prefect._internal.control_listener import clear_intent  # what the watch recorded
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
 from prefect.context import FlowRunContext
+from prefect.exceptions import TerminationSignal
 from prefect.states import Cancelled, Cancelling
 
 from promptdag.engine.events import TaskEvent, emit
@@ -62,4 +67,46 @@ def test_a_run_still_cancelling_after_its_signal_is_signalled_again_until_it_end
             signalled, watching = state.result(raise_on_failure=False)
     finally:
         signal.signal(signal.SIGTERM, previous)
+        clear_intent()  # the watch recorded "cancel": later runs in this process are not
     assert signalled >= 2 and not watching
+
+
+async def test_a_batch_told_to_cancel_starts_nothing_more_even_if_no_signal_lands(
+        tmp_path: Path):
+    """The cancel intent (recorded before the SIGTERM, by a worker's runner or the CLI's watch)
+    is enough: the scheduler starts no row after it and the run ends Cancelled, though here
+    no signal follows at all (as when asyncio drops the signal's exception)."""
+    from promptdag._prefect_compat import intend_cancel
+    from promptdag.api import arun
+    from promptdag.engine.events import subscribe
+
+    spec = tmp_path / "told.json"
+    spec.write_text(json.dumps({
+        "name": "told to cancel", "config": {"breadth": 2, "model_options": {"latency_s": 0.05}},
+        "tasks": [{"name": "Answer", "prompt": "Answer {{ question }}"}]}))
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps({"id": f"q{i}", "question": f"q {i}"}) + "\n"
+                            for i in range(200)))
+    finished, started_after = 0, 0
+
+    def listen(event: TaskEvent) -> None:
+        nonlocal finished, started_after
+        if event.kind == "finished":
+            finished += 1
+            if finished == 5:
+                intend_cancel()
+        elif event.kind == "started" and finished >= 5:
+            started_after += 1
+
+    unsubscribe = subscribe(listen)
+    try:
+        with pytest.raises(TerminationSignal):
+            await arun(str(spec), data=data)
+    finally:
+        unsubscribe()
+        clear_intent()
+    assert 5 <= finished <= 7 and started_after == 0  # the 2 running were cancelled or ended
+    async with get_client() as client:
+        runs_named = await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(name=FlowRunFilterName(like_="told to cancel%")))
+    assert [run.state_name for run in runs_named] == ["Cancelled"]
