@@ -37,6 +37,14 @@ def intend_cancel() -> None:
     control_listener._set_intent("cancel")
 
 
+def clear_cancel_intent() -> None:
+    """Forget a recorded "cancel" (`intend_cancel`): for a process that runs on after a
+    cancelled run (a test session). Uses `prefect._internal.control_listener.clear_intent`."""
+    from prefect._internal import control_listener
+
+    control_listener.clear_intent()
+
+
 def prefect_yaml_deployments(raw: Any) -> list[dict[str, Any]]:
     """The deployments of a parsed prefect.yaml, validated and defaulted as `prefect deploy`
     reads them (pydantic's ValidationError when the file is not valid).

@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 from prefect import flow
-from prefect._internal.control_listener import clear_intent  # what the watch recorded
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
 from prefect.context import FlowRunContext
 from prefect.exceptions import TerminationSignal
 from prefect.states import Cancelled, Cancelling
 
+from promptdag._prefect_compat import clear_cancel_intent, intend_cancel
 from promptdag.engine.events import TaskEvent, emit
 from promptdag.remote import runs
 
@@ -67,7 +67,7 @@ def test_a_run_still_cancelling_after_its_signal_is_signalled_again_until_it_end
             signalled, watching = state.result(raise_on_failure=False)
     finally:
         signal.signal(signal.SIGTERM, previous)
-        clear_intent()  # the watch recorded "cancel": later runs in this process are not
+        clear_cancel_intent()  # the watch recorded "cancel": later runs here are not
     assert signalled >= 2 and not watching
 
 
@@ -76,7 +76,6 @@ async def test_a_batch_told_to_cancel_starts_nothing_more_even_if_no_signal_land
     """The cancel intent (recorded before the SIGTERM, by a worker's runner or the CLI's watch)
     is enough: the scheduler starts no row after it and the run ends Cancelled, though here
     no signal follows at all (as when asyncio drops the signal's exception)."""
-    from promptdag._prefect_compat import intend_cancel
     from promptdag.api import arun
     from promptdag.engine.events import subscribe
 
@@ -104,7 +103,7 @@ async def test_a_batch_told_to_cancel_starts_nothing_more_even_if_no_signal_land
             await arun(str(spec), data=data)
     finally:
         unsubscribe()
-        clear_intent()
+        clear_cancel_intent()
     assert 5 <= finished <= 7 and started_after == 0  # the 2 running were cancelled or ended
     async with get_client() as client:
         runs_named = await client.read_flow_runs(
