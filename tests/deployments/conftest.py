@@ -148,7 +148,8 @@ def deployed(prefect_server: Server, tmp_path_factory: pytest.TempPathFactory) -
     try:
         # a worker takes a while to start on a busy machine: runs submitted before it polls
         # would wait for it inside each test's own bounds
-        wait_until(lambda: pool_ready(WORK_POOL), 180, f"a worker polls {WORK_POOL}", every=1)
+        wait_until(lambda: pool_ready(server, WORK_POOL), 180, f"a worker polls {WORK_POOL}",
+                   every=1)
         yield server
     finally:
         kill_process_group(worker.pid, grace=5)
@@ -157,13 +158,22 @@ def deployed(prefect_server: Server, tmp_path_factory: pytest.TempPathFactory) -
             print(log.read_text())
 
 
-def pool_ready(name: str) -> bool:
-    """Whether a worker polls the work pool `name` (its heartbeat makes the pool READY)."""
+def pool_ready(server: Server, name: str) -> bool:
+    """Whether a worker polls the work pool `name` on `server` (its heartbeat makes the pool
+    READY). The server is named: in a fixture's setup this process's Prefect settings may still
+    be another fixture's (the session's temporary API of tests/flows, say)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.objects import WorkPoolStatus
+    from prefect.exceptions import ObjectNotFound
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
     async def read() -> bool:
-        async with get_client() as client:
-            return (await client.read_work_pool(name)).status == WorkPoolStatus.READY
+        with temporary_settings(updates={PREFECT_API_URL: server.info.api_url}):
+            async with get_client() as client:
+                try:
+                    pool = await client.read_work_pool(name)
+                except ObjectNotFound:
+                    return False
+                return pool.status == WorkPoolStatus.READY
 
     return asyncio.run(read())
