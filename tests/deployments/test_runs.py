@@ -103,7 +103,7 @@ def test_runs_leaves_scheduled_runs_out_unless_asked(deployed: Server):
 
 
 def test_watch_follows_a_submitted_run_to_its_end(deployed: Server, tmp_path: Path):
-    wait_until(lambda: pool_ready(WORK_POOL), 180, "the worker has said hello")
+    wait_until(lambda: pool_ready(deployed, WORK_POOL), 180, "the worker has said hello")
     submitted = deployed.promptdag("submit", slow_spec(tmp_path, 0.5))
     assert submitted.returncode == 0, submitted.stderr
     run_id = submitted.stdout.strip()
