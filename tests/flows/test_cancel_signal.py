@@ -4,7 +4,6 @@ it leaves Cancelling: a signal whose exception asyncio dropped does not leave th
 
 from __future__ import annotations
 
-import json
 import signal
 import threading
 import time
@@ -78,14 +77,9 @@ async def test_a_batch_told_to_cancel_starts_nothing_more_even_if_no_signal_land
     no signal follows at all (as when asyncio drops the signal's exception)."""
     from promptdag.api import arun
     from promptdag.engine.events import subscribe
+    from tests.flows.test_batch_reliability import batch
 
-    spec = tmp_path / "told.json"
-    spec.write_text(json.dumps({
-        "name": "told to cancel", "config": {"breadth": 2, "model_options": {"latency_s": 0.05}},
-        "tasks": [{"name": "Answer", "prompt": "Answer {{ question }}"}]}))
-    data = tmp_path / "rows.jsonl"
-    data.write_text("".join(json.dumps({"id": f"q{i}", "question": f"q {i}"}) + "\n"
-                            for i in range(200)))
+    spec, data = batch(tmp_path, "told to cancel", rows=200, latency=0.05)
     finished, started_after = 0, 0
 
     def listen(event: TaskEvent) -> None:
